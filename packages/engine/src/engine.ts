@@ -1,0 +1,189 @@
+// The façade: what application code calls. It checks arguments, routes each key to its shard, and
+// turns shard answers into promises. It never touches a file descriptor: the directory lock and the
+// manifest belong to @ringkv/workers, the log to the shard workers.
+
+import os from 'node:os'
+import path from 'node:path'
+import { isMainThread } from 'node:worker_threads'
+import {
+  DatabaseDirectory,
+  EngineError,
+  recordKindDelete,
+  recordKindPut,
+  shardDirectory,
+  shardsMax,
+  type BackendChoice,
+  type RecoveryReport,
+} from '@ringkv/workers'
+import { keyBytes, positiveInteger, valueBytes } from './input.js'
+import { shardOf } from './routing.js'
+import { ShardClient, type ShardStats, type WriteOperation } from './shard-client.js'
+
+// Each io_uring shard keeps one libuv threadpool thread waiting for its completions, and the fs backend
+// runs its writes and fdatasyncs there: 4 threads (libuv's default) would make shards wait for each
+// other. libuv reads this once, when the pool first starts; ringkv raises it only if the application has
+// not set it. The threads' stacks are allocated lazily, so the idle cost is small.
+export const threadpoolSizeDefault = 64
+if (isMainThread && process.env.UV_THREADPOOL_SIZE === undefined) {
+  process.env.UV_THREADPOOL_SIZE = String(threadpoolSizeDefault)
+}
+
+export interface OpenOptions {
+  /** Shards (worker threads, logs). Default: the directory's recorded count, or the CPU count for a new one. */
+  shards?: number
+  /** 'auto' (default): io_uring where it can be set up, else node:fs. Or force one. */
+  backend?: BackendChoice
+  /** 'strict' (default): damage to acknowledged data fails the open. 'truncate': keep the intact prefix. */
+  recovery?: 'strict' | 'truncate'
+  /** Record bytes one group commit gathers at most. Default 4 MiB. */
+  batchBytesMax?: number
+  /** Record bytes per shard queued or in flight before callers wait. Default 64 MiB. */
+  bytesInFlightMax?: number
+}
+
+export type BatchOperation =
+  | { type: 'put'; key: string | Uint8Array; value: string | Uint8Array }
+  | { type: 'delete'; key: string | Uint8Array }
+
+export interface EngineStats {
+  shards: ShardStats[]
+}
+
+const backends: readonly BackendChoice[] = ['auto', 'io_uring', 'fs']
+const bytesMax = 1024 * 1024 * 1024
+
+function closedError(): EngineError {
+  return new EngineError('ENGINE_CLOSED', 'the engine is closed')
+}
+
+export class Engine {
+  private closed = false
+  private closing: Promise<void> | undefined
+
+  private constructor(
+    readonly directory: string,
+    private readonly clients: ShardClient[],
+    private readonly lock: DatabaseDirectory,
+  ) {}
+
+  static async open(directory: string, options: OpenOptions = {}): Promise<Engine> {
+    if (typeof directory !== 'string' || directory.length === 0) throw new TypeError('directory must be a non-empty string')
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object')
+    const shards = options.shards === undefined ? undefined : positiveInteger(options.shards, 'options.shards', shardsMax)
+    const backend = options.backend ?? 'auto'
+    if (!backends.includes(backend)) throw new RangeError(`options.backend must be one of ${backends.join(', ')}, got ${String(backend)}`)
+    const recovery = options.recovery ?? 'strict'
+    if (recovery !== 'strict' && recovery !== 'truncate') throw new RangeError(`options.recovery must be 'strict' or 'truncate'`)
+    const batchBytesMax = positiveInteger(options.batchBytesMax ?? 4 * 1024 * 1024, 'options.batchBytesMax', bytesMax)
+    const bytesInFlightMax = positiveInteger(options.bytesInFlightMax ?? 64 * 1024 * 1024, 'options.bytesInFlightMax', bytesMax)
+
+    const absolute = path.resolve(directory)
+    const lock = DatabaseDirectory.open(absolute, shards, Math.min(shardsMax, os.availableParallelism()))
+    const clients: ShardClient[] = []
+    for (let shard = 0; shard < lock.shards; shard++) clients.push(new ShardClient(shard, bytesInFlightMax))
+    const opened = await Promise.allSettled(
+      clients.map((client) => client.open(shardDirectory(absolute, client.shard), backend, batchBytesMax, recovery)),
+    )
+    const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected')
+    if (failed !== undefined) {
+      await Promise.allSettled(clients.map((client) => client.close()))
+      lock.release()
+      throw failed.reason
+    }
+    return new Engine(absolute, clients, lock)
+  }
+
+  /** The shard count (fixed for the directory's life). */
+  get shards(): number {
+    return this.clients.length
+  }
+
+  /** What recovery did on open, per shard. */
+  get recovery(): RecoveryReport[] {
+    return this.clients.map((client) => client.recovery!)
+  }
+
+  put(key: string | Uint8Array, value: string | Uint8Array): Promise<void> {
+    try {
+      const keyData = keyBytes(key)
+      const valueData = valueBytes(value)
+      if (this.closed) return Promise.reject(closedError())
+      return this.route(keyData).write([{ kind: recordKindPut, key: keyData, value: valueData }])
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  delete(key: string | Uint8Array): Promise<void> {
+    try {
+      const keyData = keyBytes(key)
+      if (this.closed) return Promise.reject(closedError())
+      return this.route(keyData).write([{ kind: recordKindDelete, key: keyData, value: undefined }])
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  get(key: string | Uint8Array): Promise<Uint8Array | undefined> {
+    try {
+      const keyData = keyBytes(key)
+      if (this.closed) return Promise.reject(closedError())
+      return this.route(keyData).read(keyData)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /**
+   * Writes several keys. Resolves once every operation is durable. The operations that fall on one shard
+   * land in one log batch, so they survive a crash all together or not at all; across shards there is
+   * no such guarantee.
+   */
+  async batch(operations: readonly BatchOperation[]): Promise<void> {
+    if (!Array.isArray(operations)) throw new TypeError('operations must be an array')
+    const perShard = new Map<number, WriteOperation[]>()
+    operations.forEach((operation, index) => {
+      const name = `operations[${index}]`
+      if (typeof operation !== 'object' || operation === null) throw new TypeError(`${name} must be an object`)
+      const key = keyBytes(operation.key, `${name}.key`)
+      let write: WriteOperation
+      if (operation.type === 'put') write = { kind: recordKindPut, key, value: valueBytes(operation.value, `${name}.value`) }
+      else if (operation.type === 'delete') write = { kind: recordKindDelete, key, value: undefined }
+      else throw new TypeError(`${name}.type must be 'put' or 'delete', got ${String((operation as { type: unknown }).type)}`)
+      const shard = shardOf(key, this.clients.length)
+      const list = perShard.get(shard)
+      if (list === undefined) perShard.set(shard, [write])
+      else list.push(write)
+    })
+    if (this.closed) throw closedError()
+    await Promise.all([...perShard].map(([shard, writes]) => this.clients[shard]!.write(writes)))
+  }
+
+  stats(): EngineStats {
+    if (this.closed) throw closedError()
+    return { shards: this.clients.map((client) => client.snapshot()) }
+  }
+
+  /** Waits for every write already issued, stops the workers, releases rings, files and the lock. */
+  close(): Promise<void> {
+    if (this.closing === undefined) {
+      this.closed = true
+      this.closing = (async () => {
+        try {
+          await Promise.all(this.clients.map((client) => client.close()))
+        } finally {
+          this.lock.release()
+        }
+      })()
+    }
+    return this.closing
+  }
+
+  private route(key: Uint8Array): ShardClient {
+    return this.clients[shardOf(key, this.clients.length)]!
+  }
+}
+
+export function open(directory: string, options?: OpenOptions): Promise<Engine> {
+  return Engine.open(directory, options)
+}

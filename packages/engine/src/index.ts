@@ -1,0 +1,7 @@
+// @ringkv/engine: a durable key-value store. Every write's promise resolves only after an fdatasync
+// covering it has succeeded.
+
+export { open, Engine, threadpoolSizeDefault, type OpenOptions, type BatchOperation, type EngineStats } from './engine.js'
+export { shardOf } from './routing.js'
+export type { ShardStats } from './shard-client.js'
+export { EngineError, type EngineErrorCode, type IoFailure, type RecoveryReport } from '@ringkv/workers'

@@ -1,0 +1,340 @@
+// The façade's side of one shard: a Piscina pool of exactly one thread (so the worker is pinned to its
+// shard and keeps its state), the writes and reads gathered in the current tick, and the bound on bytes
+// in flight. It owns those queues and promises:
+// - calls made in the same tick travel to the worker as one write message and one read message;
+// - a write's promise resolves only when the worker says its batch is durable;
+// - at most `bytesInFlightMax` record bytes are queued or in flight; past that, callers wait in order
+//   (backpressure) instead of memory growing. One request larger than the bound still goes, alone.
+
+import { createRequire } from 'node:module'
+import { pathToFileURL } from 'node:url'
+import { Piscina } from 'piscina'
+import {
+  EngineError,
+  absentLength,
+  encodeRecord,
+  recordBytes,
+  statsBytes,
+  statsSlotBatches,
+  statsSlotBytes,
+  statsSlotLatencyFirst,
+  statsSlotRecords,
+  latencyBucketCount,
+  latencyBucketFloor,
+  type BackendChoice,
+  type BackendName,
+  type ErrorDescription,
+  type OpenResponse,
+  type RecoveryReport,
+  type ShardRequest,
+  type ShardResponse,
+} from '@ringkv/workers'
+
+const workerPath = pathToFileURL(createRequire(import.meta.url).resolve('@ringkv/workers/worker')).href
+
+/** Write tasks a shard's worker runs at once (each stays open until its batch is durable). */
+export const tasksPerShardMax = 4096
+const writeBufferBytesInitial = 64 * 1024
+
+export interface ShardStats {
+  shard: number
+  backend: BackendName
+  backendReason: string
+  /** Group commits (one write + one fdatasync each). */
+  batches: number
+  records: number
+  /** Record bytes made durable. */
+  bytes: number
+  /** Latency of a batch's write + fdatasync, in microseconds (log-linear buckets, ±12.5%). */
+  fsyncLatencyUsP50: number
+  fsyncLatencyUsP99: number
+  bytesInFlight: number
+}
+
+export interface WriteOperation {
+  kind: number
+  key: Uint8Array
+  value: Uint8Array | undefined
+}
+
+interface Settler {
+  resolve: (value: undefined) => void
+  reject: (error: Error) => void
+}
+
+interface ReadSettler {
+  resolve: (value: Uint8Array | undefined) => void
+  reject: (error: Error) => void
+}
+
+interface Blocked {
+  operations: WriteOperation[]
+  bytes: number
+  settler: Settler
+}
+
+export function errorFrom(description: ErrorDescription): EngineError {
+  return new EngineError(description.code, description.message, {
+    cause: description.io,
+    details: description.details,
+  })
+}
+
+export class ShardClient {
+  backend: BackendName = 'fs'
+  backendReason = ''
+  recovery: RecoveryReport | undefined
+  private readonly pool: Piscina
+  private readonly stats: Float64Array
+  private readonly statsBuffer: SharedArrayBuffer
+
+  private writeBuffer = new Uint8Array(writeBufferBytesInitial)
+  private writeView = new DataView(this.writeBuffer.buffer)
+  private writeUsed = 0
+  private writeCount = 0
+  private writeSettlers: Settler[] = []
+
+  private readKeys: Uint8Array[] = []
+  private readKeyBytes = 0
+  private readSettlers: ReadSettler[] = []
+
+  private flushScheduled = false
+  private bytesInFlight = 0
+  private readonly blocked: Blocked[] = []
+  private tasksInFlight = 0
+  private idleWaiters: (() => void)[] = []
+  private failure: EngineError | undefined
+
+  constructor(
+    readonly shard: number,
+    private readonly bytesInFlightMax: number,
+  ) {
+    this.statsBuffer = new SharedArrayBuffer(statsBytes)
+    this.stats = new Float64Array(this.statsBuffer)
+    this.pool = new Piscina({
+      filename: workerPath,
+      name: 'default',
+      minThreads: 1,
+      maxThreads: 1,
+      concurrentTasksPerWorker: tasksPerShardMax,
+      // The default, 'sync', parks an idle worker in Atomics.wait, which would stall its completion loop.
+      atomics: 'disabled',
+      idleTimeout: Number.POSITIVE_INFINITY,
+    })
+  }
+
+  async open(directory: string, backend: BackendChoice, batchBytesMax: number, recovery: 'strict' | 'truncate'): Promise<void> {
+    const response = (await this.send({
+      type: 'open',
+      directory,
+      shard: this.shard,
+      backend,
+      batchBytesMax,
+      recovery,
+      stats: this.statsBuffer,
+    })) as ShardResponse<OpenResponse>
+    if (!response.ok) throw errorFrom(response.error)
+    this.backend = response.value.backend
+    this.backendReason = response.value.backendReason
+    this.recovery = response.value.recovery
+  }
+
+  /** Queues writes that must land in one log batch; resolves once that batch is durable. */
+  write(operations: WriteOperation[]): Promise<undefined> {
+    let bytes = 0
+    for (const operation of operations) bytes += recordBytes(operation.key.length, operation.value?.length ?? 0)
+    return new Promise<undefined>((resolve, reject) => {
+      const settler = { resolve, reject }
+      if (this.failure !== undefined) return reject(this.failure)
+      if (this.blocked.length > 0 || (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.bytesInFlightMax)) {
+        // Keep the caller's bytes as they are now: a caller may reuse its Uint8Array after the call.
+        const copies = operations.map((operation) => ({
+          kind: operation.kind,
+          key: operation.key.slice(),
+          value: operation.value?.slice(),
+        }))
+        this.blocked.push({ operations: copies, bytes, settler })
+        return
+      }
+      this.enqueueWrite(operations, bytes, settler)
+    })
+  }
+
+  read(key: Uint8Array): Promise<Uint8Array | undefined> {
+    return new Promise((resolve, reject) => {
+      this.readKeys.push(key)
+      this.readKeyBytes += 4 + key.length
+      this.readSettlers.push({ resolve, reject })
+      this.scheduleFlush()
+    })
+  }
+
+  snapshot(): ShardStats {
+    let total = 0
+    for (let bucket = 0; bucket < latencyBucketCount; bucket++) total += this.stats[statsSlotLatencyFirst + bucket]!
+    const percentile = (fraction: number): number => {
+      if (total === 0) return 0
+      const rank = Math.ceil(total * fraction)
+      let seen = 0
+      for (let bucket = 0; bucket < latencyBucketCount; bucket++) {
+        seen += this.stats[statsSlotLatencyFirst + bucket]!
+        if (seen >= rank) return latencyBucketFloor(bucket)
+      }
+      return latencyBucketFloor(latencyBucketCount - 1)
+    }
+    return {
+      shard: this.shard,
+      backend: this.backend,
+      backendReason: this.backendReason,
+      batches: this.stats[statsSlotBatches]!,
+      records: this.stats[statsSlotRecords]!,
+      bytes: this.stats[statsSlotBytes]!,
+      fsyncLatencyUsP50: percentile(0.5),
+      fsyncLatencyUsP99: percentile(0.99),
+      bytesInFlight: this.bytesInFlight,
+    }
+  }
+
+  /** Flushes what is queued, waits until nothing is queued or in flight, closes the shard and its thread. */
+  async close(): Promise<void> {
+    this.flush()
+    if (this.tasksInFlight > 0 || this.blocked.length > 0) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
+    }
+    try {
+      await this.send({ type: 'close' })
+    } finally {
+      await this.pool.destroy()
+    }
+  }
+
+  private enqueueWrite(operations: WriteOperation[], bytes: number, settler: Settler): void {
+    if (this.writeUsed + bytes > this.writeBuffer.length) this.growWriteBuffer(this.writeUsed + bytes)
+    for (const operation of operations) {
+      this.writeUsed = encodeRecord(this.writeBuffer, this.writeView, this.writeUsed, operation.kind, operation.key, operation.value)
+    }
+    this.writeCount += operations.length
+    this.writeSettlers.push(settler)
+    this.bytesInFlight += bytes
+    this.scheduleFlush()
+  }
+
+  private growWriteBuffer(needed: number): void {
+    let size = this.writeBuffer.length * 2
+    while (size < needed) size *= 2
+    const grown = new Uint8Array(size)
+    grown.set(this.writeBuffer.subarray(0, this.writeUsed))
+    this.writeBuffer = grown
+    this.writeView = new DataView(grown.buffer)
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    setImmediate(() => this.flush())
+  }
+
+  private flush(): void {
+    this.flushScheduled = false
+    if (this.writeCount > 0) this.flushWrites()
+    if (this.readKeys.length > 0) this.flushReads()
+  }
+
+  private flushWrites(): void {
+    const records = this.writeBuffer.subarray(0, this.writeUsed)
+    const recordCount = this.writeCount
+    const settlers = this.writeSettlers
+    const bytes = this.writeUsed
+    this.writeBuffer = new Uint8Array(Math.max(writeBufferBytesInitial, Math.min(bytes, this.bytesInFlightMax)))
+    this.writeView = new DataView(this.writeBuffer.buffer)
+    this.writeUsed = 0
+    this.writeCount = 0
+    this.writeSettlers = []
+    const settle = (error: EngineError | undefined): void => {
+      this.bytesInFlight -= bytes
+      if (error !== undefined) {
+        this.failure ??= error.code === 'IO_ERROR' || error.code === 'SHARD_FAILED' ? error : undefined
+        for (const settler of settlers) settler.reject(error)
+      } else {
+        for (const settler of settlers) settler.resolve(undefined)
+      }
+      this.unblock()
+    }
+    this.send({ type: 'write', records, recordCount }, [records.buffer as ArrayBuffer]).then(
+      (response) => settle(response.ok ? undefined : errorFrom(response.error)),
+      (error: unknown) => settle(new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })),
+    )
+  }
+
+  private flushReads(): void {
+    const packed = new Uint8Array(this.readKeyBytes)
+    const view = new DataView(packed.buffer)
+    let offset = 0
+    for (const key of this.readKeys) {
+      view.setUint32(offset, key.length, true)
+      packed.set(key, offset + 4)
+      offset += 4 + key.length
+    }
+    const count = this.readKeys.length
+    const settlers = this.readSettlers
+    this.readKeys = []
+    this.readKeyBytes = 0
+    this.readSettlers = []
+    this.send({ type: 'read', keys: packed, count }, [packed.buffer]).then(
+      (response) => {
+        if (!response.ok) {
+          const error = errorFrom(response.error)
+          for (const settler of settlers) settler.reject(error)
+          return
+        }
+        const answers = response.value as Uint8Array
+        const answerView = new DataView(answers.buffer, answers.byteOffset, answers.byteLength)
+        let at = 0
+        for (const settler of settlers) {
+          const length = answerView.getUint32(at, true)
+          at += 4
+          if (length === absentLength) {
+            settler.resolve(undefined)
+          } else {
+            settler.resolve(answers.subarray(at, at + length))
+            at += length
+          }
+        }
+      },
+      (error: unknown) => {
+        const failure = new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
+        for (const settler of settlers) settler.reject(failure)
+      },
+    )
+  }
+
+  /** Lets blocked writers in, in order, while they fit under the bound. */
+  private unblock(): void {
+    while (this.blocked.length > 0) {
+      const next = this.blocked[0]!
+      if (this.failure !== undefined) {
+        this.blocked.shift()
+        next.settler.reject(this.failure)
+        continue
+      }
+      if (this.bytesInFlight > 0 && this.bytesInFlight + next.bytes > this.bytesInFlightMax) break
+      this.blocked.shift()
+      this.enqueueWrite(next.operations, next.bytes, next.settler)
+    }
+  }
+
+  private send(request: ShardRequest, transferList?: ArrayBuffer[]): Promise<ShardResponse<unknown>> {
+    this.tasksInFlight++
+    const task = this.pool.run(request, transferList === undefined ? {} : { transferList })
+    const done = (): void => {
+      this.tasksInFlight--
+      if (this.tasksInFlight === 0 && this.blocked.length === 0 && this.writeCount === 0 && this.readKeys.length === 0) {
+        const waiters = this.idleWaiters
+        this.idleWaiters = []
+        for (const waiter of waiters) waiter()
+      }
+    }
+    task.then(done, done)
+    return task as Promise<ShardResponse<unknown>>
+  }
+}

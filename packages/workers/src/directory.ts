@@ -1,0 +1,121 @@
+// A database directory: its manifest, its lock, and where each shard lives. Used by the façade on the
+// main thread before any worker starts.
+//
+// Layout:
+//   <dir>/ringkv.json      manifest: { "format": 1, "shards": N, "routing": "fnv1a32-mod" }
+//   <dir>/LOCK             flock'ed (exclusive, non-blocking) for as long as the database is open
+//   <dir>/shard-000/ …     one directory per shard, owned by that shard's worker
+//
+// The shard count is fixed when the directory is created: keys are routed by hash modulo the count, so
+// opening with another count would look for keys in the wrong shard. A different count is refused.
+
+import fs from 'node:fs'
+import path from 'node:path'
+import { lockFile } from '@ringkv/wal-native'
+import { EngineError } from './errors.js'
+import { syncDirectory } from './storage.js'
+
+export const manifestName = 'ringkv.json'
+export const lockName = 'LOCK'
+export const formatVersion = 1
+export const routingName = 'fnv1a32-mod'
+export const shardsMax = 256
+
+interface Manifest {
+  format: number
+  shards: number
+  routing: string
+}
+
+export function shardDirectory(directory: string, shard: number): string {
+  return path.join(directory, `shard-${String(shard).padStart(3, '0')}`)
+}
+
+export class DatabaseDirectory {
+  private lockFd: number | undefined
+
+  private constructor(
+    readonly path: string,
+    readonly shards: number,
+    lockFd: number,
+  ) {
+    this.lockFd = lockFd
+  }
+
+  /**
+   * Creates the directory if missing, takes its lock, and reads or writes its manifest. `shards` is
+   * what the caller asked for (undefined: the recorded count, or `shardsDefault` for a new directory).
+   */
+  static open(directory: string, shards: number | undefined, shardsDefault: number): DatabaseDirectory {
+    fs.mkdirSync(directory, { recursive: true })
+    const lockFd = fs.openSync(path.join(directory, lockName), fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
+    let locked = false
+    try {
+      locked = lockFile(lockFd)
+      if (!locked) {
+        throw new EngineError('ENGINE_LOCKED', `${directory} is already open (in this process or another)`, {
+          details: { directory },
+        })
+      }
+      const manifestPath = path.join(directory, manifestName)
+      let count: number
+      if (fs.existsSync(manifestPath)) {
+        const manifest = readManifest(manifestPath)
+        if (shards !== undefined && shards !== manifest.shards) {
+          throw new EngineError(
+            'SHARD_COUNT_MISMATCH',
+            `${directory} was created with ${manifest.shards} shards; it cannot be opened with ${shards} ` +
+              '(keys are routed by hash modulo the shard count). Omit `shards` to use the recorded count.',
+            { details: { recorded: manifest.shards, requested: shards } },
+          )
+        }
+        count = manifest.shards
+      } else {
+        count = shards ?? shardsDefault
+        writeManifest(directory, manifestPath, { format: formatVersion, shards: count, routing: routingName })
+      }
+      return new DatabaseDirectory(directory, count, lockFd)
+    } catch (error) {
+      fs.closeSync(lockFd) // closing the descriptor also drops the lock, if we held it
+      throw error
+    }
+  }
+
+  /** Drops the lock. */
+  release(): void {
+    if (this.lockFd === undefined) return
+    fs.closeSync(this.lockFd)
+    this.lockFd = undefined
+  }
+}
+
+function readManifest(manifestPath: string): Manifest {
+  const text = fs.readFileSync(manifestPath, 'utf8')
+  let manifest: Manifest
+  try {
+    manifest = JSON.parse(text) as Manifest
+  } catch (error) {
+    throw new EngineError('WAL_CORRUPT', `${manifestPath} is not valid JSON`, { cause: error })
+  }
+  if (manifest.format !== formatVersion || manifest.routing !== routingName) {
+    throw new EngineError('WAL_CORRUPT', `${manifestPath} has format ${manifest.format} / routing ${manifest.routing}; this version reads format ${formatVersion} / ${routingName}`)
+  }
+  if (!Number.isInteger(manifest.shards) || manifest.shards < 1 || manifest.shards > shardsMax) {
+    throw new EngineError('WAL_CORRUPT', `${manifestPath} records an impossible shard count ${manifest.shards}`)
+  }
+  return manifest
+}
+
+/** Writes the manifest atomically and durably: a temp file, fsync, rename, fsync of the directory. */
+function writeManifest(directory: string, manifestPath: string, manifest: Manifest): void {
+  const temporary = `${manifestPath}.tmp`
+  const fd = fs.openSync(temporary, 'w', 0o644)
+  try {
+    fs.writeSync(fd, `${JSON.stringify(manifest)}\n`)
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+  fs.renameSync(temporary, manifestPath)
+  syncDirectory(directory)
+}

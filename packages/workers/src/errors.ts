@@ -1,0 +1,38 @@
+// Operating errors: what can go wrong with a correct program (I/O failure, damage found, a closed or
+// locked engine). Each has a stable `code` that callers may branch on; codes are API, messages are not.
+// Programmer errors (bad arguments) are TypeError/RangeError and never use this class.
+//
+// This lives in the workers package because errors are born in both threads: the façade re-exports it.
+
+export type EngineErrorCode =
+  | 'ENGINE_CLOSED' // a call after close()
+  | 'ENGINE_LOCKED' // the directory is open elsewhere, in this process or another
+  | 'IO_ERROR' // a write or fdatasync failed; the shard refuses writes until reopened (cause: errno)
+  | 'WAL_CORRUPT' // recovery found damage to acknowledged data (see recovery.ts)
+  | 'SHARD_FULL' // the shard's table has reached its memory limit
+  | 'SHARD_COUNT_MISMATCH' // opened with a shard count other than the directory's
+  | 'SHARD_FAILED' // the shard's worker died or could not start
+  | 'BACKEND_UNAVAILABLE' // io_uring was required but cannot be set up here
+
+export class EngineError extends Error {
+  override readonly name = 'EngineError'
+  readonly code: EngineErrorCode
+  /** Structured facts for the operator (paths, byte ranges, errno), when the code has any. */
+  readonly details: Record<string, unknown> | undefined
+
+  constructor(code: EngineErrorCode, message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.code = code
+    this.details = options?.details
+  }
+}
+
+/** An errno-carrying failure of one I/O operation, as `cause` of an IO_ERROR. */
+export interface IoFailure {
+  operation: 'write' | 'fsync' | 'open' | 'read' | 'truncate'
+  /** Positive errno (5 for EIO). */
+  errno: number
+  /** The errno's name ('EIO', 'ENOSPC', 'EROFS', …). */
+  code: string
+  path?: string
+}

@@ -1,0 +1,60 @@
+// The io_uring backend: each durable write is one IORING_OP_WRITE linked to one IORING_OP_FSYNC
+// (IORING_FSYNC_DATASYNC) on the shard's ring; the ring's driver (wal-native) resubmits short writes and
+// reports the first failure. Completions arrive on the worker's event loop, which is never blocked.
+
+import { probeIoUring, Ring, type RingIoError } from '@ringkv/wal-native'
+import { EngineError, type IoFailure } from './errors.js'
+import type { BackendChoice } from './protocol.js'
+import { FsStorage } from './storage-fs.js'
+import { NodeFile, type Storage, type StorageFile } from './storage.js'
+
+/** SQ entries per shard ring: a batch needs 2 (write + fsync), and a short write 2 more. */
+export const ringEntries = 64
+
+class UringFile extends NodeFile {
+  constructor(filePath: string, private readonly ring: Ring) {
+    super(filePath)
+  }
+
+  writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
+    this.ring.writeDurable(this.fd, buffer, fileOffset, (error: RingIoError | null) => {
+      if (error === null) return callback(null)
+      callback({ operation: error.operation, errno: error.errno, code: error.code, path: this.path })
+    })
+  }
+}
+
+export class UringStorage implements Storage {
+  readonly backend = 'io_uring' as const
+  private readonly ring: Ring
+
+  constructor(readonly reason: string) {
+    this.ring = Ring.setup(ringEntries)
+  }
+
+  open(filePath: string): StorageFile {
+    return new UringFile(filePath, this.ring)
+  }
+
+  close(): void {
+    this.ring.close()
+  }
+}
+
+/**
+ * Picks the backend: 'io_uring' or 'fs' as asked, or 'auto': io_uring when it can be set up here, else fs
+ * with the reason recorded (shown by stats()).
+ */
+export function createStorage(choice: BackendChoice): Storage {
+  if (choice === 'fs') return new FsStorage('forced by the option backend: "fs"')
+  const probe = probeIoUring()
+  if (probe.available) {
+    return new UringStorage(choice === 'io_uring' ? 'forced by the option backend: "io_uring"' : 'io_uring is available')
+  }
+  if (choice === 'io_uring') {
+    throw new EngineError('BACKEND_UNAVAILABLE', `io_uring was required but cannot be set up: ${probe.reason}`, {
+      details: { errno: probe.errno },
+    })
+  }
+  return new FsStorage(`io_uring cannot be set up (${probe.reason}); using node:fs write + fdatasync`)
+}

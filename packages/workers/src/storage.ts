@@ -1,0 +1,102 @@
+// The storage interface under the write-ahead log, and the choice of backend. The log never sees a
+// syscall: it asks a StorageFile to make bytes durable and is called back once, with success or with the
+// first failure. Three backends answer to it:
+//   io_uring   one write linked to one fdatasync on the shard's ring (storage-uring.ts);
+//   fs         libuv fs: write, then fdatasync (storage-fs.ts), used where io_uring cannot be set up;
+//   simulated  in-memory files with a volatile cache and faults, for seeded tests.
+// Opening, reading back and truncating happen only while a shard opens, so they are synchronous.
+
+import fs from 'node:fs'
+import path from 'node:path'
+import type { IoFailure } from './errors.js'
+import type { BackendName } from './protocol.js'
+
+export interface StorageFile {
+  readonly path: string
+  /** The whole file, as it is on disk now. */
+  readAll(): Uint8Array
+  /** Cuts the file to `length` bytes and makes that durable. */
+  truncate(length: number): void
+  /**
+   * Writes all of `buffer` at `fileOffset` and then makes it durable (fdatasync). Calls back once:
+   * null only after the write completed in full and the fdatasync covering it succeeded; otherwise the
+   * first failure. Never retries a failed write or fdatasync. `buffer` belongs to the operation until the
+   * callback: the caller must not touch it before.
+   */
+  writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
+  close(): void
+}
+
+export interface Storage {
+  readonly backend: BackendName
+  /** Why this backend runs: forced by an option, or why io_uring could not be set up. */
+  readonly reason: string
+  /** Opens a file for the log, creating it (and making its directory entry durable) if missing. */
+  open(filePath: string): StorageFile
+  /** Releases the backend's own resources (a ring). Every file must be closed first. */
+  close(): void
+}
+
+/** Turns a Node fs error into an IoFailure (Node's errno is negative; ours is the kernel's, positive). */
+export function ioFailure(operation: IoFailure['operation'], error: NodeJS.ErrnoException, filePath: string): IoFailure {
+  return {
+    operation,
+    errno: Math.abs(error.errno ?? 5),
+    code: error.code ?? 'EIO',
+    path: filePath,
+  }
+}
+
+/** fsyncs a directory, so that the entries created in it survive a power loss. */
+export function syncDirectory(directory: string): void {
+  const fd = fs.openSync(directory, 'r')
+  try {
+    fs.fsyncSync(fd)
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/**
+ * What every backend shares: opening with node fs (creating the file durably), reading back, and
+ * truncating. Backends differ only in how they write.
+ */
+export abstract class NodeFile implements StorageFile {
+  readonly fd: number
+
+  constructor(readonly path: string) {
+    const existed = fs.existsSync(path)
+    this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
+    if (!existed) {
+      fs.fsyncSync(this.fd)
+      syncDirectory(pathDirectory(path))
+    }
+  }
+
+  readAll(): Uint8Array {
+    const size = fs.fstatSync(this.fd).size
+    const contents = new Uint8Array(size)
+    let done = 0
+    while (done < size) {
+      const read = fs.readSync(this.fd, contents, done, size - done, done)
+      if (read === 0) throw new Error(`${this.path} shrank while being read (${done} of ${size} bytes)`)
+      done += read
+    }
+    return contents
+  }
+
+  truncate(length: number): void {
+    fs.ftruncateSync(this.fd, length)
+    fs.fdatasyncSync(this.fd)
+  }
+
+  abstract writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
+
+  close(): void {
+    fs.closeSync(this.fd)
+  }
+}
+
+function pathDirectory(filePath: string): string {
+  return path.dirname(filePath)
+}
