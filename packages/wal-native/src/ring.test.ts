@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ECANCELED, EBADF, errnoName } from './errno.js';
 import { lockFile } from './lock.js';
 import { type Completion, probeIoUring, Ring, RingIoError, ringEntriesMax } from './ring.js';
@@ -18,7 +18,11 @@ const ioUringMissing = probe.available ? null : `io_uring unavailable (${errnoNa
 if (ioUringMissing !== null) console.warn(`SKIP ring tests: ${ioUringMissing}`);
 
 const temporaryDirectory = fs.mkdtempSync(path.join(os.tmpdir(), 'ringkv-wal-native-'));
-afterAll(() => fs.rmSync(temporaryDirectory, { recursive: true, force: true }));
+let tmpfsMounted = false;
+afterAll(() => {
+  if (tmpfsMounted) execFileSync('umount', [mountPoint]);
+  fs.rmSync(temporaryDirectory, { recursive: true, force: true });
+});
 
 function temporaryFile(name: string, flags = 'w+'): number {
   return fs.openSync(path.join(temporaryDirectory, name), flags);
@@ -196,24 +200,26 @@ describe.skipIf(ioUringMissing !== null)('Ring', () => {
 
 // A small tmpfs gives real short writes: a write larger than the space left gets the bytes that fit, and the
 // next one gets ENOSPC. Truncating a ballast file on the same tmpfs frees space between the two.
-const isRoot = process.getuid?.() === 0;
-const mountMissing = ioUringMissing ?? (isRoot ? null : 'not root: cannot mount a tmpfs for short writes');
+const mountPoint = path.join(temporaryDirectory, 'tmpfs');
+const tmpfsBytes = 64 * 1024;
+
+/** Mount the small tmpfs, or say why it cannot be. */
+function mountTmpfs(): string | null {
+  if (ioUringMissing !== null) return ioUringMissing;
+  if (process.getuid?.() !== 0) return 'not root: cannot mount a tmpfs for short writes';
+  try {
+    fs.mkdirSync(mountPoint);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', mountPoint], { stdio: 'pipe' });
+    tmpfsMounted = true;
+    return null;
+  } catch (error) {
+    return `cannot mount a tmpfs: ${(error as Error).message.split('\n')[0]}`;
+  }
+}
+const mountMissing = mountTmpfs();
 if (mountMissing !== null) console.warn(`SKIP short-write tests: ${mountMissing}`);
 
 describe.skipIf(mountMissing !== null)('Ring on a full tmpfs', () => {
-  const mountPoint = path.join(temporaryDirectory, 'tmpfs');
-  const tmpfsBytes = 64 * 1024;
-  let mounted = false;
-
-  beforeAll(() => {
-    fs.mkdirSync(mountPoint);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${tmpfsBytes}`, 'tmpfs', mountPoint]);
-    mounted = true;
-  });
-  afterAll(() => {
-    if (mounted) execFileSync('umount', [mountPoint]);
-  });
-
   function clear(): void {
     for (const name of fs.readdirSync(mountPoint)) fs.rmSync(path.join(mountPoint, name));
   }
