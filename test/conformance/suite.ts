@@ -1,0 +1,232 @@
+// The behavioural suite: the same tests for every backend (abstract-level's shared suite pattern).
+import fs from 'node:fs'
+import path from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { EngineError, open, type Engine } from '@ringkv/engine'
+import { keyBytesMax, logFileName, shardDirectory, valueBytesMax } from '@ringkv/workers'
+import type { BackendCase } from './backends.js'
+import { childOpen } from './child.js'
+import { temporaryDirectory } from './temp.js'
+
+const text = (value: Uint8Array | undefined): string | undefined => (value === undefined ? undefined : Buffer.from(value).toString())
+
+export function suite({ backend, skip }: BackendCase): void {
+  describe.skipIf(skip !== undefined)(`engine on ${backend}`, () => {
+    let directory: string
+    let remove: () => void
+    let db: Engine | undefined
+
+    beforeEach(() => {
+      ;({ directory, remove } = temporaryDirectory(backend))
+    })
+    afterEach(async () => {
+      await db?.close()
+      db = undefined
+      remove()
+    })
+
+    const openDb = async (options: Parameters<typeof open>[1] = {}): Promise<Engine> => {
+      db = await open(directory, { backend, ...options })
+      return db
+    }
+
+    it('runs on the backend it was asked for', async () => {
+      const engine = await openDb({ shards: 2 })
+      for (const shard of engine.stats().shards) expect(shard.backend).toBe(backend)
+    })
+
+    it('round-trips put, get, delete and batch with keys over several shards', async () => {
+      const engine = await openDb({ shards: 4 })
+      const keys = Array.from({ length: 200 }, (_, index) => `key-${index}`)
+      await Promise.all(keys.map((key) => engine.put(key, `value of ${key}`)))
+      for (const key of keys) expect(text(await engine.get(key))).toBe(`value of ${key}`)
+      const perShard = engine.stats().shards.map((shard) => shard.records)
+      expect(perShard.every((records) => records > 0)).toBe(true)
+      expect(perShard.reduce((sum, records) => sum + records, 0)).toBe(200)
+
+      await engine.delete('key-7')
+      expect(await engine.get('key-7')).toBeUndefined()
+      await engine.batch([
+        { type: 'put', key: 'key-7', value: 'back' },
+        { type: 'delete', key: 'key-8' },
+        { type: 'put', key: new Uint8Array([0, 255, 1]), value: new Uint8Array([9, 9]) },
+      ])
+      expect(text(await engine.get('key-7'))).toBe('back')
+      expect(await engine.get('key-8')).toBeUndefined()
+      expect([...(await engine.get(new Uint8Array([0, 255, 1])))!]).toEqual([9, 9])
+      expect(await engine.get('never written')).toBeUndefined()
+    })
+
+    it('treats a string key and its UTF-8 bytes as the same key', async () => {
+      const engine = await openDb({ shards: 3 })
+      await engine.put('é-key', 'x')
+      expect(text(await engine.get(new TextEncoder().encode('é-key')))).toBe('x')
+    })
+
+    it('keeps values of 0 bytes, 1 byte and the maximum size, across a reopen', async () => {
+      const big = new Uint8Array(valueBytesMax)
+      for (let index = 0; index < big.length; index += 4093) big[index] = index % 251
+      const longKey = 'k'.repeat(keyBytesMax)
+      let engine = await openDb({ shards: 2 })
+      await engine.put('empty', new Uint8Array(0))
+      await engine.put('one', new Uint8Array([42]))
+      await engine.put('big', big)
+      await engine.put(longKey, 'long key')
+      const check = async (engine: Engine): Promise<void> => {
+        expect((await engine.get('empty'))?.length).toBe(0)
+        expect([...(await engine.get('one'))!]).toEqual([42])
+        expect(Buffer.compare(Buffer.from((await engine.get('big'))!), Buffer.from(big))).toBe(0)
+        expect(text(await engine.get(longKey))).toBe('long key')
+      }
+      await check(engine)
+      await engine.close()
+      engine = await openDb()
+      await check(engine)
+    })
+
+    it('restores everything after close and reopen, with the recorded shard count', async () => {
+      let engine = await openDb({ shards: 3 })
+      for (let round = 0; round < 5; round++) {
+        await Promise.all(Array.from({ length: 100 }, (_, index) => engine.put(`k${index}`, `r${round}-${index}`)))
+      }
+      await Promise.all(Array.from({ length: 10 }, (_, index) => engine.delete(`k${index}`)))
+      await engine.close()
+      engine = await openDb()
+      expect(engine.shards).toBe(3)
+      expect(engine.recovery.reduce((sum, report) => sum + report.recordsReplayed, 0)).toBe(510)
+      for (let index = 0; index < 100; index++) {
+        expect(text(await engine.get(`k${index}`))).toBe(index < 10 ? undefined : `r4-${index}`)
+      }
+    })
+
+    it('drops a truncated last record on reopen and keeps everything before it', async () => {
+      let engine = await openDb({ shards: 1 })
+      for (let index = 0; index < 20; index++) await engine.put(`k${index}`, `v${index}`)
+      await engine.close()
+      const log = path.join(shardDirectory(directory, 0), logFileName)
+      const size = fs.statSync(log).size
+      fs.truncateSync(log, size - 3)
+      engine = await openDb()
+      const report = engine.recovery[0]!
+      expect(report.batchesReplayed).toBe(19)
+      expect(report.tailBytesDropped).toBeGreaterThan(0)
+      expect(report.bytesReplayed + report.tailBytesDropped).toBe(size - 3)
+      expect(fs.statSync(log).size).toBe(engine.recovery[0]!.bytesReplayed)
+      for (let index = 0; index < 19; index++) expect(text(await engine.get(`k${index}`))).toBe(`v${index}`)
+      expect(await engine.get('k19')).toBeUndefined()
+      // and the log goes on from the cut
+      await engine.put('after', 'cut')
+      await engine.close()
+      engine = await openDb()
+      expect(text(await engine.get('after'))).toBe('cut')
+      expect(engine.recovery[0]!.tailBytesDropped).toBe(0)
+    })
+
+    it('sends the calls of one tick to a shard as one message (one group commit)', async () => {
+      const engine = await openDb({ shards: 1 })
+      await engine.put('warm', 'up')
+      const before = engine.stats().shards[0]!.batches
+      await Promise.all(Array.from({ length: 300 }, (_, index) => engine.put(`same-tick-${index}`, 'v')))
+      expect(engine.stats().shards[0]!.batches - before).toBe(1)
+    })
+
+    it('makes callers wait beyond bytesInFlightMax instead of queueing without bound', async () => {
+      const bound = 16 * 1024
+      const engine = await openDb({ shards: 1, bytesInFlightMax: bound })
+      const value = new Uint8Array(1000)
+      const puts = Array.from({ length: 500 }, (_, index) => engine.put(`bp-${index}`, value))
+      expect(engine.stats().shards[0]!.bytesInFlight).toBeLessThanOrEqual(bound)
+      await Promise.all(puts)
+      expect(engine.stats().shards[0]!.records).toBe(500)
+      expect(engine.stats().shards[0]!.bytesInFlight).toBe(0)
+    })
+
+    it('copies a caller-owned key and value at the call, even when the caller must wait', async () => {
+      const engine = await openDb({ shards: 1, bytesInFlightMax: 2048 })
+      const value = new Uint8Array(1500).fill(1)
+      const first = engine.put('first', value)
+      const second = engine.put('second', value) // over the bound: waits
+      value.fill(2)
+      await Promise.all([first, second])
+      expect((await engine.get('first'))![0]).toBe(1)
+      expect((await engine.get('second'))![0]).toBe(1)
+    })
+
+    it('rejects bad input with TypeError or RangeError naming the argument, queueing nothing', async () => {
+      const engine = await openDb({ shards: 2 })
+      const bad: [() => Promise<unknown>, ErrorConstructor, RegExp][] = [
+        [() => engine.put(42 as never, 'v'), TypeError, /key must be a string or a Uint8Array/],
+        [() => engine.put('k', { a: 1 } as never), TypeError, /value must be a string or a Uint8Array/],
+        [() => engine.put('', 'v'), RangeError, /key must not be empty/],
+        [() => engine.put(new Uint8Array(0), 'v'), RangeError, /key must not be empty/],
+        [() => engine.put('k'.repeat(keyBytesMax + 1), 'v'), RangeError, /key is 65537 bytes/],
+        [() => engine.put('k', new Uint8Array(valueBytesMax + 1)), RangeError, /value is/],
+        [() => engine.get(null as never), TypeError, /key must be/],
+        [() => engine.delete(undefined as never), TypeError, /key must be/],
+        [() => engine.batch('nope' as never), TypeError, /operations must be an array/],
+        [() => engine.batch([{ type: 'put', key: 'a', value: 'b' }, { type: 'merge', key: 'a' } as never]), TypeError, /operations\[1\]\.type/],
+        [() => engine.batch([{ type: 'put', key: 'a', value: 7 as never }]), TypeError, /operations\[0\]\.value/],
+      ]
+      for (const [call, type, message] of bad) {
+        const error = await call().then(() => undefined, (caught: unknown) => caught)
+        expect(error).toBeInstanceOf(type)
+        expect((error as Error).message).toMatch(message)
+      }
+      expect(engine.stats().shards.reduce((sum, shard) => sum + shard.records + shard.bytesInFlight, 0)).toBe(0)
+      expect(await engine.get('a')).toBeUndefined() // the batch with a bad operation wrote nothing
+    })
+
+    it('rejects bad options', async () => {
+      await expect(open(directory, { shards: 0 })).rejects.toThrow(RangeError)
+      await expect(open(directory, { shards: 1.5 })).rejects.toThrow(TypeError)
+      await expect(open(directory, { backend: 'spdk' as never })).rejects.toThrow(/options.backend/)
+      await expect(open(directory, { bytesInFlightMax: -1 })).rejects.toThrow(/options.bytesInFlightMax/)
+    })
+
+    it('answers every call after close with ENGINE_CLOSED, and close twice is fine', async () => {
+      const engine = await openDb({ shards: 2 })
+      const write = engine.put('in flight', 'at close')
+      await engine.close()
+      await write // a write issued before close completes
+      await engine.close()
+      for (const call of [() => engine.put('a', 'b'), () => engine.get('a'), () => engine.delete('a'), () => engine.batch([])]) {
+        await expect(call()).rejects.toMatchObject({ name: 'EngineError', code: 'ENGINE_CLOSED' })
+      }
+      expect(() => engine.stats()).toThrow(expect.objectContaining({ code: 'ENGINE_CLOSED' }))
+      db = await openDb()
+      expect(text(await db.get('in flight'))).toBe('at close')
+    })
+
+    it('refuses a second open of the same directory with ENGINE_LOCKED, and frees it on close', async () => {
+      const engine = await openDb({ shards: 2 })
+      const error = await open(directory, { backend }).then(() => undefined, (caught: unknown) => caught)
+      expect(error).toBeInstanceOf(EngineError)
+      expect((error as EngineError).code).toBe('ENGINE_LOCKED')
+      await engine.put('still', 'works')
+      await engine.close()
+      db = await openDb()
+      expect(text(await db.get('still'))).toBe('works')
+    })
+
+    it('refuses an open from another process while open here, and the other way round', async () => {
+      const engine = await openDb({ shards: 2 })
+      expect((await childOpen(directory, backend)).said).toBe('error ENGINE_LOCKED')
+      await engine.close()
+      db = undefined
+      const child = await childOpen(directory, backend)
+      expect(child.said).toBe('open')
+      await expect(open(directory, { backend })).rejects.toMatchObject({ code: 'ENGINE_LOCKED' })
+      await child.close()
+      db = await openDb()
+    })
+
+    it('refuses another shard count for an existing directory', async () => {
+      const engine = await openDb({ shards: 2 })
+      await engine.put('a', 'b')
+      await engine.close()
+      await expect(open(directory, { backend, shards: 3 })).rejects.toMatchObject({ code: 'SHARD_COUNT_MISMATCH' })
+      db = await openDb({ shards: 2 })
+      expect(text(await db.get('a'))).toBe('b')
+    })
+  })
+}
