@@ -1,0 +1,317 @@
+// The comparison benchmark: ringkv against lmdb-js, classic-level, better-sqlite3 and a hand-written
+// node:fs group-commit log, plus fio's view of the disk, in one run on one machine.
+//
+//   pnpm bench                                   (from the repository root: builds, then runs `--mode full`)
+//   node dist/main.js --mode quick|smoke|full [--rounds N] [--engines a,b] [--out file.json] [--no-fio]
+//                     [--no-markdown] [--note "text"] [--dir /tmp]
+//
+// Each engine runs each round in a child process of its own; rounds interleave the engines (A B C … A B C …)
+// so that noise from a shared machine spreads over all of them, and each figure is the median over rounds.
+// Writes a JSON file of every run (bench/results/, or --out) and prints the Markdown tables; a full run also
+// rewrites BENCHMARKS.md at the repository root.
+
+import { execFile, fork } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import os from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import type { ChildResult, ChildTask, Settings } from './child.js'
+import type { EngineSpec } from './engines.js'
+import { type DiskLimits, measureDiskLimits } from './fio.js'
+import { checkTargets, markdown, summarise } from './report.js'
+
+type Mode = 'full' | 'quick' | 'smoke'
+
+interface ModeSettings extends Settings {
+  rounds: number
+  fioRuntimeSeconds: number
+  childTimeoutMs: number
+}
+
+const modes: Record<Mode, ModeSettings> = {
+  full: {
+    rounds: 3,
+    concurrencies: [1, 16, 256, 4096],
+    warmupMs: 500,
+    measureMs: 2000,
+    loadKeys: 1_000_000,
+    loadBatch: 1000,
+    getConcurrency: 256,
+    getMs: 2000,
+    seed: 0x5eed,
+    fioRuntimeSeconds: 5,
+    childTimeoutMs: 600_000,
+  },
+  quick: {
+    rounds: 1,
+    concurrencies: [1, 16, 256, 4096],
+    warmupMs: 200,
+    measureMs: 1000,
+    loadKeys: 100_000,
+    loadBatch: 1000,
+    getConcurrency: 256,
+    getMs: 1000,
+    seed: 0x5eed,
+    fioRuntimeSeconds: 2,
+    childTimeoutMs: 300_000,
+  },
+  smoke: {
+    rounds: 1,
+    concurrencies: [16],
+    warmupMs: 50,
+    measureMs: 250,
+    loadKeys: 2000,
+    loadBatch: 1000,
+    getConcurrency: 16,
+    getMs: 250,
+    seed: 0x5eed,
+    fioRuntimeSeconds: 1,
+    childTimeoutMs: 60_000,
+  },
+}
+
+const benchDirectory = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const repositoryDirectory = resolve(benchDirectory, '..')
+
+interface Options {
+  mode: Mode
+  rounds?: number
+  engines?: string[]
+  out?: string
+  fio: boolean
+  markdown?: boolean
+  note?: string
+  directory: string
+}
+
+function parseOptions(argv: string[]): Options {
+  const options: Options = { mode: 'full', fio: true, directory: os.tmpdir() }
+  for (let index = 0; index < argv.length; index++) {
+    const flag = argv[index]!
+    const value = (): string => {
+      const next = argv[++index]
+      if (next === undefined) throw new RangeError(`${flag} needs a value`)
+      return next
+    }
+    switch (flag) {
+      case '--mode': {
+        const mode = value()
+        if (!(mode in modes)) throw new RangeError(`--mode must be one of ${Object.keys(modes).join(', ')}`)
+        options.mode = mode as Mode
+        break
+      }
+      case '--rounds':
+        options.rounds = Number(value())
+        if (!Number.isInteger(options.rounds) || options.rounds < 1) throw new RangeError('--rounds must be a positive integer')
+        break
+      case '--engines':
+        options.engines = value().split(',').map((name) => name.trim()).filter(Boolean)
+        break
+      case '--out':
+        options.out = resolve(value())
+        break
+      case '--no-fio':
+        options.fio = false
+        break
+      case '--no-markdown':
+        options.markdown = false
+        break
+      case '--note':
+        options.note = value()
+        break
+      case '--dir':
+        options.directory = resolve(value())
+        break
+      case '--':
+        break
+      default:
+        throw new RangeError(`unknown argument ${flag}`)
+    }
+  }
+  return options
+}
+
+/** Every engine and configuration, in the order the rounds run them. */
+function engineSpecs(cores: number): EngineSpec[] {
+  const shardCounts = cores > 1 ? [1, cores] : [1]
+  const specs: EngineSpec[] = []
+  for (const backend of ['io_uring', 'fs'] as const) {
+    for (const shards of shardCounts) specs.push({ label: `ringkv ${backend} ×${shards}`, engine: 'ringkv', backend, shards })
+  }
+  specs.push({ label: 'lmdb', engine: 'lmdb' })
+  specs.push({ label: 'classic-level', engine: 'classic-level' })
+  specs.push({ label: 'better-sqlite3', engine: 'better-sqlite3' })
+  specs.push({ label: 'node:fs log', engine: 'fs-log' })
+  return specs
+}
+
+/** better-sqlite3 is built from source at install; if that failed, its row is left out and the reason said. */
+async function betterSqlite3Problem(): Promise<string | undefined> {
+  try {
+    const { default: Database } = await import('better-sqlite3')
+    new Database(':memory:').close()
+    return undefined
+  } catch (error) {
+    return `better-sqlite3 cannot load (${(error as Error).message.split('\n')[0]}); its native build needs python3, make and g++ at install`
+  }
+}
+
+function runChild(task: ChildTask, timeoutMs: number): Promise<ChildResult> {
+  return new Promise((resolvePromise) => {
+    const child = fork(join(benchDirectory, 'dist', 'child.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    let answer: ChildResult | undefined
+    const timer = setTimeout(() => {
+      answer ??= { label: task.spec.label, error: `timed out after ${timeoutMs / 1000} s` } as ChildResult
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.on('message', (message) => {
+      answer ??= message as ChildResult
+    })
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      resolvePromise(answer ?? ({ label: task.spec.label, error: `child exited (${signal ?? code}) without a result` } as ChildResult))
+    })
+    child.send(task)
+  })
+}
+
+function packageVersion(name: string): string | undefined {
+  const path = join(benchDirectory, 'node_modules', name, 'package.json')
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version : undefined
+}
+
+async function commandOutput(command: string, arguments_: string[]): Promise<string | undefined> {
+  try {
+    return (await promisify(execFile)(command, arguments_)).stdout.trim()
+  } catch {
+    return undefined
+  }
+}
+
+async function describeMachine(directory: string) {
+  const mount = await commandOutput('findmnt', ['-n', '-o', 'SOURCE,FSTYPE,OPTIONS', '-T', directory])
+  const device = mount?.split(/\s+/)[0]
+  const disk = device?.startsWith('/dev/') ? await commandOutput('lsblk', ['-dn', '-o', 'NAME,SIZE,ROTA,MODEL', device]) : undefined
+  return {
+    cores: os.availableParallelism(),
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    fileSystem: mount ?? 'unknown',
+    disk: disk ?? 'unknown',
+    loadAverageAtStart: os.loadavg().map((value) => Number(value.toFixed(2))),
+  }
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2))
+  const settings = { ...modes[options.mode], ...(options.rounds ? { rounds: options.rounds } : {}) }
+  const machine = await describeMachine(options.directory)
+  const command = `pnpm bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`
+
+  let specs = engineSpecs(machine.cores)
+  if (options.engines) specs = specs.filter((spec) => options.engines!.some((name) => spec.label.includes(name)))
+  const leftOut: Record<string, string> = {}
+  const sqliteProblem = await betterSqlite3Problem()
+  if (sqliteProblem !== undefined && specs.some((spec) => spec.engine === 'better-sqlite3')) {
+    leftOut['better-sqlite3'] = sqliteProblem
+    specs = specs.filter((spec) => spec.engine !== 'better-sqlite3')
+    console.error(`bench: leaving out better-sqlite3: ${sqliteProblem}`)
+  }
+
+  const work = await mkdtemp(join(options.directory, 'ringkv-bench-'))
+  const log = (text: string) => process.stderr.write(`bench: ${text}\n`)
+  log(`${options.mode} mode, ${settings.rounds} round(s), ${specs.length} engines, in ${work}; load average ${machine.loadAverageAtStart.join(' ')}`)
+  const startedAt = new Date()
+  const startMs = performance.now()
+  try {
+    let disk: DiskLimits = { available: false, skippedReason: 'skipped with --no-fio' }
+    if (options.fio) {
+      log(`fio: ${settings.fioRuntimeSeconds} s per job …`)
+      disk = await measureDiskLimits(work, settings.fioRuntimeSeconds)
+      log(disk.available ? 'fio: done' : `fio: skipped: ${disk.skippedReason}`)
+    }
+
+    const results = new Map<string, ChildResult[]>(specs.map((spec) => [spec.label, []]))
+    for (let round = 1; round <= settings.rounds; round++) {
+      for (const spec of specs) {
+        const roundStartMs = performance.now()
+        const directory = join(work, `${spec.engine}-${round}-${results.get(spec.label)!.length}`)
+        const result = await runChild({ spec, directory, settings }, settings.childTimeoutMs)
+        await rm(directory, { recursive: true, force: true })
+        results.get(spec.label)!.push(result)
+        const seconds = ((performance.now() - roundStartMs) / 1000).toFixed(1)
+        log(`round ${round}/${settings.rounds} ${spec.label}: ${result.error ? `FAILED: ${result.error.split('\n')[0]}` : 'ok'} (${seconds} s)`)
+      }
+    }
+
+    const summaries = specs.map((spec) => summarise(spec.label, results.get(spec.label)!, settings.concurrencies))
+    const targets = checkTargets(summaries, disk)
+    const tables = markdown({ summaries, disk, targets, ...settings })
+    const loadAverageAtEnd = os.loadavg().map((value) => Number(value.toFixed(2)))
+    const durationSeconds = (performance.now() - startMs) / 1000
+    console.log(tables)
+
+    const report = {
+      command,
+      mode: options.mode,
+      startedAt: startedAt.toISOString(),
+      durationSeconds,
+      note: options.note,
+      machine: { ...machine, loadAverageAtEnd },
+      versions: {
+        lmdb: packageVersion('lmdb'),
+        'classic-level': packageVersion('classic-level'),
+        'better-sqlite3': packageVersion('better-sqlite3'),
+      },
+      settings,
+      leftOut,
+      disk,
+      summaries,
+      targets,
+      runs: Object.fromEntries(results),
+    }
+    const out = options.out ?? join(benchDirectory, 'results', `${options.mode}-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`)
+    await mkdir(dirname(out), { recursive: true })
+    await writeFile(out, `${JSON.stringify(report, null, 2)}\n`)
+    log(`wrote ${out} (${durationSeconds.toFixed(0)} s in all; load average at end ${loadAverageAtEnd.join(' ')})`)
+
+    if (options.markdown ?? options.mode === 'full') {
+      const versions = Object.entries(report.versions).map(([name, version]) => `${name} ${version ?? 'missing'}`).join(', ')
+      const page = [
+        '# Benchmarks',
+        '',
+        'ringkv against the engines a Node.js user would pick, on one machine in one run, with one workload:',
+        `16-byte keys, 100-byte random values; every put is acknowledged only once it is on stable storage.`,
+        'Each engine runs in its own child process; rounds interleave the engines and each figure is the median over rounds.',
+        'How each engine is made durable, and why lmdb runs with `overlappingSync: false`, is written at the top of',
+        '[`bench/src/engines.ts`](bench/src/engines.ts).',
+        '',
+        `Command, from the repository root: \`${command}\``,
+        '',
+        `Run: ${startedAt.toISOString()}, ${durationSeconds.toFixed(0)} s. Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB,`,
+        `${machine.kernel}, Node.js ${machine.node}; file system \`${machine.fileSystem}\`; disk \`${machine.disk}\`.`,
+        `Load average at start ${machine.loadAverageAtStart.join(' ')}, at end ${loadAverageAtEnd.join(' ')}. Versions: ${versions}.`,
+        ...(options.note ? ['', `Note: ${options.note}`] : []),
+        ...Object.entries(leftOut).map(([name, reason]) => `\nLeft out: ${name}: ${reason}.`),
+        '',
+        tables,
+        '',
+      ].join('\n')
+      await writeFile(join(repositoryDirectory, 'BENCHMARKS.md'), page)
+      log('wrote BENCHMARKS.md')
+    }
+    if ([...results.values()].flat().some((result) => result.error !== undefined)) process.exitCode = 1
+  } finally {
+    await rm(work, { recursive: true, force: true })
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error)
+  process.exit(1)
+})
