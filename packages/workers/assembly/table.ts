@@ -1,0 +1,629 @@
+// The shard's hash table, in WebAssembly linear memory: key bytes -> value bytes, nothing else.
+// It owns the whole of its memory; `src/wasm-table.ts` is its only caller and crosses into it once per
+// batch (apply a batch body in the log's record format; look up a batch of packed keys).
+//
+// Memory layout (addresses grow down the table; every address is a byte offset into linear memory):
+//
+//   | region        | from          | to             | what it holds                                          |
+//   |---------------|---------------|----------------|--------------------------------------------------------|
+//   | static data   | 0             | __heap_base    | free-list heads and counts per size class, stats       |
+//   | arena, in use | arenaStart    | arenaBump      | blocks: entries, free blocks, the two scratch blocks   |
+//   | arena, spare  | arenaBump     | indexStart     | bump space, handed out before memory grows             |
+//   | index         | indexStart    | + slotCount*8  | open-addressing slots: u32 tag, u32 entry address      |
+//   | unused        | index end     | memory end     | pages grown for headroom, never written                |
+//
+//   entry block (8-byte aligned, its size rounded up to its size class)
+//   | offset | size | field                                                                  |
+//   |--------|------|------------------------------------------------------------------------|
+//   | 0      | 4    | key length (bits 0..23) and size class (bits 24..31)                   |
+//   | 4      | 4    | value length                                                           |
+//   | 8      | k    | key bytes                                                              |
+//   | 8 + k  | v    | value bytes                                                            |
+//
+// The index: linear probing from home slot `tag & slotMask`, where the tag is the low 32 bits of a
+// seeded SipHash-1-3 of the key. A slot whose entry address is 0 is empty (the arena never starts at
+// 0). The tag is kept in the slot so that a rehash never reads an entry, and so that most mismatches
+// are settled without touching the entry. Deletes shift the following slots back (no tombstones), so
+// probe lengths depend only on the live entries. The load factor stays at most 3/4.
+//
+// Space: a block freed by a delete, or by an overwrite whose value needs another size class, goes on
+// its class's free list and is handed out before bump space. Classes are exact to 8 bytes up to 1 KiB,
+// then 8 per power of two (at most 12.5% rounding). Blocks of different classes are not merged.
+//
+// Limits and the full path:
+//   | limit                 | value                              | when reached                          |
+//   |-----------------------|------------------------------------|---------------------------------------|
+//   | memory                | pagesMax (at most 65535 pages,     | the call returns statusFull before it |
+//   |                       | 4 GiB less 64 KiB)                 | changes any entry                     |
+//   | slots                 | slotCountMax = 2^29                | statusFull, as above                  |
+//   | key, value            | keyBytesMax, valueBytesMax (the    | the batch is malformed: nothing of it |
+//   |                       | log's own limits, record.ts)       | is applied                            |
+//   | read headroom         | scratchHeadroomBytes: 1 MiB, or a  | a batch must leave it spare; reads    |
+//   |                       | sixteenth of a smaller memory      | use it for their keys. A read whose   |
+//   |                       |                                    | answers find no room returns          |
+//   |                       |                                    | statusAnswersNoRoom: the caller packs |
+//   |                       |                                    | them from the found entries           |
+//
+// Why a batch is all or nothing: `applyBatch` first walks the whole batch to check its structure and to
+// add up the worst case it can need (every put a new key in a fresh block, less the free blocks of the
+// same class), then makes that room (grow memory, move or rehash the index: none of which changes what
+// the table answers), and only then applies the records. Nothing can run out half way.
+
+// Must equal record.ts; the JavaScript side checks the pair when it loads this module.
+const keyBytesMaxValue: u32 = 64 * 1024
+const valueBytesMaxValue: u32 = 16 * 1024 * 1024
+const recordHeaderBytes: u32 = 16
+const recordKindPut: u8 = 1
+const recordKindDelete: u8 = 2
+
+const pageBytes: u64 = 65536
+const pagesLimit: u32 = 65535
+const entryHeaderBytes: u32 = 8
+const slotBytes: u32 = 8
+const slotCountInitial: u32 = 64
+const slotCountMax: u32 = 1 << 29
+const arenaSpareInitial: u64 = 64 * 1024
+const arenaHeadroomMin: u64 = 1024 * 1024
+const blockBytesMin: u64 = 16
+const sizeClassCount: u32 = 320
+
+export const statusOk: i32 = 0
+export const statusFull: i32 = 1
+export const statusRecordHeaderPastBody: i32 = 2
+export const statusRecordKindUnknown: i32 = 3
+export const statusRecordLengthsImpossible: i32 = 4
+export const statusRecordDeleteWithValue: i32 = 5
+export const statusRecordPastBody: i32 = 6
+export const statusBodyTrailingBytes: i32 = 7
+export const statusPackedKeyPastBuffer: i32 = 8
+export const statusPackedKeysTrailingBytes: i32 = 9
+export const statusAnswersNoRoom: i32 = 10
+
+// Per size class: free-list head (u32), free-block count (u32), and a per-batch tally of puts (u32).
+const freeHeads: usize = memory.data(320 * 4)
+const freeCounts: usize = memory.data(320 * 4)
+const batchClassCounts: usize = memory.data(320 * 4)
+// Debug statistics, written by statsWrite(): 12 u64 fields.
+const stats: usize = memory.data(12 * 8)
+
+let sipKey0: u64 = 0
+let sipKey1: u64 = 0
+let pagesMax: u32 = 0
+let initialized = false
+
+let arenaStart: usize = 0
+let arenaBump: usize = 0
+let indexStart: usize = 0
+let slotCount: u32 = 0
+let slotMask: u32 = 0
+let entryCountValue: u32 = 0
+let freeBlockBytes: u64 = 0
+// Arena room that batches leave spare, so that a full table can still take the keys of a read.
+let scratchHeadroomBytes: u64 = 0
+
+let inputBlock: usize = 0
+let inputClass: u32 = 0
+let outputBlock: usize = 0
+let outputClass: u32 = 0
+let outputBytes: u32 = 0
+
+// Set by findSlot when the key is absent: where it would go.
+let emptySlot: u32 = 0
+// Set when a call returns a format status: which record or key, and where it starts.
+let errorIndex: u32 = 0
+let errorOffset: u32 = 0
+
+// ---- size classes ---------------------------------------------------------------------------------
+
+function sizeClassOf(bytes: u64): u32 {
+  let size = (bytes + 7) & ~(7 as u64)
+  if (size < blockBytesMin) size = blockBytesMin
+  if (size <= 1024) return u32(size >> 3)
+  const power = u32(63 - clz<u64>(size - 1)) // size - 1 is in [2^power, 2^(power + 1))
+  const shift = power - 3
+  const step = (1 as u64) << shift
+  const part = u32((size - ((1 as u64) << power) + step - 1) >> shift) // 1..8
+  const sizeClass: u32 = 128 + (power - 10) * 8 + part
+  assert(sizeClass < sizeClassCount)
+  return sizeClass
+}
+
+function sizeClassBytes(sizeClass: u32): u64 {
+  if (sizeClass <= 128) return u64(sizeClass) << 3
+  const distance = sizeClass - 129
+  const power = 10 + distance / 8
+  const part = u64(distance % 8 + 1)
+  return ((1 as u64) << power) + (part << (power - 3))
+}
+
+// ---- the arena -----------------------------------------------------------------------------------
+
+// Hands out a block of the class. The caller has reserved the room first: this never fails.
+function allocateBlock(sizeClass: u32): usize {
+  const headAddress = freeHeads + (sizeClass << 2)
+  const head = load<u32>(headAddress)
+  const bytes = sizeClassBytes(sizeClass)
+  if (head != 0) {
+    store<u32>(headAddress, load<u32>(head))
+    const countAddress = freeCounts + (sizeClass << 2)
+    store<u32>(countAddress, load<u32>(countAddress) - 1)
+    freeBlockBytes -= bytes
+    return head
+  }
+  assert(u64(arenaBump) + bytes <= u64(indexStart), 'block allocated without a reservation')
+  const block = arenaBump
+  arenaBump += usize(bytes)
+  return block
+}
+
+function freeBlock(block: usize, sizeClass: u32): void {
+  assert(block >= arenaStart && block < arenaBump)
+  const headAddress = freeHeads + (sizeClass << 2)
+  store<u32>(block, load<u32>(headAddress))
+  store<u32>(headAddress, u32(block))
+  const countAddress = freeCounts + (sizeClass << 2)
+  store<u32>(countAddress, load<u32>(countAddress) + 1)
+  freeBlockBytes += sizeClassBytes(sizeClass)
+}
+
+// Makes room for one block of the class outside a batch (the scratch blocks); false when full.
+function reserveBlock(sizeClass: u32): bool {
+  if (load<u32>(freeCounts + (sizeClass << 2)) != 0) return true
+  return reserve(u64(arenaBump) + sizeClassBytes(sizeClass), slotCount)
+}
+
+// ---- memory and the index ------------------------------------------------------------------------
+
+function memoryEndMax(): u64 {
+  return u64(pagesMax) * pageBytes
+}
+
+function ensureMemoryEnd(end: u64): bool {
+  const pagesNeeded = (end + pageBytes - 1) / pageBytes
+  if (pagesNeeded > u64(pagesMax)) return false
+  const pagesNow = u64(memory.size())
+  if (pagesNeeded > pagesNow && memory.grow(i32(pagesNeeded - pagesNow)) < 0) return false
+  return true
+}
+
+@inline function slotAddress(slot: u32): usize {
+  return indexStart + (usize(slot) << 3)
+}
+
+// The smallest slot count that keeps `entries` at a load factor of at most 3/4; 0 past slotCountMax.
+function slotCountFor(entries: u64): u32 {
+  let count = u64(slotCount)
+  while (entries * 4 > count * 3) count <<= 1
+  return count > u64(slotCountMax) ? 0 : u32(count)
+}
+
+// Makes the arena reach at least `arenaEndNeeded` and the index have `slotCountNeeded` slots, growing
+// memory, moving the index up, or rehashing into a larger index. None of it changes what the table
+// answers. All the checks come before the first change, so a false return leaves the layout as it was,
+// except for memory that grew and stays unused.
+function reserve(arenaEndNeeded: u64, slotCountNeeded: u32): bool {
+  const indexBytes = u64(slotCount) * slotBytes
+  const indexEnd = u64(indexStart) + indexBytes
+  const endMax = memoryEndMax()
+  const arenaEndAligned = (arenaEndNeeded + 7) & ~(7 as u64)
+  // When the arena must grow, give it headroom (an eighth of its size) so the index moves rarely.
+  let arenaEndWanted = u64(indexStart)
+  if (arenaEndAligned > arenaEndWanted) {
+    let headroom = (arenaEndAligned - u64(arenaStart)) / 8
+    if (headroom < arenaHeadroomMin) headroom = arenaHeadroomMin
+    arenaEndWanted = arenaEndAligned + ((headroom + 7) & ~(7 as u64))
+  }
+
+  if (slotCountNeeded > slotCount) {
+    // A larger index goes above the old one; the old one's bytes become arena spare.
+    const newIndexBytes = u64(slotCountNeeded) * slotBytes
+    let newIndexStart = arenaEndWanted > indexEnd ? arenaEndWanted : indexEnd
+    if (newIndexStart + newIndexBytes > endMax) {
+      newIndexStart = arenaEndAligned > indexEnd ? arenaEndAligned : indexEnd
+    }
+    if (newIndexStart + newIndexBytes > endMax) return false
+    if (!ensureMemoryEnd(newIndexStart + newIndexBytes)) return false
+    const newStart = usize(newIndexStart)
+    memory.fill(newStart, 0, usize(newIndexBytes))
+    rehash(newStart, slotCountNeeded)
+    return true
+  }
+
+  if (arenaEndAligned > u64(indexStart)) {
+    let newIndexStart = arenaEndWanted
+    if (newIndexStart + indexBytes > endMax) newIndexStart = arenaEndAligned
+    if (newIndexStart + indexBytes > endMax) return false
+    if (!ensureMemoryEnd(newIndexStart + indexBytes)) return false
+    memory.copy(usize(newIndexStart), indexStart, usize(indexBytes)) // overlapping move up
+    indexStart = usize(newIndexStart)
+  }
+  return true
+}
+
+function rehash(newStart: usize, newSlotCount: u32): void {
+  const newMask = newSlotCount - 1
+  for (let slot: u32 = 0; slot < slotCount; slot++) {
+    const address = slotAddress(slot)
+    if (load<u32>(address, 4) == 0) continue
+    let target = load<u32>(address) & newMask
+    while (load<u32>(newStart + (usize(target) << 3), 4) != 0) target = (target + 1) & newMask
+    store<u64>(newStart + (usize(target) << 3), load<u64>(address))
+  }
+  indexStart = newStart
+  slotCount = newSlotCount
+  slotMask = newMask
+}
+
+// ---- hashing -------------------------------------------------------------------------------------
+
+// SipHash with `compressionRounds` per 8-byte word and `finalizationRounds` at the end, keyed by the
+// table's 128-bit key (Aumasson and Bernstein, "SipHash: a fast short-input PRF"). Keys come from
+// users; with a secret random key they cannot aim many keys at one slot.
+@inline function sipHash(pointer: usize, length: u32, compressionRounds: i32, finalizationRounds: i32): u64 {
+  let v0: u64 = sipKey0 ^ 0x736f6d6570736575
+  let v1: u64 = sipKey1 ^ 0x646f72616e646f6d
+  let v2: u64 = sipKey0 ^ 0x6c7967656e657261
+  let v3: u64 = sipKey1 ^ 0x7465646279746573
+  const wordCount = length >> 3
+  const tail = pointer + (usize(wordCount) << 3)
+  // One pass per message word, then one for the last word (tail bytes and the length), then one for
+  // finalization: the round code is written once.
+  for (let pass: u32 = 0; pass <= wordCount + 1; pass++) {
+    let word: u64 = 0
+    let rounds = compressionRounds
+    if (pass < wordCount) {
+      word = load<u64>(pointer + (usize(pass) << 3))
+    } else if (pass == wordCount) {
+      word = u64(length & 0xff) << 56
+      for (let index: u32 = 0; index < (length & 7); index++) word |= u64(load<u8>(tail + index)) << (index << 3)
+    } else {
+      v2 ^= 0xff
+      rounds = finalizationRounds
+    }
+    v3 ^= word
+    for (let round = 0; round < rounds; round++) {
+      v0 += v1; v2 += v3
+      v1 = rotl<u64>(v1, 13); v3 = rotl<u64>(v3, 16)
+      v1 ^= v0; v3 ^= v2
+      v0 = rotl<u64>(v0, 32)
+      v2 += v1; v0 += v3
+      v1 = rotl<u64>(v1, 17); v3 = rotl<u64>(v3, 21)
+      v1 ^= v2; v3 ^= v0
+      v2 = rotl<u64>(v2, 32)
+    }
+    v0 ^= word
+  }
+  return v0 ^ v1 ^ v2 ^ v3
+}
+
+@inline function keyTag(pointer: usize, length: u32): u32 {
+  return u32(sipHash(pointer, length, 1, 3))
+}
+
+// ---- lookup, insert, delete ----------------------------------------------------------------------
+
+function keyEquals(entry: usize, key: usize, length: u32): bool {
+  if ((load<u32>(entry) & 0xffffff) != length) return false
+  const stored = entry + entryHeaderBytes
+  let index: usize = 0
+  const words = usize(length) & ~(7 as usize)
+  for (; index < words; index += 8) {
+    if (load<u64>(stored + index) != load<u64>(key + index)) return false
+  }
+  for (; index < usize(length); index++) {
+    if (load<u8>(stored + index) != load<u8>(key + index)) return false
+  }
+  return true
+}
+
+// The slot holding the key, or -1 with `emptySlot` set to where it would go. The load factor keeps
+// an empty slot in every probe sequence, so the loop ends.
+function findSlot(key: usize, length: u32, tag: u32): i32 {
+  let slot = tag & slotMask
+  while (true) {
+    const address = slotAddress(slot)
+    const entry = load<u32>(address, 4)
+    if (entry == 0) {
+      emptySlot = slot
+      return -1
+    }
+    if (load<u32>(address) == tag && keyEquals(entry, key, length)) return i32(slot)
+    slot = (slot + 1) & slotMask
+  }
+  unreachable()
+  return -1
+}
+
+// Empties a slot and shifts later entries of the same run back (Knuth's algorithm R for linear
+// probing), so a delete leaves the index as if the key had never been inserted.
+function removeSlot(slot: u32): void {
+  let hole = slot
+  let next = (slot + 1) & slotMask
+  while (true) {
+    const address = slotAddress(next)
+    if (load<u32>(address, 4) == 0) break
+    const home = load<u32>(address) & slotMask
+    if (((next - home) & slotMask) >= ((next - hole) & slotMask)) {
+      store<u64>(slotAddress(hole), load<u64>(address))
+      hole = next
+    }
+    next = (next + 1) & slotMask
+  }
+  store<u64>(slotAddress(hole), 0)
+}
+
+function writeEntry(block: usize, sizeClass: u32, key: usize, keyLength: u32, value: usize, valueLength: u32): void {
+  store<u32>(block, keyLength | (sizeClass << 24))
+  store<u32>(block, valueLength, 4)
+  memory.copy(block + entryHeaderBytes, key, keyLength)
+  memory.copy(block + entryHeaderBytes + keyLength, value, valueLength)
+}
+
+function put(key: usize, keyLength: u32, value: usize, valueLength: u32): void {
+  const tag = keyTag(key, keyLength)
+  const slot = findSlot(key, keyLength, tag)
+  const sizeClass = sizeClassOf(u64(entryHeaderBytes) + keyLength + valueLength)
+  if (slot < 0) {
+    const block = allocateBlock(sizeClass)
+    writeEntry(block, sizeClass, key, keyLength, value, valueLength)
+    const address = slotAddress(emptySlot)
+    store<u32>(address, tag)
+    store<u32>(address, u32(block), 4)
+    entryCountValue++
+    return
+  }
+  const address = slotAddress(u32(slot))
+  const entry = usize(load<u32>(address, 4))
+  const entryClass = load<u32>(entry) >>> 24
+  if (entryClass == sizeClass) {
+    store<u32>(entry, valueLength, 4)
+    memory.copy(entry + entryHeaderBytes + keyLength, value, valueLength)
+    return
+  }
+  const block = allocateBlock(sizeClass)
+  writeEntry(block, sizeClass, key, keyLength, value, valueLength)
+  store<u32>(address, u32(block), 4)
+  freeBlock(entry, entryClass)
+}
+
+function remove(key: usize, keyLength: u32): void {
+  const slot = findSlot(key, keyLength, keyTag(key, keyLength))
+  if (slot < 0) return
+  const entry = usize(load<u32>(slotAddress(u32(slot)), 4))
+  freeBlock(entry, load<u32>(entry) >>> 24)
+  removeSlot(u32(slot))
+  entryCountValue--
+}
+
+// ---- exported calls ------------------------------------------------------------------------------
+
+/** Sets up an empty table. Returns statusFull when `pagesMaxArgument` cannot hold even that. */
+export function init(key0Low: u32, key0High: u32, key1Low: u32, key1High: u32, pagesMaxArgument: u32): i32 {
+  assert(!initialized, 'table initialized twice')
+  assert(pagesMaxArgument >= 1 && pagesMaxArgument <= pagesLimit, 'pagesMax out of range')
+  sipKey0 = u64(key0Low) | (u64(key0High) << 32)
+  sipKey1 = u64(key1Low) | (u64(key1High) << 32)
+  pagesMax = pagesMaxArgument
+  scratchHeadroomBytes = min<u64>(arenaHeadroomMin, (memoryEndMax() / 16) & ~(7 as u64))
+  arenaStart = (__heap_base + 7) & ~(7 as usize)
+  if (arenaStart == 0) arenaStart = 8
+  arenaBump = arenaStart
+  const start = u64(arenaStart) + arenaSpareInitial
+  const bytes = u64(slotCountInitial) * slotBytes
+  if (start + bytes > memoryEndMax() || !ensureMemoryEnd(start + bytes)) return statusFull
+  indexStart = usize(start)
+  slotCount = slotCountInitial
+  slotMask = slotCountInitial - 1
+  memory.fill(indexStart, 0, usize(bytes))
+  initialized = true
+  // An input block that holds any single packed key, so that reads always go through (in pieces).
+  if (inputReserve(keyBytesMaxValue + 8) == 0) return statusFull
+  return statusOk
+}
+
+/** A scratch block of at least `bytes` for the caller to copy a batch into; 0 when the table is full. */
+export function inputReserve(bytes: u32): usize {
+  assert(initialized)
+  if (inputBlock != 0 && sizeClassBytes(inputClass) >= u64(bytes)) return inputBlock
+  const sizeClass = sizeClassOf(u64(bytes))
+  if (!reserveBlock(sizeClass)) return 0
+  const block = allocateBlock(sizeClass)
+  if (inputBlock != 0) freeBlock(inputBlock, inputClass)
+  inputBlock = block
+  inputClass = sizeClass
+  return block
+}
+
+function fail(status: i32, index: u32, offset: u64): i32 {
+  errorIndex = index
+  errorOffset = u32(offset)
+  memory.fill(batchClassCounts, 0, sizeClassCount << 2)
+  return status
+}
+
+/**
+ * Applies a batch body (record.ts format, CRCs not checked: the shard hands over durable batches)
+ * copied to `body`. Either all of it or, with a non-zero status, none of it.
+ */
+export function applyBatch(body: usize, length: u32, recordCount: u32): i32 {
+  assert(initialized)
+  // Pass 1: structure, and the worst case of what the batch needs.
+  let offset: u64 = 0
+  let putCount: u64 = 0
+  for (let index: u32 = 0; index < recordCount; index++) {
+    if (offset + recordHeaderBytes > u64(length)) return fail(statusRecordHeaderPastBody, index, offset)
+    const record = body + usize(offset)
+    const kind = load<u8>(record, 4)
+    const keyLength = load<u32>(record, 8)
+    const valueLength = load<u32>(record, 12)
+    if (kind != recordKindPut && kind != recordKindDelete) return fail(statusRecordKindUnknown, index, offset)
+    if (keyLength == 0 || keyLength > keyBytesMaxValue || valueLength > valueBytesMaxValue) {
+      return fail(statusRecordLengthsImpossible, index, offset)
+    }
+    if (kind == recordKindDelete && valueLength != 0) return fail(statusRecordDeleteWithValue, index, offset)
+    const end = offset + recordHeaderBytes + keyLength + valueLength
+    if (end > u64(length)) return fail(statusRecordPastBody, index, offset)
+    if (kind == recordKindPut) {
+      const countAddress = batchClassCounts + (sizeClassOf(u64(entryHeaderBytes) + keyLength + valueLength) << 2)
+      store<u32>(countAddress, load<u32>(countAddress) + 1)
+      putCount++
+    }
+    offset = end
+  }
+  if (offset != u64(length)) return fail(statusBodyTrailingBytes, recordCount, offset)
+
+  let arenaBytesNeeded: u64 = 0
+  for (let sizeClass: u32 = 1; sizeClass < sizeClassCount; sizeClass++) {
+    const puts = load<u32>(batchClassCounts + (sizeClass << 2))
+    if (puts == 0) continue
+    const free = load<u32>(freeCounts + (sizeClass << 2))
+    if (puts > free) arenaBytesNeeded += u64(puts - free) * sizeClassBytes(sizeClass)
+    store<u32>(batchClassCounts + (sizeClass << 2), 0)
+  }
+  const slotCountNeeded = slotCountFor(u64(entryCountValue) + putCount)
+  const arenaEndNeeded = u64(arenaBump) + arenaBytesNeeded + scratchHeadroomBytes
+  if (slotCountNeeded == 0 || !reserve(arenaEndNeeded, slotCountNeeded)) return statusFull
+
+  // Pass 2: apply, in order. The structure was checked above.
+  offset = 0
+  for (let index: u32 = 0; index < recordCount; index++) {
+    const record = body + usize(offset)
+    const kind = load<u8>(record, 4)
+    const keyLength = load<u32>(record, 8)
+    const valueLength = load<u32>(record, 12)
+    const key = record + recordHeaderBytes
+    if (kind == recordKindPut) put(key, keyLength, key + keyLength, valueLength)
+    else remove(key, keyLength)
+    offset += u64(recordHeaderBytes) + keyLength + valueLength
+  }
+  return statusOk
+}
+
+/**
+ * Looks up `count` keys packed at `keys` as (u32 length, bytes), and writes the answers packed as
+ * (u32 length, bytes), 0xFFFFFFFF for an absent key, to the output block (outputPointer/outputLength).
+ * The caller reserved align4(length) + 4 * count bytes at `keys`: the found entries' addresses (0 for
+ * absent) go after the keys. With statusAnswersNoRoom, the caller packs the answers from those.
+ */
+export function lookupBatch(keys: usize, length: u32, count: u32): i32 {
+  assert(initialized)
+  const found = keys + ((usize(length) + 3) & ~(3 as usize))
+  let offset: u64 = 0
+  let answerBytes: u64 = 0
+  for (let index: u32 = 0; index < count; index++) {
+    if (offset + 4 > u64(length)) return fail(statusPackedKeyPastBuffer, index, offset)
+    const keyLength = load<u32>(keys + usize(offset))
+    if (offset + 4 + keyLength > u64(length)) return fail(statusPackedKeyPastBuffer, index, offset)
+    const key = keys + usize(offset) + 4
+    let entry: u32 = 0
+    if (keyLength != 0 && keyLength <= keyBytesMaxValue) {
+      const slot = findSlot(key, keyLength, keyTag(key, keyLength))
+      if (slot >= 0) entry = load<u32>(slotAddress(u32(slot)), 4)
+    }
+    store<u32>(found + (usize(index) << 2), entry)
+    answerBytes += 4
+    if (entry != 0) answerBytes += load<u32>(entry, 4)
+    offset += 4 + keyLength
+  }
+  if (offset != u64(length)) return fail(statusPackedKeysTrailingBytes, count, offset)
+  if (answerBytes > 0xffff0000) return statusFull
+
+  outputBytes = u32(answerBytes)
+  if (outputBlock == 0 || sizeClassBytes(outputClass) < answerBytes) {
+    const sizeClass = sizeClassOf(answerBytes)
+    // A full table still answers: the caller copies the values out from the found entries.
+    if (!reserveBlock(sizeClass)) return statusAnswersNoRoom
+    const block = allocateBlock(sizeClass)
+    if (outputBlock != 0) freeBlock(outputBlock, outputClass)
+    outputBlock = block
+    outputClass = sizeClass
+  }
+  let target = outputBlock
+  for (let index: u32 = 0; index < count; index++) {
+    const entry = usize(load<u32>(found + (usize(index) << 2)))
+    if (entry == 0) {
+      store<u32>(target, 0xffffffff)
+      target += 4
+      continue
+    }
+    const keyLength = load<u32>(entry) & 0xffffff
+    const valueLength = load<u32>(entry, 4)
+    store<u32>(target, valueLength)
+    memory.copy(target + 4, entry + entryHeaderBytes + keyLength, valueLength)
+    target += 4 + valueLength
+  }
+  return statusOk
+}
+
+/** How many bytes the input block holds now. */
+export function inputCapacity(): u32 {
+  return u32(sizeClassBytes(inputClass))
+}
+
+export function outputPointer(): usize {
+  return outputBlock
+}
+
+export function outputLength(): u32 {
+  return outputBytes
+}
+
+export function entryCount(): u32 {
+  return entryCountValue
+}
+
+export function errorRecordIndex(): u32 {
+  return errorIndex
+}
+
+export function errorRecordOffset(): u32 {
+  return errorOffset
+}
+
+export function keyBytesMax(): u32 {
+  return keyBytesMaxValue
+}
+
+export function valueBytesMax(): u32 {
+  return valueBytesMaxValue
+}
+
+/**
+ * Writes debug statistics to a static block and returns its address: 12 u64 fields, in order:
+ * slotCount, entryCount, probeDistanceMax, probeDistanceSum, arenaStart, arenaBump, indexStart,
+ * memoryBytes, freeBlockBytes, freeBlockCount, pagesMax, reserved. Walks the whole index: for tests
+ * and benchmarks, not the hot path.
+ */
+export function statsWrite(): usize {
+  let distanceMax: u64 = 0
+  let distanceSum: u64 = 0
+  for (let slot: u32 = 0; slot < slotCount; slot++) {
+    const address = slotAddress(slot)
+    if (load<u32>(address, 4) == 0) continue
+    const distance = u64((slot - (load<u32>(address) & slotMask)) & slotMask)
+    if (distance > distanceMax) distanceMax = distance
+    distanceSum += distance
+  }
+  let freeBlockCount: u64 = 0
+  for (let sizeClass: u32 = 0; sizeClass < sizeClassCount; sizeClass++) {
+    freeBlockCount += load<u32>(freeCounts + (sizeClass << 2))
+  }
+  store<u64>(stats, u64(slotCount), 0)
+  store<u64>(stats, u64(entryCountValue), 8)
+  store<u64>(stats, distanceMax, 16)
+  store<u64>(stats, distanceSum, 24)
+  store<u64>(stats, u64(arenaStart), 32)
+  store<u64>(stats, u64(arenaBump), 40)
+  store<u64>(stats, u64(indexStart), 48)
+  store<u64>(stats, u64(memory.size()) * pageBytes, 56)
+  store<u64>(stats, freeBlockBytes, 64)
+  store<u64>(stats, freeBlockCount, 72)
+  store<u64>(stats, u64(pagesMax), 80)
+  store<u64>(stats, 0, 88)
+  return stats
+}
+
+/** The table's hash of `length` bytes at `pointer` with the given round counts: for tests. */
+export function hashForTest(pointer: usize, length: u32, compressionRounds: i32, finalizationRounds: i32): u64 {
+  return sipHash(pointer, length, compressionRounds, finalizationRounds)
+}

@@ -1,0 +1,290 @@
+// The WebAssembly table against the JavaScript Map reference (MapTable): every answer compared, across
+// growths, forced collisions, delete/insert churn, and a full table. Needs dist/table.wasm: run
+// `pnpm --filter @ringkv/workers run build` first.
+
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import fc from 'fast-check'
+import { describe, expect, test } from 'vitest'
+import { encodeRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut } from './record.js'
+import { MapTable, type Table } from './table.js'
+import { TableFullError, WasmTable } from './wasm-table.js'
+
+interface Operation {
+  kind: 'put' | 'delete'
+  key: Uint8Array
+  value?: Uint8Array
+}
+
+function encodeBatch(operations: readonly Operation[]): Uint8Array {
+  let bytes = 0
+  for (const operation of operations) bytes += recordBytes(operation.key.length, operation.value?.length ?? 0)
+  const body = new Uint8Array(bytes)
+  const view = new DataView(body.buffer)
+  let offset = 0
+  for (const operation of operations) {
+    const kind = operation.kind === 'put' ? recordKindPut : recordKindDelete
+    offset = encodeRecord(body, view, offset, kind, operation.key, operation.kind === 'put' ? operation.value : undefined)
+  }
+  return body
+}
+
+function packKeys(keys: readonly Uint8Array[]): Uint8Array {
+  let bytes = 0
+  for (const key of keys) bytes += 4 + key.length
+  const packed = new Uint8Array(bytes)
+  const view = new DataView(packed.buffer)
+  let offset = 0
+  for (const key of keys) {
+    view.setUint32(offset, key.length, true)
+    packed.set(key, offset + 4)
+    offset += 4 + key.length
+  }
+  return packed
+}
+
+function apply(tables: readonly Table[], operations: readonly Operation[]): void {
+  const body = encodeBatch(operations)
+  for (const table of tables) table.applyBatch(body, operations.length)
+}
+
+/** Asks both tables for `keys` (in chunks, so a small table's answer block stays small). */
+function expectSameAnswers(table: Table, model: Table, keys: readonly Uint8Array[], chunk = 500): void {
+  for (let start = 0; start < keys.length; start += chunk) {
+    const slice = keys.slice(start, start + chunk)
+    const packed = packKeys(slice)
+    const answers = Buffer.from(table.getPacked(packed, slice.length))
+    const expected = Buffer.from(model.getPacked(packed, slice.length))
+    // Buffer.equals first: a deep toEqual over megabytes of answers is slow.
+    if (!answers.equals(expected)) expect(answers).toEqual(expected)
+  }
+  expect(table.size).toBe(model.size)
+}
+
+function valueOf(length: number, stamp: number): Uint8Array {
+  const value = new Uint8Array(length)
+  for (let index = 0; index < length; index++) value[index] = (stamp * 131 + index * 7) & 0xff
+  return value
+}
+
+function keyOf(number: number, length = 16): Uint8Array {
+  const key = new Uint8Array(length)
+  const mixed = Math.imul(number, 0x9e3779b1) >>> 0
+  for (let index = 0; index < length; index++) key[index] = index < 4 ? number >>> (index * 8) : mixed >>> ((index % 4) * 8)
+  return key
+}
+
+describe('WasmTable against MapTable', () => {
+  test('random batches of put, overwrite and delete give the same answers as a Map', () => {
+    const operationArbitrary = fc.record({
+      put: fc.boolean(),
+      keyIndex: fc.nat(),
+      valueLength: fc.oneof(fc.integer({ min: 0, max: 140 }), fc.integer({ min: 900, max: 5000 })),
+    })
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.uint8Array({ minLength: 1, maxLength: 24, max: 3 }), {
+          minLength: 1,
+          maxLength: 600,
+          selector: (key) => Buffer.from(key).toString('hex'),
+        }),
+        fc.array(fc.array(operationArbitrary, { maxLength: 250 }), { minLength: 1, maxLength: 25 }),
+        fc.nat(),
+        (keys, batches, seed) => {
+          const table = WasmTable.create({ seed })
+          const model = new MapTable()
+          const absent = new Uint8Array([9, 9, 9, 9])
+          batches.forEach((batch, batchIndex) => {
+            const operations = batch.map((operation, index): Operation => {
+              const key = keys[operation.keyIndex % keys.length]!
+              return operation.put
+                ? { kind: 'put', key, value: valueOf(operation.valueLength, batchIndex * 1000 + index) }
+                : { kind: 'delete', key }
+            })
+            apply([table, model], operations)
+            expectSameAnswers(table, model, [...keys, absent])
+          })
+          table.dispose()
+        },
+      ),
+      { numRuns: 60 },
+    )
+  })
+
+  test('answers stay right across many growths of the index and the arena', () => {
+    const table = WasmTable.create({ seed: 7 })
+    const model = new MapTable()
+    const keyCount = 150_000
+    const growthsSeen = new Set<number>()
+    for (let start = 0; start < keyCount; start += 1000) {
+      const operations: Operation[] = []
+      for (let number = start; number < start + 1000; number++) {
+        operations.push({ kind: 'put', key: keyOf(number, 8 + (number % 20)), value: valueOf(number % 200, number) })
+        // Overwrite and delete earlier keys as it goes.
+        if (number % 3 === 0) operations.push({ kind: 'put', key: keyOf(number >> 1, 8 + ((number >> 1) % 20)), value: valueOf(number % 50, -number) })
+        if (number % 5 === 0) operations.push({ kind: 'delete', key: keyOf(number >> 2, 8 + ((number >> 2) % 20)) })
+      }
+      apply([table, model], operations)
+      growthsSeen.add(table.debugStats().slotCount)
+    }
+    expect(growthsSeen.size).toBeGreaterThanOrEqual(7)
+    const allKeys = Array.from({ length: keyCount + 10 }, (_, number) => keyOf(number, 8 + (number % 20)))
+    expectSameAnswers(table, model, allKeys, 5000)
+  })
+
+  test('a malformed batch applies nothing and says which record', () => {
+    const table = WasmTable.create({ seed: 1 })
+    const model = new MapTable()
+    apply([table, model], [{ kind: 'put', key: keyOf(1), value: valueOf(10, 1) }])
+    const body = encodeBatch([
+      { kind: 'put', key: keyOf(2), value: valueOf(10, 2) },
+      { kind: 'delete', key: keyOf(1) },
+    ])
+    body[recordBytes(16, 10) + 4] = 7 // the second record's kind
+    expect(() => table.applyBatch(body, 2)).toThrow(RecordFormatError)
+    expect(() => table.applyBatch(body.subarray(0, body.length - 1), 2)).toThrow(/record 1/)
+    expectSameAnswers(table, model, [keyOf(1), keyOf(2)])
+    expect(() => table.getPacked(new Uint8Array([5, 0, 0, 0, 1]), 1)).toThrow(RangeError)
+  })
+})
+
+describe('WasmTable hashing', () => {
+  test('is SipHash: the reference vector of SipHash-2-4 holds', () => {
+    // Key 00..0f, message 00..0e: the paper's test vector (Aumasson and Bernstein, appendix A).
+    const wasmFile = fileURLToPath(new URL('../dist/table.wasm', import.meta.url))
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(wasmFile)), {
+      env: { abort: () => { throw new Error('abort') } },
+    })
+    const exports = instance.exports as unknown as {
+      memory: WebAssembly.Memory
+      init(a: number, b: number, c: number, d: number, pagesMax: number): number
+      inputReserve(bytes: number): number
+      hashForTest(pointer: number, length: number, c: number, d: number): bigint
+    }
+    expect(exports.init(0x03020100, 0x07060504, 0x0b0a0908, 0x0f0e0d0c, 100)).toBe(0)
+    const pointer = exports.inputReserve(15)
+    new Uint8Array(exports.memory.buffer).set(Array.from({ length: 15 }, (_, index) => index), pointer)
+    expect(BigInt.asUintN(64, exports.hashForTest(pointer, 15, 2, 4))).toBe(0xa129ca6149be45e5n)
+  })
+
+  test('the seed changes every hash; an unseeded table uses a random one', () => {
+    const key = keyOf(12345)
+    const first = WasmTable.create({ seed: 1 })
+    const second = WasmTable.create({ seed: 2 })
+    expect(first.debugHash(key)).not.toBe(second.debugHash(key))
+    expect(WasmTable.create({ seed: 1 }).debugHash(key)).toBe(first.debugHash(key))
+    expect(WasmTable.create().debugHash(key)).not.toBe(first.debugHash(key))
+  })
+
+  test('keys crafted to collide in the low hash bits are still told apart', () => {
+    const table = WasmTable.create({ seed: 99 })
+    const model = new MapTable()
+    // Brute force 96 keys whose tags agree in the low 12 bits: one home slot up to 4096 slots.
+    const colliding: Uint8Array[] = []
+    for (let number = 0; colliding.length < 96; number++) {
+      const key = keyOf(number, 4 + (number % 13))
+      if ((table.debugHash(key) & 0xfffn) === 0x5a5n) colliding.push(key)
+    }
+    apply([table, model], colliding.map((key, index) => ({ kind: 'put', key, value: valueOf(index % 40, index) })))
+    expect(table.debugStats().probeDistanceMax).toBeGreaterThanOrEqual(95)
+    expectSameAnswers(table, model, colliding)
+    // Delete every other one from the middle of the run, overwrite the rest, put some back.
+    apply([table, model], colliding.filter((_, index) => index % 2 === 1).map((key) => ({ kind: 'delete', key })))
+    expectSameAnswers(table, model, colliding)
+    apply([table, model], colliding.filter((_, index) => index % 4 === 0).map((key, index) => ({ kind: 'put', key, value: valueOf(300, index) })))
+    apply([table, model], colliding.filter((_, index) => index % 4 === 1).map((key, index) => ({ kind: 'put', key, value: valueOf(3, index) })))
+    expectSameAnswers(table, model, colliding)
+    apply([table, model], colliding.map((key) => ({ kind: 'delete', key })))
+    expectSameAnswers(table, model, colliding)
+    expect(table.debugStats().probeDistanceMax).toBe(0)
+  })
+})
+
+describe('WasmTable space', () => {
+  test('insert/delete churn leaves probe lengths, slots and arena where they were', () => {
+    const table = WasmTable.create({ seed: 3 })
+    const live = 2000
+    const churn = 1000
+    let next = 0
+    const put = (count: number): Operation[] =>
+      Array.from({ length: count }, () => ({ kind: 'put', key: keyOf(next, 16), value: valueOf(100, next++) }))
+    apply([table], put(live))
+    let oldest = 0
+    const afterCycles: ReturnType<WasmTable['debugStats']>[] = []
+    for (let cycle = 0; cycle < 60; cycle++) {
+      const deletes: Operation[] = Array.from({ length: churn }, () => ({ kind: 'delete', key: keyOf(oldest++, 16) }))
+      apply([table], deletes)
+      apply([table], put(churn))
+      afterCycles.push(table.debugStats())
+    }
+    const first = afterCycles[1]!
+    const last = afterCycles[afterCycles.length - 1]!
+    expect(last.entryCount).toBe(live)
+    expect(last.slotCount).toBe(first.slotCount)
+    expect(last.arenaBytesUsed).toBe(first.arenaBytesUsed)
+    for (const stats of afterCycles) {
+      expect(stats.probeDistanceMean).toBeLessThan(2)
+      expect(stats.probeDistanceMax).toBeLessThan(64)
+    }
+  })
+
+  test('overwrites reuse the space of the values they replace', () => {
+    const table = WasmTable.create({ seed: 4 })
+    const keys = Array.from({ length: 1000 }, (_, number) => keyOf(number))
+    const overwrite = (length: number, stamp: number): void =>
+      apply([table], keys.map((key, index) => ({ kind: 'put', key, value: valueOf(length, stamp + index) })))
+    overwrite(100, 0)
+    overwrite(300, 1)
+    const settled = table.debugStats().arenaBytesUsed
+    for (let round = 0; round < 20; round++) overwrite(round % 2 === 0 ? 100 : 300, round)
+    for (let round = 0; round < 20; round++) overwrite(97 + (round % 7), round) // one size class: in place
+    expect(table.debugStats().arenaBytesUsed).toBe(settled)
+  })
+
+  test('a full table throws SHARD_FULL, applies nothing of that batch, and keeps working', () => {
+    const memoryBytesMax = 1024 * 1024
+    const table = WasmTable.create({ seed: 5, memoryBytesMax })
+    const model = new MapTable()
+    const keys: Uint8Array[] = []
+    let full: unknown
+    for (let batch = 0; full === undefined; batch++) {
+      const operations: Operation[] = Array.from({ length: 100 }, (_, index) => {
+        const number = batch * 100 + index
+        return { kind: 'put', key: keyOf(number), value: valueOf(100, number) }
+      })
+      try {
+        table.applyBatch(encodeBatch(operations), operations.length)
+      } catch (error) {
+        full = error
+        break
+      }
+      apply([model], operations)
+      keys.push(...operations.map((operation) => operation.key))
+      expect(batch).toBeLessThan(1000)
+    }
+    expect(full).toBeInstanceOf(TableFullError)
+    expect((full as TableFullError).code).toBe('SHARD_FULL')
+    expect(table.debugStats().memoryBytes).toBeLessThanOrEqual(memoryBytesMax)
+    expect(table.size).toBeGreaterThan(4000)
+    const lost = Array.from({ length: 100 }, (_, index) => keyOf(keys.length + index))
+    expectSameAnswers(table, model, [...keys, ...lost], 100)
+    // One read of every key: too large for the spare room, so it goes in pieces, packed in JavaScript.
+    expectSameAnswers(table, model, [...keys, ...lost], 100_000)
+
+    // Deletes make room that puts of the same size reuse.
+    const deletes: Operation[] = keys.slice(0, 300).map((key) => ({ kind: 'delete', key }))
+    apply([table, model], deletes)
+    const puts: Operation[] = lost.map((key, index) => ({ kind: 'put', key, value: valueOf(100, -index) }))
+    apply([table, model], puts)
+    expectSameAnswers(table, model, [...keys, ...lost], 100)
+  })
+
+  test('options are checked', () => {
+    expect(() => WasmTable.create({ memoryBytesMax: 1000 })).toThrow(RangeError)
+    expect(() => WasmTable.create({ memoryBytesMax: 2 ** 33 })).toThrow(RangeError)
+    expect(() => WasmTable.create({ seed: -1 })).toThrow(RangeError)
+    const table = WasmTable.create()
+    table.dispose()
+    expect(() => table.size).toThrow(/dispose/)
+  })
+})

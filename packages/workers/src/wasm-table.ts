@@ -1,0 +1,370 @@
+// The shard's table in WebAssembly linear memory (assembly/table.ts, built to dist/table.wasm). This
+// module owns loading that module, copying each batch into it and each batch of answers out of it, and
+// turning its status codes into errors. It promises what `Table` promises, plus: a batch either applies
+// whole or not at all (a full table or a malformed body changes nothing), and a full table is a
+// `TableFullError` with code 'SHARD_FULL', never a crash or a dropped record.
+//
+// Each table is its own WebAssembly instance with its own memory (at most 4 GiB less 64 KiB: wasm32),
+// so the JavaScript heap holds a handful of objects however many entries the table has.
+
+import { randomFillSync } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { keyBytesMax, RecordFormatError, valueBytesMax } from './record.js'
+import { absentLength, type Table } from './table.js'
+
+const pageBytes = 65536
+/** wasm32 addresses 65536 pages; the table keeps one back so that every address fits in a u32. */
+export const memoryBytesLimit = 65535 * pageBytes
+export const memoryBytesMaxDefault = memoryBytesLimit
+
+/** The table cannot take a batch (or hold a batch's answers) within its memory limit. */
+export class TableFullError extends Error {
+  readonly code = 'SHARD_FULL' as const
+  constructor(message: string) {
+    super(message)
+    this.name = 'TableFullError'
+  }
+}
+
+export interface WasmTableOptions {
+  /** Fixes the hash key (for tests). Without it, every table in this process uses one random key. */
+  seed?: number
+  /** The table's memory limit in bytes, rounded down to 64 KiB pages. Default: memoryBytesLimit. */
+  memoryBytesMax?: number
+}
+
+/** What `debugStats` reports; probe distances count slots past an entry's home slot. */
+export interface WasmTableStats {
+  slotCount: number
+  entryCount: number
+  probeDistanceMax: number
+  probeDistanceMean: number
+  /** Bytes of the arena handed out so far (entries, free blocks, scratch). */
+  arenaBytesUsed: number
+  freeBlockBytes: number
+  freeBlockCount: number
+  indexBytes: number
+  memoryBytes: number
+  memoryBytesMax: number
+}
+
+// The WebAssembly API, typed here: the project's lib (ES2022, no DOM) does not declare it.
+interface WasmMemory {
+  readonly buffer: ArrayBuffer
+}
+interface WasmGlobal {
+  readonly value: number
+}
+interface WasmApi {
+  Module: new (bytes: Uint8Array) => object
+  Instance: new (module: object, imports: object) => { readonly exports: object }
+}
+const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
+
+interface TableExports {
+  memory: WasmMemory
+  statusOk: WasmGlobal
+  statusFull: WasmGlobal
+  statusRecordHeaderPastBody: WasmGlobal
+  statusRecordKindUnknown: WasmGlobal
+  statusRecordLengthsImpossible: WasmGlobal
+  statusRecordDeleteWithValue: WasmGlobal
+  statusRecordPastBody: WasmGlobal
+  statusBodyTrailingBytes: WasmGlobal
+  statusPackedKeyPastBuffer: WasmGlobal
+  statusPackedKeysTrailingBytes: WasmGlobal
+  statusAnswersNoRoom: WasmGlobal
+  init(key0Low: number, key0High: number, key1Low: number, key1High: number, pagesMax: number): number
+  inputReserve(bytes: number): number
+  inputCapacity(): number
+  applyBatch(body: number, length: number, recordCount: number): number
+  lookupBatch(keys: number, length: number, count: number): number
+  outputPointer(): number
+  outputLength(): number
+  entryCount(): number
+  errorRecordIndex(): number
+  errorRecordOffset(): number
+  keyBytesMax(): number
+  valueBytesMax(): number
+  statsWrite(): number
+  hashForTest(pointer: number, length: number, compressionRounds: number, finalizationRounds: number): bigint
+}
+
+let compiledModule: object | undefined
+/** The process's random hash key: 4 u32 words, drawn once. */
+let processKeyWords: Uint32Array | undefined
+
+function wasmPath(): string {
+  // Beside the built JavaScript in dist/; from src/ (tests run the TypeScript), the build's output.
+  const candidates = [new URL('./table.wasm', import.meta.url), new URL('../dist/table.wasm', import.meta.url)]
+  for (const candidate of candidates) {
+    const path = fileURLToPath(candidate)
+    if (existsSync(path)) return path
+  }
+  throw new Error(
+    `table.wasm not found beside ${fileURLToPath(import.meta.url)} nor in ../dist: ` +
+      'run `pnpm --filter @ringkv/workers run build` first',
+  )
+}
+
+function tableModule(): object {
+  compiledModule ??= new wasmApi.Module(readFileSync(wasmPath()))
+  return compiledModule
+}
+
+/** splitmix64: spreads a small test seed over the 128-bit hash key. */
+function keyWordsFromSeed(seed: number): Uint32Array {
+  const words = new Uint32Array(4)
+  let state = BigInt(seed)
+  for (let index = 0; index < 2; index++) {
+    state = (state + 0x9e3779b97f4a7c15n) & 0xffff_ffff_ffff_ffffn
+    let mixed = state
+    mixed = ((mixed ^ (mixed >> 30n)) * 0xbf58476d1ce4e5b9n) & 0xffff_ffff_ffff_ffffn
+    mixed = ((mixed ^ (mixed >> 27n)) * 0x94d049bb133111ebn) & 0xffff_ffff_ffff_ffffn
+    mixed ^= mixed >> 31n
+    words[index * 2] = Number(mixed & 0xffff_ffffn)
+    words[index * 2 + 1] = Number(mixed >> 32n)
+  }
+  return words
+}
+
+/** Reads an AssemblyScript string (UTF-16, byte length in the u32 before it) for abort messages. */
+function readWasmString(memory: WasmMemory, pointer: number): string {
+  if (pointer === 0) return '(no message)'
+  const bytes = new Uint8Array(memory.buffer)
+  const length = new DataView(memory.buffer).getUint32(pointer - 4, true)
+  return Buffer.from(bytes.subarray(pointer, pointer + length)).toString('utf16le')
+}
+
+export class WasmTable implements Table {
+  private exports: TableExports | undefined
+  private memoryBytes: Uint8Array
+  private readonly statusFull: number
+  private readonly memoryBytesMax: number
+
+  private constructor(exports: TableExports, memoryBytesMax: number) {
+    this.exports = exports
+    this.memoryBytes = new Uint8Array(exports.memory.buffer)
+    this.statusFull = exports.statusFull.value
+    this.memoryBytesMax = memoryBytesMax
+  }
+
+  static create(options: WasmTableOptions = {}): WasmTable {
+    const { seed, memoryBytesMax = memoryBytesMaxDefault } = options
+    if (seed !== undefined && (!Number.isSafeInteger(seed) || seed < 0)) {
+      throw new RangeError(`options.seed must be a non-negative safe integer, got ${seed}`)
+    }
+    if (!Number.isSafeInteger(memoryBytesMax) || memoryBytesMax < pageBytes || memoryBytesMax > memoryBytesLimit) {
+      throw new RangeError(`options.memoryBytesMax must be an integer in ${pageBytes}..${memoryBytesLimit}, got ${memoryBytesMax}`)
+    }
+    let memory: WasmMemory | undefined
+    const instance = new wasmApi.Instance(tableModule(), {
+      env: {
+        abort(message: number, fileName: number, line: number, column: number): never {
+          // An assertion inside the table failed: a programmer error, never an operating one.
+          const where = memory === undefined ? '' : ` at ${readWasmString(memory, fileName)}:${line}:${column}`
+          throw new Error(`table.wasm: ${memory === undefined ? message : readWasmString(memory, message)}${where}`)
+        },
+      },
+    })
+    const exports = instance.exports as unknown as TableExports
+    memory = exports.memory
+    if (exports.keyBytesMax() !== keyBytesMax || exports.valueBytesMax() !== valueBytesMax) {
+      throw new Error('table.wasm was built with other key/value limits than record.ts: rebuild it')
+    }
+    if (seed === undefined) {
+      processKeyWords ??= randomFillSync(new Uint32Array(4))
+    }
+    const keyWords = seed === undefined ? processKeyWords! : keyWordsFromSeed(seed)
+    const pagesMax = Math.floor(memoryBytesMax / pageBytes)
+    const status = exports.init(keyWords[0]!, keyWords[1]!, keyWords[2]!, keyWords[3]!, pagesMax)
+    if (status === (exports.statusFull.value)) {
+      throw new RangeError(`options.memoryBytesMax ${memoryBytesMax} cannot hold even an empty table`)
+    }
+    return new WasmTable(exports, pagesMax * pageBytes)
+  }
+
+  applyBatch(body: Uint8Array, recordCount: number): void {
+    const exports = this.live()
+    if (!Number.isInteger(recordCount) || recordCount < 0 || recordCount > 0xffff_ffff) {
+      throw new RangeError(`recordCount must be a u32, got ${recordCount}`)
+    }
+    const pointer = this.copyIn(body, body.length, recordCount)
+    const status = exports.applyBatch(pointer, body.length, recordCount)
+    if (status === this.statusFull) {
+      throw new TableFullError(
+        `shard table is full: a batch of ${recordCount} records (${body.length} bytes) does not fit ` +
+          `in memoryBytesMax ${this.memoryBytesMax}; nothing of it was applied`,
+      )
+    }
+    if (status !== 0) this.throwFormatError(status)
+  }
+
+  getPacked(keys: Uint8Array, count: number): Uint8Array {
+    const exports = this.live()
+    if (!Number.isInteger(count) || count < 0) throw new RangeError(`count must be a non-negative integer, got ${count}`)
+    // Every packed key takes at least its 4-byte length: more keys than that cannot be there.
+    if (count > keys.length / 4) throw new RangeError(`packed key ${Math.floor(keys.length / 4)} runs past its buffer`)
+    const foundBytes = ((keys.length + 3) & ~3) - keys.length + 4 * count
+    const pointer = exports.inputReserve(keys.length + foundBytes) >>> 0
+    // A full table reads a large batch in pieces that fit the input block it has.
+    if (pointer === 0) return this.getPackedInPieces(keys, count)
+    this.bytes().set(keys, pointer)
+    const status = exports.lookupBatch(pointer, keys.length, count)
+    if (status === this.statusFull) {
+      throw new TableFullError(`shard table is full: no room for the answers to ${count} keys`)
+    }
+    if (status === (exports.statusAnswersNoRoom.value)) {
+      return this.packAnswersFromEntries(pointer + keys.length + foundBytes - 4 * count, count)
+    }
+    if (status !== 0) this.throwFormatError(status)
+    const output = exports.outputPointer() >>> 0
+    return this.bytes().slice(output, output + (exports.outputLength() >>> 0))
+  }
+
+  private getPackedInPieces(keys: Uint8Array, count: number): Uint8Array {
+    const capacity = this.live().inputCapacity() >>> 0
+    const view = new DataView(keys.buffer, keys.byteOffset, keys.byteLength)
+    const answers: Uint8Array[] = []
+    let pieceStart = 0
+    let pieceCount = 0
+    let offset = 0
+    const flush = (): void => {
+      if (pieceCount > 0) answers.push(this.getPacked(keys.subarray(pieceStart, offset), pieceCount))
+      pieceStart = offset
+      pieceCount = 0
+    }
+    for (let index = 0; index < count; index++) {
+      if (offset + 4 > keys.length) throw new RangeError(`packed key ${index} runs past its buffer`)
+      const keyBytes = 4 + view.getUint32(offset, true)
+      if (offset + keyBytes > keys.length) throw new RangeError(`packed key ${index} runs past its buffer`)
+      if (offset + keyBytes - pieceStart + 4 * (pieceCount + 1) + 3 > capacity) flush()
+      if (keyBytes + 4 + 3 > capacity) {
+        // Longer than any key the table can hold (the input block holds the longest): absent.
+        const absent = new Uint8Array(4)
+        new DataView(absent.buffer).setUint32(0, absentLength, true)
+        answers.push(absent)
+        offset += keyBytes
+        pieceStart = offset
+        continue
+      }
+      offset += keyBytes
+      pieceCount++
+    }
+    if (offset !== keys.length) throw new RangeError('packed keys carry bytes after the last key')
+    flush()
+    return Buffer.concat(answers)
+  }
+
+  /** The full table's read path: packs the answers in JavaScript from the entries the lookup found. */
+  private packAnswersFromEntries(found: number, count: number): Uint8Array {
+    const bytes = this.bytes()
+    const memory = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    const answers = Buffer.allocUnsafe(this.live().outputLength() >>> 0)
+    let target = 0
+    for (let index = 0; index < count; index++) {
+      const entry = memory.readUInt32LE(found + 4 * index)
+      if (entry === 0) {
+        target = answers.writeUInt32LE(absentLength, target)
+        continue
+      }
+      const keyLength = memory.readUInt32LE(entry) & 0xff_ffff // entry header: see assembly/table.ts
+      const valueLength = memory.readUInt32LE(entry + 4)
+      target = answers.writeUInt32LE(valueLength, target)
+      const valueStart = entry + 8 + keyLength
+      target += memory.copy(answers, target, valueStart, valueStart + valueLength)
+    }
+    return new Uint8Array(answers.buffer, answers.byteOffset, answers.length)
+  }
+
+  get size(): number {
+    return this.live().entryCount() >>> 0
+  }
+
+  /** Bytes of linear memory the table has (grown, not necessarily touched). */
+  get memoryBytesNow(): number {
+    return this.live().memory.buffer.byteLength
+  }
+
+  /** Walks the index: for tests and benchmarks only. */
+  debugStats(): WasmTableStats {
+    const exports = this.live()
+    const view = new DataView(exports.memory.buffer, exports.statsWrite() >>> 0, 12 * 8)
+    const field = (index: number): number => Number(view.getBigUint64(index * 8, true))
+    const entryCount = field(1)
+    return {
+      slotCount: field(0),
+      entryCount,
+      probeDistanceMax: field(2),
+      probeDistanceMean: entryCount === 0 ? 0 : field(3) / entryCount,
+      arenaBytesUsed: field(5) - field(4),
+      freeBlockBytes: field(8),
+      freeBlockCount: field(9),
+      indexBytes: field(0) * 8,
+      memoryBytes: field(7),
+      memoryBytesMax: field(10) * pageBytes,
+    }
+  }
+
+  /** The table's keyed SipHash of `bytes` with the given rounds (1, 3 is the table's): for tests. */
+  debugHash(bytes: Uint8Array, compressionRounds = 1, finalizationRounds = 3): bigint {
+    const exports = this.live()
+    const pointer = this.copyIn(bytes, bytes.length, 0)
+    return BigInt.asUintN(64, exports.hashForTest(pointer, bytes.length, compressionRounds, finalizationRounds))
+  }
+
+  dispose(): void {
+    this.exports = undefined
+    this.memoryBytes = new Uint8Array(0)
+  }
+
+  private live(): TableExports {
+    if (this.exports === undefined) throw new Error('WasmTable used after dispose()')
+    return this.exports
+  }
+
+  /** The memory as bytes; a grown memory has a new buffer, so this is fetched again after each call. */
+  private bytes(): Uint8Array {
+    const buffer = this.live().memory.buffer
+    if (this.memoryBytes.buffer !== buffer) this.memoryBytes = new Uint8Array(buffer)
+    return this.memoryBytes
+  }
+
+  /** Copies `source` into the table's input block of at least `reserveBytes`; returns its address. */
+  private copyIn(source: Uint8Array, reserveBytes: number, count: number): number {
+    if (reserveBytes > memoryBytesLimit) {
+      throw new TableFullError(`shard table is full: a batch of ${count} (${source.length} bytes) is larger than a table`)
+    }
+    const pointer = this.live().inputReserve(reserveBytes) >>> 0
+    if (pointer === 0) {
+      throw new TableFullError(
+        `shard table is full: no room to take a batch of ${count} (${source.length} bytes) ` +
+          `within memoryBytesMax ${this.memoryBytesMax}`,
+      )
+    }
+    this.bytes().set(source, pointer)
+    return pointer
+  }
+
+  private throwFormatError(status: number): never {
+    const exports = this.live()
+    const index = exports.errorRecordIndex() >>> 0
+    const offset = exports.errorRecordOffset() >>> 0
+    const messages = new Map<number, string>([
+      [exports.statusRecordHeaderPastBody.value, `record ${index} header runs past the batch body`],
+      [exports.statusRecordKindUnknown.value, `record ${index} has an unknown kind`],
+      [exports.statusRecordLengthsImpossible.value, `record ${index} has impossible key/value lengths`],
+      [exports.statusRecordDeleteWithValue.value, `delete record ${index} carries a value`],
+      [exports.statusRecordPastBody.value, `record ${index} runs past the batch body`],
+      [exports.statusBodyTrailingBytes.value, `batch body has bytes after its last record`],
+    ])
+    const message = messages.get(status)
+    if (message !== undefined) throw new RecordFormatError(message, offset)
+    if (status === exports.statusPackedKeyPastBuffer.value) throw new RangeError(`packed key ${index} runs past its buffer`)
+    if (status === exports.statusPackedKeysTrailingBytes.value) {
+      throw new RangeError('packed keys carry bytes after the last key')
+    }
+    throw new Error(`table.wasm returned unknown status ${status}`)
+  }
+}
