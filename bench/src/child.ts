@@ -41,6 +41,8 @@ export interface ChildResult {
   peakRssBytes: number
   engineReport: Record<string, unknown>
   error?: string
+  /** Set when the machine lacks what this configuration needs (io_uring forced where it cannot be set up). */
+  skipped?: string
 }
 
 /** Puts of phase `phase` use key numbers from here on, far above the loaded keys 0 … loadKeys − 1. */
@@ -143,6 +145,10 @@ process.once('message', (message) => {
   run(task).then(
     (result) => process.send!(result, () => process.exit(0)),
     (error: unknown) => {
+      if ((error as { code?: unknown }).code === 'BACKEND_UNAVAILABLE') {
+        process.send!({ label: task.spec.label, skipped: (error as Error).message }, () => process.exit(0))
+        return
+      }
       const text = error instanceof Error ? (error.stack ?? error.message) : String(error)
       process.send!({ label: task.spec.label, error: text }, () => process.exit(1))
     },

@@ -239,19 +239,25 @@ async function main(): Promise<void> {
     const results = new Map<string, ChildResult[]>(specs.map((spec) => [spec.label, []]))
     for (let round = 1; round <= settings.rounds; round++) {
       for (const spec of specs) {
+        if (leftOut[spec.label] !== undefined) continue
         const roundStartMs = performance.now()
         const directory = join(work, `${spec.engine}-${round}-${results.get(spec.label)!.length}`)
         const result = await runChild({ spec, directory, settings }, settings.childTimeoutMs)
         await rm(directory, { recursive: true, force: true })
-        results.get(spec.label)!.push(result)
         const seconds = ((performance.now() - roundStartMs) / 1000).toFixed(1)
+        if (result.skipped !== undefined) {
+          leftOut[spec.label] = result.skipped
+          log(`round ${round}/${settings.rounds} ${spec.label}: skipped: ${result.skipped}`)
+          continue
+        }
+        results.get(spec.label)!.push(result)
         log(`round ${round}/${settings.rounds} ${spec.label}: ${result.error ? `FAILED: ${result.error.split('\n')[0]}` : 'ok'} (${seconds} s)`)
       }
     }
 
-    const summaries = specs.map((spec) => summarise(spec.label, results.get(spec.label)!, settings.concurrencies))
+    const summaries = specs.filter((spec) => leftOut[spec.label] === undefined).map((spec) => summarise(spec.label, results.get(spec.label)!, settings.concurrencies))
     const targets = checkTargets(summaries, disk)
-    const tables = markdown({ summaries, disk, targets, ...settings })
+    const tables = markdown({ summaries, disk, targets, leftOut, ...settings })
     const loadAverageAtEnd = os.loadavg().map((value) => Number(value.toFixed(2)))
     const durationSeconds = (performance.now() - startMs) / 1000
     console.log(tables)
@@ -297,7 +303,6 @@ async function main(): Promise<void> {
         `${machine.kernel}, Node.js ${machine.node}; file system \`${machine.fileSystem}\`; disk \`${machine.disk}\`.`,
         `Load average at start ${machine.loadAverageAtStart.join(' ')}, at end ${loadAverageAtEnd.join(' ')}. Versions: ${versions}.`,
         ...(options.note ? ['', `Note: ${options.note}`] : []),
-        ...Object.entries(leftOut).map(([name, reason]) => `\nLeft out: ${name}: ${reason}.`),
         '',
         tables,
         '',

@@ -166,6 +166,8 @@ export interface ReportContext {
   loadBatch: number
   getConcurrency: number
   rounds: number
+  /** Engines that did not run, and why. */
+  leftOut: Record<string, string>
 }
 
 export function markdown(context: ReportContext): string {
@@ -240,6 +242,11 @@ export function markdown(context: ReportContext): string {
         ]),
       ),
   )
+
+  const leftOut = Object.entries(context.leftOut)
+  if (leftOut.length > 0) {
+    sections.push('### Left out\n\n' + leftOut.map(([label, reason]) => `- ${label}: ${reason}`).join('\n'))
+  }
 
   const failures = summaries.filter((summary) => summary.failures.length > 0)
   if (failures.length > 0) {
