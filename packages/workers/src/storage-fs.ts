@@ -3,7 +3,7 @@
 
 import fs from 'node:fs'
 import type { IoFailure } from './errors.js'
-import { ioFailure, NodeFile, type Storage, type StorageFile } from './storage.js'
+import { ioFailure, listDirectory, NodeFile, removeFile, type Storage, type StorageFile } from './storage.js'
 
 class FsFile extends NodeFile {
   writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
@@ -29,6 +29,14 @@ export class FsStorage implements Storage {
 
   open(filePath: string): StorageFile {
     return new FsFile(filePath)
+  }
+
+  list(directory: string): string[] {
+    return listDirectory(directory)
+  }
+
+  remove(filePath: string): void {
+    removeFile(filePath)
   }
 
   close(): void {}

@@ -6,7 +6,7 @@ import { probeIoUring, Ring, type RingIoError } from '@ringkv/wal-native'
 import { EngineError, type IoFailure } from './errors.js'
 import type { BackendChoice } from './protocol.js'
 import { FsStorage } from './storage-fs.js'
-import { NodeFile, type Storage, type StorageFile } from './storage.js'
+import { listDirectory, NodeFile, removeFile, type Lane, type Storage, type StorageFile } from './storage.js'
 
 /** SQ entries per shard ring: a batch needs 2 (write + fsync), and a short write 2 more. */
 export const ringEntries = 64
@@ -26,18 +26,34 @@ class UringFile extends NodeFile {
 
 export class UringStorage implements Storage {
   readonly backend = 'io_uring' as const
-  private readonly ring: Ring
+  /** The shard's ring pair: one per lane, set up with the storage so that a failure shows at open. */
+  private readonly rings: Record<Lane, Ring>
 
   constructor(readonly reason: string) {
-    this.ring = Ring.setup(ringEntries)
+    const intent = Ring.setup(ringEntries)
+    try {
+      this.rings = { intent, completion: Ring.setup(ringEntries) }
+    } catch (error) {
+      intent.close()
+      throw error
+    }
   }
 
-  open(filePath: string): StorageFile {
-    return new UringFile(filePath, this.ring)
+  open(filePath: string, lane: Lane): StorageFile {
+    return new UringFile(filePath, this.rings[lane])
+  }
+
+  list(directory: string): string[] {
+    return listDirectory(directory)
+  }
+
+  remove(filePath: string): void {
+    removeFile(filePath)
   }
 
   close(): void {
-    this.ring.close()
+    this.rings.intent.close()
+    this.rings.completion.close()
   }
 }
 

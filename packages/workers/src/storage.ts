@@ -24,15 +24,30 @@ export interface StorageFile {
    * callback: the caller must not touch it before.
    */
   writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
+  /**
+   * Extends the file with zeros up to `length` bytes, written (not fallocated: an unwritten extent still
+   * costs a metadata sync at its first write) and made durable. A no-op when the file is that long.
+   */
+  zeroFill(length: number, callback: (failure: IoFailure | null) => void): void
   close(): void
 }
+
+/**
+ * Which of the shard's two logs a file belongs to. On io_uring each lane has its own ring, so the small
+ * completion writes never queue behind large intent writes.
+ */
+export type Lane = 'intent' | 'completion'
 
 export interface Storage {
   readonly backend: BackendName
   /** Why this backend runs: forced by an option, or why io_uring could not be set up. */
   readonly reason: string
   /** Opens a file for the log, creating it (and making its directory entry durable) if missing. */
-  open(filePath: string): StorageFile
+  open(filePath: string, lane: Lane): StorageFile
+  /** The names of the files in `directory`, sorted; empty when it does not exist. */
+  list(directory: string): string[]
+  /** Removes a file and makes that durable (its directory is fsynced). */
+  remove(filePath: string): void
   /** Releases the backend's own resources (a ring). Every file must be closed first. */
   close(): void
 }
@@ -92,9 +107,42 @@ export abstract class NodeFile implements StorageFile {
 
   abstract writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
 
+  zeroFill(length: number, callback: (failure: IoFailure | null) => void): void {
+    const size = fs.fstatSync(this.fd).size
+    if (size >= length) return queueMicrotask(() => callback(null))
+    const chunk = new Uint8Array(Math.min(zeroFillChunkBytes, length - size))
+    const fillFrom = (offset: number): void => {
+      if (offset >= length) {
+        fs.fdatasync(this.fd, (error) => callback(error === null ? null : ioFailure('fsync', error, this.path)))
+        return
+      }
+      const bytes = Math.min(chunk.length, length - offset)
+      fs.write(this.fd, chunk, 0, bytes, offset, (error, written) => {
+        if (error !== null) return callback(ioFailure('write', error, this.path))
+        if (written === 0) return callback({ operation: 'write', errno: 5, code: 'EIO', path: this.path })
+        fillFrom(offset + written)
+      })
+    }
+    fillFrom(size)
+  }
+
   close(): void {
     fs.closeSync(this.fd)
   }
+}
+
+/** Zero-filling writes this much at a time, off the event loop (libuv threadpool). */
+const zeroFillChunkBytes = 1024 * 1024
+
+/** Listing and removing, the same on every real backend. */
+export function listDirectory(directory: string): string[] {
+  if (!fs.existsSync(directory)) return []
+  return fs.readdirSync(directory).sort()
+}
+
+export function removeFile(filePath: string): void {
+  fs.rmSync(filePath, { force: true })
+  syncDirectory(pathDirectory(filePath))
 }
 
 function pathDirectory(filePath: string): string {

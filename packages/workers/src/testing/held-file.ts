@@ -30,6 +30,15 @@ export class HeldFile implements StorageFile {
     this.held.push({ buffer, fileOffset, callback })
   }
 
+  zeroFill(length: number, callback: (failure: IoFailure | null) => void): void {
+    if (length > this.contents.length) {
+      const grown = new Uint8Array(length)
+      grown.set(this.contents)
+      this.contents = grown
+    }
+    queueMicrotask(() => callback(null))
+  }
+
   /** Completes the oldest held write with success. */
   complete(): void {
     const write = this.held.shift()
@@ -60,6 +69,15 @@ export class HeldStorage implements Storage {
   readonly backend = 'simulated' as const
   readonly reason = 'unit test'
   readonly files = new Map<string, HeldFile>()
+
+  list(directory: string): string[] {
+    const prefix = `${directory}/`
+    return [...this.files.keys()].filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length)).sort()
+  }
+
+  remove(filePath: string): void {
+    this.files.delete(filePath)
+  }
 
   open(filePath: string): StorageFile {
     let file = this.files.get(filePath)
