@@ -48,7 +48,7 @@ export class Shard {
     this.storage = options.storage ?? createStorage(options.backend)
     const logPath = path.join(options.directory, logFileName)
     try {
-      this.file = this.storage.open(logPath)
+      this.file = this.storage.open(logPath, 'intent')
       const contents = this.file.readAll()
       const result = recover(contents, { mode: options.recovery, shard: options.shard, file: logPath }, (body, count) =>
         this.table.applyBatch(body, count),
