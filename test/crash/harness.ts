@@ -1,0 +1,350 @@
+// The crash tests' two halves that are not file systems: the writer child (start it, read its reports,
+// kill it) and the model that turns its acknowledgements into the exact set of values each key may hold
+// after a crash, then checks a reopened database against it.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { open, type EngineError } from '@ringkv/engine'
+// @ts-expect-error model.mjs is plain JavaScript shared with the writer child; its types are below.
+import * as modelModule from './model.mjs'
+
+export interface Workload {
+  clients: number
+  keysPerClient: number
+  batchOperationsMax: number
+  valueBytesMax: number
+  largeValueOneIn: number
+  largeValueBytesMax: number
+}
+interface Write {
+  type: 'put' | 'delete'
+  keyIndex: number
+  valueLength: number
+}
+interface ModelModule {
+  workloadDefaults: Workload
+  operationAt(workload: Workload, seed: number, round: number, client: number, sequence: number): { type: string; writes: Write[] }
+  valueOf(seed: number, round: number, client: number, sequence: number, writeIndex: number, length: number): Uint8Array
+  effectsOf(workload: Workload, seed: number, round: number, client: number, sequence: number): Map<string, Uint8Array | undefined>
+  keyOf(client: number, keyIndex: number): string
+  describeValue(value: Uint8Array | undefined): string
+  sameBytes(left: Uint8Array | undefined, right: Uint8Array | undefined): boolean
+  random(seed: number): { next(): number; integer(maxExclusive: number): number }
+  mix(...numbers: number[]): number
+}
+export const model = modelModule as unknown as ModelModule
+
+export type Backend = 'io_uring' | 'fs'
+
+/** A number from the environment, or the default. Lets the README raise rounds without editing tests. */
+export function environmentNumber(name: string, fallback: number): number {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name}=${raw} is not a non-negative number`)
+  return value
+}
+
+/** The base seed of a run: RINGKV_CRASH_SEED replays one; otherwise a fresh one, printed by each test. */
+export const baseSeed = environmentNumber('RINGKV_CRASH_SEED', (Date.now() ^ (process.pid << 16)) >>> 0)
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The writer child
+
+const writerPath = fileURLToPath(new URL('./writer.mjs', import.meta.url))
+
+export interface WriterConfig {
+  mode: 'write' | 'open'
+  dir: string
+  backend: Backend
+  shards: number
+  seed: number
+  round: number
+  workload: Workload
+  operationsPerClient?: number
+}
+
+export interface WriterError {
+  client: number
+  sequence: number
+  code: string
+  causeCode: string
+  message: string
+}
+
+export class Writer {
+  readonly child: ChildProcess
+  /** client -> its last acknowledged sequence in this round (0: none). */
+  readonly acknowledged: number[]
+  readonly errors: WriterError[] = []
+  readonly lines: string[] = []
+  acknowledgementCount = 0
+  /** The child got as far as calling open: a kill from here to READY lands in recovery. */
+  opening = false
+  readyLine: string | undefined
+  openFailure: string | undefined
+  readLine: string | undefined
+  closedLine: string | undefined
+  fatal: string | undefined
+  protocolProblems: string[] = []
+  stderr = ''
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  readonly ready: Promise<void>
+  /** Resolves when the child is about to call open (or has exited). */
+  readonly openingStarted: Promise<void>
+  private openingResolve!: () => void
+  private partial = ''
+  private readyResolve!: () => void
+  private acknowledgementWaiters: { count: number; resolve: () => void }[] = []
+
+  constructor(readonly config: WriterConfig) {
+    this.acknowledged = new Array(config.workload.clients).fill(0)
+    this.ready = new Promise((resolve) => (this.readyResolve = resolve))
+    this.openingStarted = new Promise((resolve) => (this.openingResolve = resolve))
+    this.child = spawn(process.execPath, [writerPath, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child.stdout!.setEncoding('utf8')
+    this.child.stdout!.on('data', (chunk: string) => this.receive(chunk))
+    this.child.stderr!.setEncoding('utf8')
+    this.child.stderr!.on('data', (chunk: string) => {
+      if (this.stderr.length < 20_000) this.stderr += chunk
+    })
+    this.exited = new Promise((resolve) => {
+      this.child.once('close', (code, signal) => {
+        this.receive('\n')
+        this.readyResolve() // also when it never got ready: waiters look at readyLine/openFailure
+        this.openingResolve()
+        for (const waiter of this.acknowledgementWaiters) waiter.resolve()
+        resolve({ code, signal })
+      })
+    })
+  }
+
+  private receive(chunk: string): void {
+    const text = this.partial + chunk
+    const lines = text.split('\n')
+    this.partial = lines.pop()!
+    for (const line of lines) if (line !== '') this.handle(line)
+  }
+
+  private handle(line: string): void {
+    const [kind, ...fields] = line.split(' ')
+    if (kind === 'A') {
+      // Recorded only now: the child writes this line after the engine's promise resolved.
+      const client = Number(fields[0])
+      const sequence = Number(fields[1])
+      if (sequence !== this.acknowledged[client]! + 1) {
+        this.protocolProblems.push(`client ${client} acknowledged ${sequence} after ${this.acknowledged[client]}`)
+      }
+      this.acknowledged[client] = sequence
+      this.acknowledgementCount++
+      this.acknowledgementWaiters = this.acknowledgementWaiters.filter((waiter) => {
+        if (this.acknowledgementCount < waiter.count) return true
+        waiter.resolve()
+        return false
+      })
+      return
+    }
+    if (this.lines.length < 200) this.lines.push(line)
+    if (kind === 'E') {
+      const [client, sequence, code, causeCode, ...message] = fields
+      this.errors.push({
+        client: Number(client),
+        sequence: Number(sequence),
+        code: code!,
+        causeCode: causeCode!,
+        message: message.join(' '),
+      })
+    } else if (kind === 'OPENING') {
+      this.opening = true
+      this.openingResolve()
+    } else if (kind === 'READY') {
+      this.readyLine = fields.join(' ')
+      this.readyResolve()
+    } else if (kind === 'OPENFAIL') {
+      this.openFailure = fields.join(' ')
+      this.readyResolve()
+    } else if (kind === 'READ') {
+      this.readLine = fields.join(' ')
+    } else if (kind === 'CLOSED') {
+      this.closedLine = fields.join(' ')
+    } else if (kind === 'FATAL') {
+      this.fatal = fields.join(' ')
+    }
+  }
+
+  /** Resolves once `count` acknowledgements have arrived in total, or the child has exited. */
+  acknowledgements(count: number): Promise<void> {
+    if (this.acknowledgementCount >= count || this.child.exitCode !== null) return Promise.resolve()
+    return new Promise((resolve) => this.acknowledgementWaiters.push({ count, resolve }))
+  }
+
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    await this.exited
+  }
+
+  /** Open time the child reported, in ms. */
+  get openMs(): number | undefined {
+    return this.readyLine === undefined ? undefined : Number(this.readyLine.split(' ')[0])
+  }
+
+  describe(): string {
+    return [
+      `writer ${JSON.stringify({ ...this.config, workload: undefined })}`,
+      `acks=${this.acknowledgementCount} errors=${this.errors.length}`,
+      ...this.lines.slice(0, 20).map((line) => `  | ${line.slice(0, 300)}`),
+      this.stderr ? `  stderr: ${this.stderr.slice(0, 2000)}` : '',
+    ].join('\n')
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The model
+
+export type Observed = Map<string, Uint8Array | undefined>
+
+export interface CheckResult {
+  problems: string[]
+  observed: Observed
+  /** Keys that hold the value of an operation that was in flight (not acknowledged) at the crash. */
+  unacknowledgedSurvivors: number
+  recovery: unknown
+  openMs: number
+}
+
+/**
+ * What every key may hold. `baseline` is what the database held, as checked, before the current round; a
+ * round's acknowledgements and its in-flight operations come on top of it.
+ */
+export class CrashModel {
+  baseline: Observed = new Map()
+  round = 1
+
+  constructor(
+    readonly workload: Workload,
+    readonly seed: number,
+  ) {
+    for (let client = 0; client < workload.clients; client++) {
+      for (let keyIndex = 0; keyIndex < workload.keysPerClient; keyIndex++) {
+        this.baseline.set(model.keyOf(client, keyIndex), undefined)
+      }
+    }
+  }
+
+  writerConfig(dir: string, backend: Backend, shards: number, mode: 'write' | 'open' = 'write'): WriterConfig {
+    return { mode, dir, backend, shards, seed: this.seed, round: this.round, workload: this.workload }
+  }
+
+  /**
+   * For each key: the values it may hold, given each client's last acknowledged sequence this round.
+   * The first is what the last acknowledged write left; the second, if any, what the client's next
+   * operation (possibly in flight at the crash) writes.
+   */
+  allowedValues(acknowledged: number[]): Map<string, { acknowledged: Uint8Array | undefined; inFlight?: Uint8Array | undefined; source: string }> {
+    const allowed = new Map<string, { acknowledged: Uint8Array | undefined; inFlight?: Uint8Array | undefined; source: string }>()
+    for (const [key, value] of this.baseline) allowed.set(key, { acknowledged: value, source: `before round ${this.round}` })
+    for (let client = 0; client < this.workload.clients; client++) {
+      const last = acknowledged[client] ?? 0
+      // Walk back from the last acknowledged operation: the latest write to each key wins.
+      const settled = new Set<string>()
+      for (let sequence = last; sequence >= 1 && settled.size < this.workload.keysPerClient; sequence--) {
+        const operation = model.operationAt(this.workload, this.seed, this.round, client, sequence)
+        operation.writes.forEach((write, writeIndex) => {
+          const key = model.keyOf(client, write.keyIndex)
+          if (settled.has(key)) return
+          settled.add(key)
+          allowed.set(key, {
+            acknowledged:
+              write.type === 'put'
+                ? model.valueOf(this.seed, this.round, client, sequence, writeIndex, write.valueLength)
+                : undefined,
+            source: `round ${this.round} client ${client} sequence ${sequence} (acknowledged)`,
+          })
+        })
+      }
+      for (const [key, value] of model.effectsOf(this.workload, this.seed, this.round, client, last + 1)) {
+        allowed.get(key)!.inFlight = value
+      }
+    }
+    return allowed
+  }
+
+  /** Opens `dir` in this process and checks every key against `allowedValues(acknowledged)`. */
+  async check(dir: string, backend: Backend, shards: number, acknowledged: number[]): Promise<CheckResult> {
+    const allowed = this.allowedValues(acknowledged)
+    const started = performance.now()
+    let db
+    try {
+      db = await open(dir, { shards, backend })
+    } catch (error) {
+      const engineError = error as EngineError & { cause?: { code?: string } }
+      return {
+        problems: [`reopen failed: ${engineError.code ?? ''} ${engineError.cause?.code ?? ''} ${engineError.message}`],
+        observed: new Map(),
+        unacknowledgedSurvivors: 0,
+        recovery: undefined,
+        openMs: performance.now() - started,
+      }
+    }
+    const openMs = performance.now() - started
+    const problems: string[] = []
+    const observed: Observed = new Map()
+    let unacknowledgedSurvivors = 0
+    const database = db as unknown as { recovery?: unknown; recoveryReport?: unknown }
+    const recovery = database.recovery ?? database.recoveryReport
+    try {
+      for (const [key, expectation] of allowed) {
+        const raw = await db.get(key)
+        const value = raw === undefined ? undefined : new Uint8Array(raw)
+        observed.set(key, value)
+        if (model.sameBytes(value, expectation.acknowledged)) continue
+        if ('inFlight' in expectation && model.sameBytes(value, expectation.inFlight)) {
+          if (!model.sameBytes(expectation.inFlight, expectation.acknowledged)) unacknowledgedSurvivors++
+          continue
+        }
+        problems.push(
+          `${key}: holds ${model.describeValue(value)}; allowed: ${model.describeValue(expectation.acknowledged)} ` +
+            `from ${expectation.source}` +
+            ('inFlight' in expectation ? `, or the in-flight ${model.describeValue(expectation.inFlight)}` : ''),
+        )
+      }
+    } finally {
+      await db.close()
+    }
+    return { problems, observed, unacknowledgedSurvivors, recovery, openMs }
+  }
+
+  /** The checked state becomes the baseline of the next round. */
+  nextRound(observed: Observed): void {
+    this.baseline = observed
+    this.round++
+  }
+}
+
+/** Which backends to run: both, unless RINGKV_CRASH_BACKENDS narrows them (e.g. 'fs'). */
+export function crashBackends(): Backend[] {
+  const raw = process.env.RINGKV_CRASH_BACKENDS
+  if (!raw) return ['io_uring', 'fs']
+  return raw.split(',').map((name) => {
+    if (name !== 'io_uring' && name !== 'fs') throw new RangeError(`RINGKV_CRASH_BACKENDS: unknown backend ${name}`)
+    return name
+  })
+}
+
+/**
+ * Why `backend` cannot run here (io_uring disabled by sysctl or seccomp), or undefined. Asks the engine:
+ * a forced io_uring open that fails to set up a ring is the engine's own verdict.
+ */
+export async function backendSkipReason(backend: Backend, dir: string): Promise<string | undefined> {
+  try {
+    const db = await open(dir, { shards: 1, backend })
+    await db.close()
+    return undefined
+  } catch (error) {
+    const engineError = error as EngineError
+    return `backend ${backend} cannot be opened here: ${engineError.code ?? ''} ${engineError.message}`
+  }
+}
