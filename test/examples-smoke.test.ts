@@ -1,0 +1,48 @@
+// The scaling example in its quick mode, so that it cannot rot: it prints its table for every shard
+// count and backend and writes its SVG chart. It asserts that the example ran, never how fast.
+
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, expect, test } from 'vitest'
+
+const examples = fileURLToPath(new URL('../examples/', import.meta.url))
+const workDirectory = mkdtempSync(join(os.tmpdir(), 'ringkv-examples-smoke-'))
+afterAll(() => rmSync(workDirectory, { recursive: true, force: true }))
+
+test('examples/scaling.js --quick prints a row per shard count and backend and writes the chart', () => {
+  const svg = join(workDirectory, 'scaling.svg')
+  const stdout = execFileSync(process.execPath, ['scaling.js', '--svg', svg], {
+    cwd: examples,
+    env: { ...process.env, RINGKV_SCALING_QUICK: '1' },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 60_000,
+  })
+  expect(stdout).toContain('| backend | shards | durable puts/s | p50 ms | p99 ms |')
+
+  const shardCounts = [1]
+  while (shardCounts.at(-1)! * 2 <= 2 * os.availableParallelism()) shardCounts.push(shardCounts.at(-1)! * 2)
+  const rows = stdout.split('\n').filter((line) => /^\| (io_uring|fs)/.test(line))
+  for (const backend of ['io_uring', 'fs']) {
+    const skipped = stdout.includes(`${backend} skipped:`)
+    if (skipped) {
+      console.log(`examples smoke: ${stdout.split('\n').find((line) => line.startsWith(`${backend} skipped:`))}`)
+      continue
+    }
+    for (const shards of shardCounts) {
+      const row = rows.find((line) => line.startsWith(`| ${backend}`) && line.split('|')[2]!.trim() === String(shards))
+      expect(row, `${backend} ×${shards}`).toBeDefined()
+      const putsPerSecond = Number(row!.split('|')[3]!.replaceAll(',', '').trim())
+      expect(putsPerSecond, `${backend} ×${shards}`).toBeGreaterThan(0)
+    }
+  }
+
+  expect(existsSync(svg)).toBe(true)
+  const chart = readFileSync(svg, 'utf8')
+  expect(chart.startsWith('<svg')).toBe(true)
+  expect(chart).toContain('<polyline')
+  expect(chart.trimEnd().endsWith('</svg>')).toBe(true)
+})
