@@ -10,7 +10,7 @@
 //   | arena, in use | arenaStart    | arenaBump      | blocks: entries, free blocks, the two scratch blocks   |
 //   | arena, spare  | arenaBump     | indexStart     | bump space, handed out before memory grows             |
 //   | index         | indexStart    | + slotCount*8  | open-addressing slots: u32 tag, u32 entry address      |
-//   | unused        | index end     | memory end     | pages grown for headroom, never written                |
+//   | unused        | index end     | memory end     | pages grown ahead (memory doubles), never written      |
 //
 //   entry block (8-byte aligned, its size rounded up to its size class)
 //   | offset | size | field                                                                  |
@@ -64,6 +64,8 @@ const slotCountInitial: u32 = 64
 const slotCountMax: u32 = 1 << 29
 const arenaSpareInitial: u64 = 64 * 1024
 const arenaHeadroomMin: u64 = 1024 * 1024
+// Memory a table starts with (address space: untouched pages cost nothing), so small tables never grow.
+const memoryBytesInitial: u64 = 16 * 1024 * 1024
 const blockBytesMin: u64 = 16
 const sizeClassCount: u32 = 320
 
@@ -178,12 +180,19 @@ function memoryEndMax(): u64 {
   return u64(pagesMax) * pageBytes
 }
 
+// Grows memory to reach `end`, doubling it when that fits: every memory.grow makes V8 account the
+// whole memory anew as external memory and start a major GC in the worker, so grows must be rare.
+// Pages grown and not yet used are only address space: the kernel backs a page when it is touched.
 function ensureMemoryEnd(end: u64): bool {
   const pagesNeeded = (end + pageBytes - 1) / pageBytes
   if (pagesNeeded > u64(pagesMax)) return false
   const pagesNow = u64(memory.size())
-  if (pagesNeeded > pagesNow && memory.grow(i32(pagesNeeded - pagesNow)) < 0) return false
-  return true
+  if (pagesNeeded <= pagesNow) return true
+  let pagesWanted = pagesNow * 2
+  if (pagesWanted < pagesNeeded) pagesWanted = pagesNeeded
+  if (pagesWanted > u64(pagesMax)) pagesWanted = u64(pagesMax)
+  if (memory.grow(i32(pagesWanted - pagesNow)) >= 0) return true
+  return memory.grow(i32(pagesNeeded - pagesNow)) >= 0
 }
 
 @inline function slotAddress(slot: u32): usize {
@@ -411,6 +420,7 @@ export function init(key0Low: u32, key0High: u32, key1Low: u32, key1High: u32, p
   const start = u64(arenaStart) + arenaSpareInitial
   const bytes = u64(slotCountInitial) * slotBytes
   if (start + bytes > memoryEndMax() || !ensureMemoryEnd(start + bytes)) return statusFull
+  ensureMemoryEnd(min<u64>(memoryBytesInitial, memoryEndMax()))
   indexStart = usize(start)
   slotCount = slotCountInitial
   slotMask = slotCountInitial - 1
