@@ -297,7 +297,7 @@ async function main(): Promise<void> {
         'How each engine is made durable, and why lmdb runs with `overlappingSync: false`, is written at the top of',
         '[`bench/src/engines.ts`](bench/src/engines.ts).',
         '',
-        `Command, from the repository root: \`${command}\``,
+        `Command, from the repository root: \`${command}\` (on a fresh clone: \`npx -y pnpm@10 install && npx -y ${command.replace('pnpm', 'pnpm@10')}\`).`,
         '',
         `Run: ${startedAt.toISOString()}, ${durationSeconds.toFixed(0)} s. Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB,`,
         `${machine.kernel}, Node.js ${machine.node}; file system \`${machine.fileSystem}\`; disk \`${machine.disk}\`.`,

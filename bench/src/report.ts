@@ -110,10 +110,17 @@ export function checkTargets(summaries: Summary[], disk: DiskLimits): TargetChec
   const puts256 = (summary: Summary) => putsAt(summary, 256)?.opsPerSecond ?? Number.NaN
   const ringkv256 = best(summaries, puts256, true)
   const other256 = best(summaries, puts256, false)
+  // The hand-written node:fs log counts as an engine here (the strictest reading of the target); the best
+  // library engine is named beside it.
+  const library256 = best(summaries.filter((summary) => summary.label !== 'node:fs log'), puts256, false)
+  const besideLibrary =
+    ringkv256 && library256 && library256 !== other256
+      ? `; ${(puts256(ringkv256) / puts256(library256)).toFixed(2)}× ${library256.label} ${count(puts256(library256))}/s`
+      : ''
   atLeast(
     'durable puts/s at concurrency 256 ≥ 2× the best other engine',
     ringkv256 && other256
-      ? `${ringkv256.label} ${count(puts256(ringkv256))}/s vs ${other256.label} ${count(puts256(other256))}/s`
+      ? `${ringkv256.label} ${count(puts256(ringkv256))}/s vs ${other256.label} ${count(puts256(other256))}/s${besideLibrary}`
       : 'not measured',
     ringkv256 && other256 ? puts256(ringkv256) / puts256(other256) : Number.NaN,
     2,
