@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { EngineError, open, type Engine } from '@ringkv/engine'
-import { keyBytesMax, logFileName, shardDirectory, valueBytesMax } from '@ringkv/workers'
+import { completionRecordBytes, keyBytesMax, segmentName, shardDirectory, valueBytesMax } from '@ringkv/workers'
 import type { BackendCase } from './backends.js'
 import { childOpen } from './child.js'
 import { temporaryDirectory } from './temp.js'
@@ -99,19 +99,33 @@ export function suite({ backend, skip }: BackendCase): void {
       }
     })
 
-    it('drops a truncated last record on reopen and keeps everything before it', async () => {
+    /** The end of the data in a zero-filled segment file. */
+    const dataEnd = (file: string): number => {
+      const bytes = fs.readFileSync(file)
+      let end = bytes.length
+      while (end > 0 && bytes[end - 1] === 0) end--
+      return end
+    }
+    const segment = (kind: 'intent' | 'completion'): string => path.join(shardDirectory(directory, 0), segmentName(kind, 1))
+
+    it('after a crash, drops a cut last batch and keeps everything before it', async () => {
       let engine = await openDb({ shards: 1 })
       for (let index = 0; index < 20; index++) await engine.put(`k${index}`, `v${index}`)
       await engine.close()
-      const log = path.join(shardDirectory(directory, 0), logFileName)
-      const size = fs.statSync(log).size
-      fs.truncateSync(log, size - 3)
+      // A crash leaves no close record: remove it, then cut the last intent batch short.
+      const completion = segment('completion')
+      // the close record ends in reserved zero bytes: round up to whole records
+      const completionEnd = Math.ceil(dataEnd(completion) / completionRecordBytes) * completionRecordBytes
+      fs.truncateSync(completion, completionEnd - completionRecordBytes)
+      const intent = segment('intent')
+      const cutAt = dataEnd(intent) - 3
+      fs.truncateSync(intent, cutAt)
       engine = await openDb()
       const report = engine.recovery[0]!
       expect(report.batchesReplayed).toBe(19)
-      expect(report.tailBytesDropped).toBeGreaterThan(0)
-      expect(report.bytesReplayed + report.tailBytesDropped).toBe(size - 3)
-      expect(fs.statSync(log).size).toBe(engine.recovery[0]!.bytesReplayed)
+      expect(report.cleanShutdown).toBe(false)
+      expect(report.tailReason).toMatch(/batch 20: its completion record is durable but its intent bytes are torn/)
+      expect(report.bytesReplayed + report.tailBytesDropped).toBe(cutAt)
       for (let index = 0; index < 19; index++) expect(text(await engine.get(`k${index}`))).toBe(`v${index}`)
       expect(await engine.get('k19')).toBeUndefined()
       // and the log goes on from the cut
@@ -119,7 +133,23 @@ export function suite({ backend, skip }: BackendCase): void {
       await engine.close()
       engine = await openDb()
       expect(text(await engine.get('after'))).toBe('cut')
-      expect(engine.recovery[0]!.tailBytesDropped).toBe(0)
+      expect(engine.recovery[0]).toMatchObject({ batchesReplayed: 20, tailBytesDropped: 0, cleanShutdown: true })
+    })
+
+    it('after a clean close, refuses a cut last batch as damage to acknowledged data', async () => {
+      let engine = await openDb({ shards: 1 })
+      for (let index = 0; index < 5; index++) await engine.put(`k${index}`, `v${index}`)
+      await engine.close()
+      const intent = segment('intent')
+      fs.truncateSync(intent, dataEnd(intent) - 3)
+      const error = await open(directory, { backend }).then(() => undefined, (caught: unknown) => caught)
+      expect(error).toBeInstanceOf(EngineError)
+      expect((error as EngineError).code).toBe('WAL_CORRUPT')
+      expect((error as EngineError).details).toMatchObject({ shard: 0, batchSequence: 5 })
+      engine = await openDb({ recovery: 'truncate' })
+      expect(engine.recovery[0]!.repaired).toMatchObject({ firstBatchDropped: 5 })
+      for (let index = 0; index < 4; index++) expect(text(await engine.get(`k${index}`))).toBe(`v${index}`)
+      expect(await engine.get('k4')).toBeUndefined()
     })
 
     it('sends the calls of one tick to a shard as one message (one group commit)', async () => {

@@ -10,6 +10,7 @@ import {
   EngineError,
   recordKindDelete,
   recordKindPut,
+  segmentBytesDefault,
   shardDirectory,
   shardsMax,
   type BackendChoice,
@@ -39,6 +40,8 @@ export interface OpenOptions {
   batchBytesMax?: number
   /** Record bytes per shard queued or in flight before callers wait. Default 64 MiB. */
   bytesInFlightMax?: number
+  /** Size of one intent log segment file. Default 64 MiB; a batch larger than this gets a segment of its own. */
+  segmentBytes?: number
 }
 
 export type BatchOperation =
@@ -51,6 +54,7 @@ export interface EngineStats {
 
 const backends: readonly BackendChoice[] = ['auto', 'io_uring', 'fs']
 const bytesMax = 1024 * 1024 * 1024
+const segmentBytesMin = 64 * 1024
 
 function closedError(): EngineError {
   return new EngineError('ENGINE_CLOSED', 'the engine is closed')
@@ -77,12 +81,15 @@ export class Engine {
     const batchBytesMax = positiveInteger(options.batchBytesMax ?? 4 * 1024 * 1024, 'options.batchBytesMax', bytesMax)
     const bytesInFlightMax = positiveInteger(options.bytesInFlightMax ?? 64 * 1024 * 1024, 'options.bytesInFlightMax', bytesMax)
 
+    const segmentBytes = positiveInteger(options.segmentBytes ?? segmentBytesDefault, 'options.segmentBytes', bytesMax)
+    if (segmentBytes < segmentBytesMin) throw new RangeError(`options.segmentBytes must be at least ${segmentBytesMin}`)
+
     const absolute = path.resolve(directory)
     const lock = DatabaseDirectory.open(absolute, shards, Math.min(shardsMax, os.availableParallelism()))
     const clients: ShardClient[] = []
     for (let shard = 0; shard < lock.shards; shard++) clients.push(new ShardClient(shard, bytesInFlightMax))
     const opened = await Promise.allSettled(
-      clients.map((client) => client.open(shardDirectory(absolute, client.shard), backend, batchBytesMax, recovery)),
+      clients.map((client) => client.open(shardDirectory(absolute, client.shard), backend, batchBytesMax, recovery, segmentBytes)),
     )
     const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected')
     if (failed !== undefined) {

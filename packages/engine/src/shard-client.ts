@@ -123,7 +123,13 @@ export class ShardClient {
     })
   }
 
-  async open(directory: string, backend: BackendChoice, batchBytesMax: number, recovery: 'strict' | 'truncate'): Promise<void> {
+  async open(
+    directory: string,
+    backend: BackendChoice,
+    batchBytesMax: number,
+    recovery: 'strict' | 'truncate',
+    segmentBytes: number,
+  ): Promise<void> {
     const response = (await this.send({
       type: 'open',
       directory,
@@ -131,6 +137,7 @@ export class ShardClient {
       backend,
       batchBytesMax,
       recovery,
+      segmentBytes,
       stats: this.statsBuffer,
     })) as ShardResponse<OpenResponse>
     if (!response.ok) throw errorFrom(response.error)

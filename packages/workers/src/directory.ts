@@ -2,9 +2,10 @@
 // main thread before any worker starts.
 //
 // Layout:
-//   <dir>/ringkv.json      manifest: { "format": 1, "shards": N, "routing": "fnv1a32-mod" }
+//   <dir>/ringkv.json      manifest: { "format": 2, "shards": N, "routing": "fnv1a32-mod" }
 //   <dir>/LOCK             flock'ed (exclusive, non-blocking) for as long as the database is open
-//   <dir>/shard-000/ …     one directory per shard, owned by that shard's worker
+//   <dir>/shard-000/ …     one directory per shard, owned by that shard's worker: intent-NNNNNNNN.wal and
+//                          completion-NNNNNNNN.wal segments (completion.ts)
 //
 // The shard count is fixed when the directory is created: keys are routed by hash modulo the count, so
 // opening with another count would look for keys in the wrong shard. A different count is refused.
@@ -17,7 +18,7 @@ import { syncDirectory } from './storage.js'
 
 export const manifestName = 'ringkv.json'
 export const lockName = 'LOCK'
-export const formatVersion = 1
+export const formatVersion = 2
 export const routingName = 'fnv1a32-mod'
 export const shardsMax = 256
 

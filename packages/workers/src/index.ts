@@ -16,5 +16,6 @@ export {
 export { absentLength, forEachPackedKey } from './table.js'
 export { DatabaseDirectory, shardDirectory, shardsMax } from './directory.js'
 export type { RecoveryReport } from './recovery.js'
-export { Shard, logFileName, type ShardOptions } from './shard.js'
+export { Shard, segmentBytesDefault, type ShardOptions } from './shard.js'
+export { segmentName, segmentNumbers, completionRecordBytes } from './completion.js'
 export type { Storage, StorageFile } from './storage.js'

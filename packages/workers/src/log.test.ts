@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest'
+import { decodeCompletion } from './completion.js'
 import { EngineError } from './errors.js'
 import { batchHeaderBytes, decodeBatchHeader, encodeRecord, recordBytes, recordKindPut } from './record.js'
-import { Shard } from './shard.js'
+import { Shard, type ShardOptions } from './shard.js'
 import { absentLength } from './table.js'
-import { HeldStorage, type HeldFile } from './testing/held-file.js'
+import { HeldStorage } from './testing/held-file.js'
 
 const text = new TextEncoder()
 
@@ -13,23 +14,17 @@ function put(key: string, value: string): [Uint8Array, number] {
   return [records, 1]
 }
 
-function packKey(key: string): Uint8Array {
+function lookup(shard: Shard, key: string): string | undefined {
   const packed = new Uint8Array(4 + key.length)
   new DataView(packed.buffer).setUint32(0, key.length, true)
   packed.set(text.encode(key), 4)
-  return packed
-}
-
-function lookup(shard: Shard, key: string): string | undefined {
-  const answer = shard.read(packKey(key), 1)
+  const answer = shard.read(packed, 1)
   const length = new DataView(answer.buffer, answer.byteOffset).getUint32(0, true)
   return length === absentLength ? undefined : Buffer.from(answer.subarray(4, 4 + length)).toString()
 }
 
-function openShard(batchBytesMax = 1 << 20): { shard: Shard; file: HeldFile } {
-  const storage = new HeldStorage()
-  const shard = Shard.open({ directory: '/held/shard-000', shard: 0, backend: 'auto', batchBytesMax, recovery: 'strict', storage })
-  return { shard, file: storage.files.get('/held/shard-000/wal.log')! }
+function options(storage: HeldStorage, extra: Partial<ShardOptions> = {}): ShardOptions {
+  return { directory: '/held/shard-000', shard: 0, backend: 'auto', batchBytesMax: 1 << 20, recovery: 'strict', storage, ...extra }
 }
 
 type Outcome = 'waiting' | 'durable' | EngineError
@@ -43,94 +38,133 @@ function track(shard: Shard, key: string, value: string): { outcome: Outcome } {
   return state
 }
 
-describe('log group commit', () => {
-  it('answers a write only after its batch completed, and groups writes that arrive meanwhile', () => {
-    const { shard, file } = openShard()
+describe('dual log group commit', () => {
+  it('writes intent and completion in parallel and answers only when both are durable', () => {
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage))
+    const write = track(shard, 'a', '1')
+    expect(storage.heldOn('intent')).toHaveLength(1)
+    expect(storage.heldOn('completion')).toHaveLength(1)
+    const record = decodeCompletion(storage.heldOn('completion')[0]!.buffer)
+    expect(record).toMatchObject({ sequence: 1, segment: 1, offset: 0, recordCount: 1, status: 1 })
+    storage.complete('completion')
+    expect(write.outcome).toBe('waiting')
+    expect(lookup(shard, 'a')).toBeUndefined()
+    storage.complete('intent')
+    expect(write.outcome).toBe('durable')
+    expect(lookup(shard, 'a')).toBe('1')
+  })
+
+  it('groups the writes that arrive while a commit is in flight into the next batch', () => {
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage))
     const first = track(shard, 'a', '1')
-    expect(file.held).toHaveLength(1)
     const second = track(shard, 'b', '2')
     const third = track(shard, 'c', '3')
-    expect(file.held).toHaveLength(1) // one commit in flight at a time
-    expect([first.outcome, second.outcome, third.outcome]).toEqual(['waiting', 'waiting', 'waiting'])
-
-    file.complete()
+    expect(storage.heldOn('intent')).toHaveLength(1) // one commit in flight at a time
+    storage.completeCommit()
     expect([first.outcome, second.outcome, third.outcome]).toEqual(['durable', 'waiting', 'waiting'])
-    expect(file.held).toHaveLength(1)
-    const next = decodeBatchHeader(file.held[0]!.buffer.subarray(0, batchHeaderBytes))!
+    const next = decodeBatchHeader(storage.heldOn('intent')[0]!.buffer.subarray(0, batchHeaderBytes))!
     expect(next).toMatchObject({ sequence: 2, recordCount: 2 })
-    file.complete()
+    storage.completeCommit()
     expect([second.outcome, third.outcome]).toEqual(['durable', 'durable'])
   })
 
   it('never lets a read see a write before it is durable', () => {
-    const { shard, file } = openShard()
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage))
     track(shard, 'k', 'old')
-    file.complete()
+    storage.completeCommit()
     const pending = track(shard, 'k', 'new')
     expect(lookup(shard, 'k')).toBe('old')
-    file.complete()
+    storage.completeCommit()
     expect(pending.outcome).toBe('durable')
     expect(lookup(shard, 'k')).toBe('new')
   })
 
   it('bounds a batch by batchBytesMax but always takes at least one request', () => {
-    const { shard, file } = openShard(recordBytes(1, 1) * 2)
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage, { batchBytesMax: recordBytes(1, 1) * 2 }))
     track(shard, 'a', '1')
     for (const key of ['b', 'c', 'd', 'e', 'f']) track(shard, key, '1')
-    file.complete()
-    expect(decodeBatchHeader(file.held[0]!.buffer)!.recordCount).toBe(2)
-    file.complete()
-    expect(decodeBatchHeader(file.held[0]!.buffer)!.recordCount).toBe(2)
-    file.complete()
-    expect(decodeBatchHeader(file.held[0]!.buffer)!.recordCount).toBe(1)
-  })
-
-  it('fails the batch and everything queued on an I/O error, then refuses writes; reads go on', () => {
-    const { shard, file } = openShard()
-    track(shard, 'kept', 'yes')
-    file.complete()
-    const inFlight = track(shard, 'lost', '1')
-    const queued = track(shard, 'queued', '2')
-    file.fail({ operation: 'fsync', errno: 5, code: 'EIO', path: file.path })
-    for (const state of [inFlight, queued]) {
-      expect(state.outcome).toBeInstanceOf(EngineError)
-      expect((state.outcome as EngineError).code).toBe('IO_ERROR')
-      expect((state.outcome as EngineError).cause).toMatchObject({ operation: 'fsync', code: 'EIO', errno: 5 })
+    const counts: number[] = []
+    while (storage.heldOn('intent').length > 0) {
+      counts.push(decodeBatchHeader(storage.heldOn('intent')[0]!.buffer)!.recordCount)
+      storage.completeCommit()
     }
-    expect(file.held).toHaveLength(0) // nothing was retried
-    const after = track(shard, 'after', '3')
-    expect((after.outcome as EngineError).code).toBe('IO_ERROR')
-    expect(file.held).toHaveLength(0)
-    expect(lookup(shard, 'kept')).toBe('yes')
-    expect(lookup(shard, 'lost')).toBeUndefined()
+    expect(counts).toEqual([1, 2, 2, 1])
   })
 
-  it('close waits for the commit in flight', () => {
-    const { shard, file } = openShard()
+  for (const lane of ['intent', 'completion'] as const) {
+    it(`fails the batch and everything queued when the ${lane} log fails, then refuses writes; reads go on`, () => {
+      const storage = new HeldStorage()
+      const shard = Shard.open(options(storage))
+      track(shard, 'kept', 'yes')
+      storage.completeCommit()
+      const inFlight = track(shard, 'lost', '1')
+      const queued = track(shard, 'queued', '2')
+      storage.fail(lane, { operation: 'fsync', errno: 5, code: 'EIO', path: lane })
+      expect(inFlight.outcome).toBe('waiting') // the other log's write is still in flight: wait for it
+      storage.complete(lane === 'intent' ? 'completion' : 'intent')
+      for (const state of [inFlight, queued]) {
+        expect(state.outcome).toBeInstanceOf(EngineError)
+        expect((state.outcome as EngineError).code).toBe('IO_ERROR')
+        expect((state.outcome as EngineError).cause).toMatchObject({ operation: 'fsync', code: 'EIO', errno: 5 })
+      }
+      expect(storage.held).toHaveLength(0) // nothing was retried
+      const after = track(shard, 'after', '3')
+      expect((after.outcome as EngineError).code).toBe('IO_ERROR')
+      expect(storage.held).toHaveLength(0)
+      expect(lookup(shard, 'kept')).toBe('yes')
+      expect(lookup(shard, 'lost')).toBeUndefined()
+    })
+  }
+
+  it('close waits for the commit in flight, then writes a close record', () => {
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage))
     const write = track(shard, 'a', '1')
     let closed = false
     shard.close(() => {
       closed = true
     })
-    expect(closed).toBe(false)
-    file.complete()
+    storage.completeCommit()
     expect(write.outcome).toBe('durable')
+    expect(closed).toBe(false)
+    expect(decodeCompletion(storage.heldOn('completion')[0]!.buffer)).toMatchObject({ sequence: 1, status: 2 })
+    storage.complete('completion')
     expect(closed).toBe(true)
-    expect(file.closed).toBe(true)
+    expect([...storage.files.values()].every((file) => file.closed)).toBe(true)
   })
 
-  it('replays what it wrote when opened again on the same file', () => {
+  it('replays what it wrote when opened again, and drops the batch that was in flight', () => {
     const storage = new HeldStorage()
-    const options = { directory: '/held/shard-000', shard: 0, backend: 'auto' as const, batchBytesMax: 1 << 20, recovery: 'strict' as const, storage }
-    const shard = Shard.open(options)
-    const file = storage.files.get('/held/shard-000/wal.log')!
+    const shard = Shard.open(options(storage))
     track(shard, 'a', '1')
-    file.complete()
+    storage.completeCommit()
     track(shard, 'b', '2')
-    file.complete()
-    track(shard, 'torn', '3') // never completed: not on "disk"
-    const again = Shard.open(options)
-    expect(again.recovery).toMatchObject({ batchesReplayed: 2, recordsReplayed: 2 })
+    storage.completeCommit()
+    track(shard, 'torn', '3')
+    storage.complete('intent') // its intent reached the disk, its completion record did not: never acknowledged
+    const again = Shard.open(options(storage))
+    expect(again.recovery).toMatchObject({ batchesReplayed: 2, recordsReplayed: 2, cleanShutdown: false })
+    expect(again.recovery.tailReason).toMatch(/batch 3 reached the intent log but its completion record never became durable/)
     expect([lookup(again, 'a'), lookup(again, 'b'), lookup(again, 'torn')]).toEqual(['1', '2', undefined])
+  })
+
+  it('rolls to new segments and recovers across them', () => {
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage, { segmentBytes: 4096 }))
+    const value = 'v'.repeat(1000)
+    for (let index = 0; index < 12; index++) {
+      const write = track(shard, `k${index}`, value)
+      storage.completeCommit()
+      expect(write.outcome).toBe('durable')
+    }
+    const names = storage.list('/held/shard-000')
+    expect(names.filter((name) => name.startsWith('intent-')).length).toBeGreaterThanOrEqual(3)
+    const again = Shard.open(options(storage, { segmentBytes: 4096 }))
+    expect(again.recovery).toMatchObject({ batchesReplayed: 12, tailBytesDropped: 0 })
+    for (let index = 0; index < 12; index++) expect(lookup(again, `k${index}`)).toBe(value)
   })
 })

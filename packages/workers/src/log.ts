@@ -1,15 +1,23 @@
-// The write-ahead log of one shard, with group commit. It owns the log file's append position, the batch
-// sequence, and the queue of requests waiting for a commit. It promises:
-// - a request's callback gets null only after the batch holding it was written in full and an
-//   fdatasync covering it succeeded (both completions seen with success);
-// - one batch is in flight at a time: requests arriving meanwhile form the next batch, so the log
-//   holds at most one partly written batch at a crash (recovery.ts relies on this);
+// The write-ahead log of one shard — the intent log and the completion log — with group commit. It owns
+// the batch sequence and the queue of requests waiting for a commit; each log's segments belong to its
+// SegmentWriter. It promises:
+// - a request's callback gets null only after the batch holding it was written in full to the intent log
+//   AND its completion record to the completion log, each followed by an fdatasync that succeeded (all
+//   four completions seen with success);
+// - the two logs are written in parallel, each on its own lane (its own ring on io_uring), so a batch
+//   costs one fdatasync of latency, not two; why, and what recovery can and cannot tell because of it, is
+//   in recovery.ts;
+// - one batch is in flight at a time: requests arriving meanwhile form the next batch, so at a crash only
+//   the last batch can be partly on disk (recovery.ts relies on this);
+// - a clean close appends a close record to the completion log, so that after a clean shutdown nothing is
+//   ambiguous at the tail;
 // - a failed write or fdatasync fails its batch and everything queued, and the log accepts nothing after
 //   (fsyncgate: a failed fdatasync may have dropped dirty pages, so a retry could acknowledge lost data).
 
+import { completionRecordBytes, completionStatusClosed, completionStatusWritten, encodeCompletion } from './completion.js'
 import { EngineError, type IoFailure } from './errors.js'
 import { batchHeaderBytes, checksum, encodeBatchHeader, forEachRecord } from './record.js'
-import type { StorageFile } from './storage.js'
+import type { SegmentWriter } from './segments.js'
 
 export type AppendCallback = (error: EngineError | null) => void
 
@@ -20,10 +28,11 @@ interface PendingRequest {
 }
 
 export interface LogOptions {
-  file: StorageFile
-  /** Where the next batch goes: the end of the intact log. */
-  position: number
+  intent: SegmentWriter
+  completion: SegmentWriter
   nextSequence: number
+  /** Benchmark switch: write the intent log only (no completion records). Not a durability mode. */
+  intentOnly?: boolean
   /** A batch gathers requests up to this many record bytes (one larger request is a batch of its own). */
   batchBytesMax: number
   /** Called with each durable batch, before any of its callbacks: the shard applies it to its table. */
@@ -31,8 +40,9 @@ export interface LogOptions {
 }
 
 export class Log {
-  private readonly file: StorageFile
-  private position: number
+  private readonly intent: SegmentWriter
+  private readonly completion: SegmentWriter
+  private readonly intentOnly: boolean
   private nextSequence: number
   private readonly batchBytesMax: number
   private readonly onDurable: LogOptions['onDurable']
@@ -44,8 +54,9 @@ export class Log {
 
   constructor(options: LogOptions) {
     if (!(options.batchBytesMax > 0)) throw new RangeError('batchBytesMax must be positive')
-    this.file = options.file
-    this.position = options.position
+    this.intent = options.intent
+    this.completion = options.completion
+    this.intentOnly = options.intentOnly ?? false
     this.nextSequence = options.nextSequence
     this.batchBytesMax = options.batchBytesMax
     this.onDurable = options.onDurable
@@ -74,10 +85,30 @@ export class Log {
     if (!this.commitInFlight) this.commit()
   }
 
-  /** Calls back once nothing is in flight; refuses appends from now on. */
+  /**
+   * Refuses appends from now on; once nothing is in flight, appends the close record (unless the log has
+   * failed), closes both logs' files, and calls back.
+   */
   close(callback: () => void): void {
-    this.closeCallback = callback
-    if (!this.commitInFlight) callback()
+    this.closeCallback = () => this.writeCloseRecord(callback)
+    if (!this.commitInFlight) this.closeCallback()
+  }
+
+  private writeCloseRecord(callback: () => void): void {
+    const closeFiles = (): void => this.intent.close(() => this.completion.close(callback))
+    if (this.failure !== undefined || this.intentOnly) return closeFiles()
+    const record = new Uint8Array(completionRecordBytes)
+    encodeCompletion(record, {
+      sequence: this.nextSequence - 1,
+      segment: 0,
+      offset: 0,
+      length: 0,
+      recordCount: 0,
+      intentChecksum: 0,
+      status: completionStatusClosed,
+    })
+    // A failed close record loses nothing: every batch before it is acknowledged and complete.
+    this.completion.append(record, () => {}, () => closeFiles())
   }
 
   private commit(): void {
@@ -105,14 +136,40 @@ export class Log {
     }
     const body = buffer.subarray(batchHeaderBytes)
     const sequence = this.nextSequence
-    encodeBatchHeader(buffer, { sequence, bodyBytes, recordCount, bodyChecksum: checksum(body) })
+    const bodyChecksum = checksum(body)
+    const header = buffer.subarray(0, batchHeaderBytes)
+    encodeBatchHeader(header, { sequence, bodyBytes, recordCount, bodyChecksum })
+    // The completion record's checksum of the intent bytes: CRC32 over body then header, continued from
+    // the body's CRC so the body is not read a second time.
+    const intentChecksum = checksum(header, bodyChecksum)
 
     this.commitInFlight = true
     const started = performance.now()
-    const position = this.position
-    this.file.writeDurable(buffer, position, (failure) => {
-      this.commitCallback(failure, requests, body, recordCount, position + buffer.length, started)
-    })
+    let outstanding = 1
+    let firstFailure: IoFailure | null = null
+    const done = (failure: IoFailure | null): void => {
+      firstFailure ??= failure
+      if (--outstanding === 0) this.commitCallback(firstFailure, requests, body, recordCount, started)
+    }
+    this.intent.append(
+      buffer,
+      (location) => {
+        if (this.intentOnly) return
+        outstanding++
+        const record = new Uint8Array(completionRecordBytes)
+        encodeCompletion(record, {
+          sequence,
+          segment: location.segment,
+          offset: location.offset,
+          length: buffer.length,
+          recordCount,
+          intentChecksum,
+          status: completionStatusWritten,
+        })
+        this.completion.append(record, () => {}, done)
+      },
+      done,
+    )
   }
 
   private commitCallback(
@@ -120,7 +177,6 @@ export class Log {
     requests: PendingRequest[],
     body: Uint8Array,
     recordCount: number,
-    end: number,
     started: number,
   ): void {
     this.commitInFlight = false
@@ -136,7 +192,6 @@ export class Log {
       this.pendingBytes = 0
       for (const request of failed) request.callback(this.failure)
     } else {
-      this.position = end
       this.nextSequence++
       this.onDurable(body, recordCount, (performance.now() - started) * 1000)
       for (const request of requests) request.callback(null)

@@ -21,6 +21,8 @@ export interface OpenRequest {
   /** A batch (one write + one fdatasync) carries at most this many record bytes, unless one request is larger. */
   batchBytesMax: number
   recovery: 'strict' | 'truncate'
+  /** Intent segment size in bytes. */
+  segmentBytes: number
   /** Stats slots the worker writes and the façade reads (layout below). */
   stats: SharedArrayBuffer
 }

@@ -1,142 +1,187 @@
-// One test per row of the recovery table in recovery.ts, on logs crafted byte by byte.
+// One test per row of the decision table in recovery.ts. Each builds real logs with a shard on held
+// storage, then crafts the state the row describes by editing bytes, and reopens.
 import { describe, expect, it } from 'vitest'
+import { completionRecordBytes, decodeCompletion, encodeCompletion, segmentName, type CompletionRecord } from './completion.js'
 import { EngineError } from './errors.js'
-import {
-  batchHeaderBytes,
-  checksum,
-  encodeBatchHeader,
-  encodeRecord,
-  forEachRecord,
-  recordBytes,
-  recordKindPut,
-} from './record.js'
-import { recover } from './recovery.js'
+import { encodeRecord, recordBytes, recordKindPut } from './record.js'
+import { sectorBytes } from './recovery.js'
+import { Shard, type ShardOptions } from './shard.js'
+import { absentLength } from './table.js'
+import { HeldStorage, type HeldFile } from './testing/held-file.js'
 
+const directory = '/held/shard-007'
 const text = new TextEncoder()
 
-/** A batch of puts key-i -> value-i, sealed, as it would be on disk. */
-function batch(sequence: number, keys: string[]): Uint8Array {
-  let bodyBytes = 0
-  for (const key of keys) bodyBytes += recordBytes(key.length, key.length + 1)
-  const buffer = new Uint8Array(batchHeaderBytes + bodyBytes)
-  const body = buffer.subarray(batchHeaderBytes)
-  const view = new DataView(body.buffer, body.byteOffset, body.byteLength)
-  let offset = 0
-  for (const key of keys) offset = encodeRecord(body, view, offset, recordKindPut, text.encode(key), text.encode(`${key}!`))
-  forEachRecord(body, keys.length, 'seal', undefined)
-  encodeBatchHeader(buffer, { sequence, bodyBytes, recordCount: keys.length, bodyChecksum: checksum(body) })
-  return buffer
+function options(storage: HeldStorage, extra: Partial<ShardOptions> = {}): ShardOptions {
+  return { directory, shard: 7, backend: 'auto', batchBytesMax: 1 << 20, recovery: 'strict', storage, ...extra }
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.length, 0))
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.length
+function write(shard: Shard, key: string, value: string): void {
+  const records = new Uint8Array(recordBytes(key.length, value.length))
+  encodeRecord(records, new DataView(records.buffer), 0, recordKindPut, text.encode(key), text.encode(value))
+  shard.write(records, 1, () => {})
+}
+
+function lookup(shard: Shard, key: string): string | undefined {
+  const packed = new Uint8Array(4 + key.length)
+  new DataView(packed.buffer).setUint32(0, key.length, true)
+  packed.set(text.encode(key), 4)
+  const answer = shard.read(packed, 1)
+  const length = new DataView(answer.buffer, answer.byteOffset).getUint32(0, true)
+  return length === absentLength ? undefined : Buffer.from(answer.subarray(4, 4 + length)).toString()
+}
+
+/** A shard that acknowledged `count` batches (key k<i> = value of 600 bytes) and then "crashed". */
+function crashedAfter(count: number): { storage: HeldStorage; intent: HeldFile; completion: HeldFile; records: CompletionRecord[] } {
+  const storage = new HeldStorage()
+  const shard = Shard.open(options(storage))
+  for (let index = 0; index < count; index++) {
+    write(shard, `k${index}`, `${index}`.padEnd(600, '.'))
+    storage.completeCommit()
   }
-  return out
+  const intent = storage.files.get(`${directory}/${segmentName('intent', 1)}`)!
+  const completion = storage.files.get(`${directory}/${segmentName('completion', 1)}`)!
+  const records: CompletionRecord[] = []
+  for (let index = 0; index < count; index++) {
+    records.push(decodeCompletion(completion.contents.subarray(index * completionRecordBytes)) as CompletionRecord)
+  }
+  return { storage, intent, completion, records }
 }
 
-const options = { mode: 'strict' as const, shard: 3, file: '/db/shard-003/wal.log' }
-
-function replay(contents: Uint8Array, mode: 'strict' | 'truncate' = 'strict') {
-  const batches: number[] = []
-  const result = recover(contents, { ...options, mode }, (_body, count) => batches.push(count))
-  return { ...result, batches }
+function reopen(storage: HeldStorage, extra: Partial<ShardOptions> = {}): Shard | EngineError {
+  try {
+    return Shard.open(options(storage, extra))
+  } catch (error) {
+    if (error instanceof EngineError) return error
+    throw error
+  }
 }
 
-const one = batch(1, ['a', 'b'])
-const two = batch(2, ['c'])
-const three = batch(3, ['d', 'e', 'f'])
-const clean = concat(one, two, three)
+function expectCorrupt(result: Shard | EngineError, details: Record<string, unknown>): void {
+  expect(result).toBeInstanceOf(EngineError)
+  expect((result as EngineError).code).toBe('WAL_CORRUPT')
+  expect((result as EngineError).details).toMatchObject({ shard: 7, ...details })
+}
 
 describe('recovery decision table', () => {
-  it('end of file exactly: replays every batch, drops nothing', () => {
-    const result = replay(clean)
-    expect(result.batches).toEqual([2, 1, 3])
-    expect(result.validLength).toBe(clean.length)
-    expect(result.nextSequence).toBe(4)
-    expect(result.report).toMatchObject({ batchesReplayed: 3, recordsReplayed: 6, tailBytesDropped: 0, repaired: undefined })
+  it('record valid, batch intact: applies every batch', () => {
+    const { storage } = crashedAfter(4)
+    const shard = reopen(storage) as Shard
+    expect(shard.recovery).toMatchObject({ batchesReplayed: 4, recordsReplayed: 4, tailBytesDropped: 0, cleanShutdown: false })
+    for (let index = 0; index < 4; index++) expect(lookup(shard, `k${index}`)).toBe(`${index}`.padEnd(600, '.'))
   })
 
-  it('a partial batch header at the end: dropped as a torn tail', () => {
-    const contents = concat(one, two, three.subarray(0, batchHeaderBytes - 5))
-    const result = replay(contents)
-    expect(result.batches).toEqual([2, 1])
-    expect(result.validLength).toBe(one.length + two.length)
-    expect(result.report.tailBytesDropped).toBe(batchHeaderBytes - 5)
-    expect(result.report.tailReason).toMatch(/partial batch header/)
+  it('record valid, last batch torn past the end of the file: dropped from both logs', () => {
+    const { storage, intent, records } = crashedAfter(4)
+    intent.truncate(records[3]!.offset + 100)
+    const shard = reopen(storage) as Shard
+    expect(shard.recovery.batchesReplayed).toBe(3)
+    expect(shard.recovery.tailReason).toMatch(/batch 4: its completion record is durable but its intent bytes are torn/)
+    expect(shard.recovery.tailBytesDropped).toBe(100)
+    expect(lookup(shard, 'k3')).toBeUndefined()
+    // the dropped batch's sequence is reused, and the logs go on cleanly
+    write(shard, 'next', 'n')
+    expect(decodeCompletion(storage.heldOn('completion')[0]!.buffer)).toMatchObject({ sequence: 4 })
   })
 
-  it('a valid header whose body runs past the end: dropped as a torn tail', () => {
-    const contents = concat(one, two, three.subarray(0, three.length - 1))
-    const result = replay(contents)
-    expect(result.batches).toEqual([2, 1])
-    expect(result.report.tailReason).toMatch(/runs past the end/)
-    expect(result.nextSequence).toBe(3)
+  it('record valid, last batch with a zero sector (a tear): dropped', () => {
+    const { storage, intent, records } = crashedAfter(4)
+    const last = records[3]!
+    const sector = Math.ceil(last.offset / sectorBytes) * sectorBytes
+    intent.contents.fill(0, sector, Math.min(sector + sectorBytes, last.offset + last.length))
+    const shard = reopen(storage) as Shard
+    expect(shard.recovery.batchesReplayed).toBe(3)
+    expect(shard.recovery.tailReason).toMatch(/torn/)
   })
 
-  it('a last batch that fails its checksum, nothing intact after: dropped as a torn tail', () => {
-    const damaged = clean.slice()
-    damaged[clean.length - 2]! ^= 0xff
-    const result = replay(damaged)
-    expect(result.batches).toEqual([2, 1])
-    expect(result.report.tailBytesDropped).toBe(three.length)
-    expect(result.report.tailReason).toMatch(/checksum/)
+  it('record valid, last batch damaged with no zero sector: refused, since a crash cannot do that', () => {
+    const { storage, intent, records } = crashedAfter(4)
+    intent.contents[records[3]!.offset + 200]! ^= 0x04
+    expectCorrupt(reopen(storage), { batchSequence: 4, byteRange: [records[3]!.offset, records[3]!.offset + records[3]!.length] })
   })
 
-  it('zeros after the last batch (an extended, never written tail): dropped', () => {
-    const result = replay(concat(clean, new Uint8Array(4096)))
-    expect(result.batches).toEqual([2, 1, 3])
-    expect(result.validLength).toBe(clean.length)
-    expect(result.report.tailBytesDropped).toBe(4096)
+  it('record valid, batch damaged before the last: refused', () => {
+    const { storage, intent, records } = crashedAfter(4)
+    intent.contents.fill(0, records[1]!.offset, records[1]!.offset + 10) // looks like a tear, but batch 3 was written after 2 was acknowledged
+    expectCorrupt(reopen(storage), { batchSequence: 2, file: `${directory}/${segmentName('intent', 1)}` })
   })
 
-  it('an intact batch with a stale sequence at the end: dropped, never replayed', () => {
-    const result = replay(concat(one, two, batch(1, ['old'])))
-    expect(result.batches).toEqual([2, 1])
-    expect(result.report.tailReason).toMatch(/sequence 1 where 3 was next/)
+  it('record valid, last batch torn but a clean close followed it: refused', () => {
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage))
+    write(shard, 'a', 'x'.repeat(600))
+    storage.completeCommit()
+    shard.close(() => {})
+    storage.complete('completion') // the close record
+    const intent = storage.files.get(`${directory}/${segmentName('intent', 1)}`)!
+    intent.truncate(100)
+    expectCorrupt(reopen(storage), { batchSequence: 1 })
   })
 
-  it('damage followed by an intact batch: refuses with WAL_CORRUPT naming shard, file, batch and bytes', () => {
-    const damaged = clean.slice()
-    damaged[one.length + batchHeaderBytes + 3]! ^= 0x01 // inside batch 2's body
-    let caught: unknown
-    try {
-      replay(damaged)
-    } catch (error) {
-      caught = error
-    }
-    expect(caught).toBeInstanceOf(EngineError)
-    const error = caught as EngineError
-    expect(error.code).toBe('WAL_CORRUPT')
-    expect(error.details).toMatchObject({
-      shard: 3,
-      file: options.file,
-      batchSequence: 2,
-      byteRange: [one.length, one.length + two.length],
-    })
+  it('record valid, intent segment missing: dropped when last, refused when not', () => {
+    const last = crashedAfter(2)
+    const lastRecord = last.records[1]!
+    // point the last record at a segment that does not exist, as if the intent write never landed
+    encodeCompletion(last.completion.contents.subarray(completionRecordBytes, 2 * completionRecordBytes), { ...lastRecord, segment: 2, offset: 0 })
+    expect((reopen(last.storage) as Shard).recovery.batchesReplayed).toBe(1)
+
+    const earlier = crashedAfter(3)
+    earlier.storage.remove(`${directory}/${segmentName('intent', 1)}`)
+    expectCorrupt(reopen(earlier.storage), { batchSequence: 1 })
   })
 
-  it('damage to a batch header followed by an intact batch: refuses too', () => {
-    const damaged = clean.slice()
-    damaged[5]! ^= 0x80 // batch 1's header CRC
-    expect(() => replay(damaged)).toThrow(expect.objectContaining({ code: 'WAL_CORRUPT' }))
+  it('a damaged completion record: refused, even at the end', () => {
+    const { storage, completion } = crashedAfter(3)
+    completion.contents[2 * completionRecordBytes + 20]! ^= 0x01
+    expectCorrupt(reopen(storage), { batchSequence: 3, byteRange: [2 * completionRecordBytes, 3 * completionRecordBytes] })
   })
 
-  it("with recovery 'truncate', keeps the intact prefix and reports exactly what it dropped", () => {
-    const damaged = clean.slice()
-    damaged[one.length + batchHeaderBytes + 3]! ^= 0x01
-    const result = replay(damaged, 'truncate')
-    expect(result.batches).toEqual([2])
-    expect(result.validLength).toBe(one.length)
-    expect(result.report.repaired).toEqual({
-      fromOffset: one.length,
-      bytesDropped: two.length + three.length,
-      firstBatchDropped: 2,
-      reason: 'batch 2 body fails its checksum',
-    })
-    expect(result.nextSequence).toBe(2)
+  it('completion records out of sequence: refused', () => {
+    const { storage, completion } = crashedAfter(3)
+    completion.contents.copyWithin(completionRecordBytes, 2 * completionRecordBytes, 3 * completionRecordBytes) // record 3 where 2 was
+    expectCorrupt(reopen(storage), { batchSequence: 2 })
+  })
+
+  it('a completion record after an empty slot: refused', () => {
+    const { storage, completion } = crashedAfter(3)
+    completion.contents.fill(0, completionRecordBytes, 2 * completionRecordBytes)
+    expectCorrupt(reopen(storage), { batchSequence: 2 })
+  })
+
+  it('no record, torn bytes after the last batch: dropped as the in-flight batch', () => {
+    const { storage, intent, records } = crashedAfter(2)
+    const end = records[1]!.offset + records[1]!.length
+    intent.grow(end + 700)
+    intent.contents.fill(0x5a, end, end + 300)
+    const shard = reopen(storage) as Shard
+    expect(shard.recovery).toMatchObject({ batchesReplayed: 2, tailBytesDropped: 300 })
+    expect(shard.recovery.tailReason).toMatch(/torn, never acknowledged batch after batch 2/)
+  })
+
+  it('no record, an intact batch beyond the next sequence: refused (completion records are gone)', () => {
+    const { storage, completion } = crashedAfter(4)
+    completion.truncate(2 * completionRecordBytes) // records 3 and 4 lost, intent batches 3 and 4 intact
+    expectCorrupt(reopen(storage), { batchSequence: 3 })
+  })
+
+  it('no segments at all: an empty shard', () => {
+    const shard = reopen(new HeldStorage()) as Shard
+    expect(shard.recovery).toMatchObject({ batchesReplayed: 0, tailBytesDropped: 0, repaired: undefined })
+  })
+
+  it("with recovery 'truncate', keeps the prefix before the damage and reports exactly what it dropped", () => {
+    const { storage, intent, records } = crashedAfter(5)
+    intent.contents[records[2]!.offset + 50]! ^= 0xff
+    const shard = reopen(storage, { recovery: 'truncate' }) as Shard
+    expect(shard.recovery.batchesReplayed).toBe(2)
+    expect(shard.recovery.repaired).toMatchObject({ firstBatchDropped: 3, batchesDropped: 3 })
+    expect(shard.recovery.repaired!.intentBytesDropped).toBe(records[4]!.offset + records[4]!.length - records[2]!.offset)
+    expect([lookup(shard, 'k1'), lookup(shard, 'k2')]).toEqual(['1'.padEnd(600, '.'), undefined])
+    // and a strict open afterwards finds a clean log
+    write(shard, 'after', 'repair')
+    storage.completeCommit()
+    const again = reopen(storage) as Shard
+    expect(again.recovery).toMatchObject({ batchesReplayed: 3, repaired: undefined })
+    expect(lookup(again, 'after')).toBe('repair')
   })
 })

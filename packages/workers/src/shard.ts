@@ -1,21 +1,31 @@
-// One shard: its storage backend, its log, its table. It owns them for its whole life and promises that
-// the table only ever holds durable data: a batch reaches the table after its fdatasync succeeded and
-// before any of its writers is answered, so a read never sees an unacknowledged write, and a read issued
-// after a write was acknowledged sees it.
+// One shard: its storage backend, its two logs, its table. It owns them for its whole life and promises
+// that the table only ever holds durable data: a batch reaches the table after both logs made it durable
+// and before any of its writers is answered, so a read never sees an unacknowledged write, and a read
+// issued after a write was acknowledged sees it.
 
 import fs from 'node:fs'
 import path from 'node:path'
+import { completionRecordBytes, segmentName, type LogKind } from './completion.js'
 import { EngineError } from './errors.js'
 import { Log, type AppendCallback } from './log.js'
 import type { BackendChoice } from './protocol.js'
 import { latencyBucket, statsSlotBatches, statsSlotBytes, statsSlotCount, statsSlotLatencyFirst, statsSlotRecords } from './protocol.js'
-import { recover, type RecoveryReport } from './recovery.js'
-import type { Storage, StorageFile } from './storage.js'
+import { recover, type LogResumption, type RecoveryReport } from './recovery.js'
+import { SegmentWriter } from './segments.js'
+import type { Storage } from './storage.js'
 import { createStorage } from './storage-uring.js'
 import { MapTable, type Table } from './table.js'
 
-/** The log's file name inside a shard's directory. */
-export const logFileName = 'wal.log'
+/** Intent segment size by default. */
+export const segmentBytesDefault = 64 * 1024 * 1024
+/** Zero-filling runs at most this far ahead of the intent log's position. */
+export const intentFillStepBytesMax = 1024 * 1024
+export const completionFillStepBytesMax = 64 * 1024
+
+/** A completion segment holds one record per intent batch: 1/4096 of the intent segment, 16 records at least. */
+export function completionSegmentBytes(segmentBytes: number): number {
+  return Math.max(16 * completionRecordBytes, Math.floor(segmentBytes / 4096 / completionRecordBytes) * completionRecordBytes)
+}
 
 export interface ShardOptions {
   /** The shard's own directory; created if missing. */
@@ -24,18 +34,21 @@ export interface ShardOptions {
   backend: BackendChoice
   batchBytesMax: number
   recovery: 'strict' | 'truncate'
+  /** Intent segment size in bytes (default 64 MiB). */
+  segmentBytes?: number
   /** Stats slots (protocol.ts layout); a private array when not shared. */
   stats?: Float64Array
   /** Injected storage (the simulation); otherwise chosen by `backend`. */
   storage?: Storage
   /** Injected table; otherwise the reference MapTable. */
   table?: Table
+  /** Benchmark switch: no completion log. Such a shard cannot be recovered strictly. */
+  intentOnly?: boolean
 }
 
 export class Shard {
   readonly storage: Storage
   readonly recovery: RecoveryReport
-  private readonly file: StorageFile
   private readonly table: Table
   private readonly log: Log
   private readonly stats: Float64Array
@@ -43,23 +56,25 @@ export class Shard {
   private constructor(options: ShardOptions) {
     this.stats = options.stats ?? new Float64Array(statsSlotCount)
     if (this.stats.length < statsSlotCount) throw new RangeError('stats slots are too few')
+    const segmentBytes = options.segmentBytes ?? segmentBytesDefault
+    if (!Number.isInteger(segmentBytes) || segmentBytes < 4096) throw new RangeError('segmentBytes must be an integer of at least 4096')
     this.table = options.table ?? new MapTable()
     if (options.storage === undefined) fs.mkdirSync(options.directory, { recursive: true })
     this.storage = options.storage ?? createStorage(options.backend)
-    const logPath = path.join(options.directory, logFileName)
     try {
-      this.file = this.storage.open(logPath, 'intent')
-      const contents = this.file.readAll()
-      const result = recover(contents, { mode: options.recovery, shard: options.shard, file: logPath }, (body, count) =>
+      const result = recover(this.storage, { mode: options.recovery, shard: options.shard, directory: options.directory }, (body, count) =>
         this.table.applyBatch(body, count),
       )
-      if (result.validLength < contents.length) this.file.truncate(result.validLength)
       this.recovery = result.report
+      // Cut the completion log first: then no completion record ever points at intent bytes already cut.
+      const completion = this.resume('completion', result.completion, completionSegmentBytes(segmentBytes), completionFillStepBytesMax, options.directory)
+      const intent = this.resume('intent', result.intent, segmentBytes, intentFillStepBytesMax, options.directory)
       this.log = new Log({
-        file: this.file,
-        position: result.validLength,
+        intent,
+        completion,
         nextSequence: result.nextSequence,
         batchBytesMax: options.batchBytesMax,
+        intentOnly: options.intentOnly ?? false,
         onDurable: (body, recordCount, latencyMicroseconds) => this.onDurable(body, recordCount, latencyMicroseconds),
       })
     } catch (error) {
@@ -81,10 +96,9 @@ export class Shard {
     return this.table.getPacked(keys, count)
   }
 
-  /** Waits for the commit in flight, then releases the file, the backend and the table. */
+  /** Waits for the commit in flight, writes the close record, then releases the files, backend and table. */
   close(callback: () => void): void {
     this.log.close(() => {
-      this.file.close()
       this.storage.close()
       this.table.dispose()
       callback()
@@ -93,6 +107,28 @@ export class Shard {
 
   get failed(): EngineError | undefined {
     return this.log.failed
+  }
+
+  /** Applies recovery's cut to one log and opens its writer where the log goes on. */
+  private resume(kind: LogKind, resumption: LogResumption, segmentBytes: number, fillStepMax: number, directory: string): SegmentWriter {
+    for (const segment of resumption.removeSegments) this.storage.remove(path.join(directory, segmentName(kind, segment)))
+    const file = this.storage.open(path.join(directory, segmentName(kind, resumption.segment)), kind)
+    let filledTo = resumption.fileLength
+    if (resumption.dirtyPastPosition) {
+      file.truncate(resumption.position)
+      filledTo = resumption.position
+    }
+    return new SegmentWriter({
+      storage: this.storage,
+      directory,
+      kind,
+      segmentBytes: Math.max(segmentBytes, resumption.position),
+      fillStepBytes: Math.min(fillStepMax, segmentBytes),
+      segment: resumption.segment,
+      file,
+      position: resumption.position,
+      filledTo,
+    })
   }
 
   private onDurable(body: Uint8Array, recordCount: number, latencyMicroseconds: number): void {

@@ -3,7 +3,7 @@
 
 import fs from 'node:fs'
 import type { IoFailure } from './errors.js'
-import { ioFailure, listDirectory, NodeFile, removeFile, type Storage, type StorageFile } from './storage.js'
+import { ioFailure, listDirectory, readFile, NodeFile, removeFile, type Storage, type StorageFile } from './storage.js'
 
 class FsFile extends NodeFile {
   writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
@@ -29,6 +29,10 @@ export class FsStorage implements Storage {
 
   open(filePath: string): StorageFile {
     return new FsFile(filePath)
+  }
+
+  read(filePath: string): Uint8Array {
+    return readFile(filePath)
   }
 
   list(directory: string): string[] {

@@ -6,7 +6,7 @@ import { probeIoUring, Ring, type RingIoError } from '@ringkv/wal-native'
 import { EngineError, type IoFailure } from './errors.js'
 import type { BackendChoice } from './protocol.js'
 import { FsStorage } from './storage-fs.js'
-import { listDirectory, NodeFile, removeFile, type Lane, type Storage, type StorageFile } from './storage.js'
+import { listDirectory, readFile, NodeFile, removeFile, type Lane, type Storage, type StorageFile } from './storage.js'
 
 /** SQ entries per shard ring: a batch needs 2 (write + fsync), and a short write 2 more. */
 export const ringEntries = 64
@@ -41,6 +41,10 @@ export class UringStorage implements Storage {
 
   open(filePath: string, lane: Lane): StorageFile {
     return new UringFile(filePath, this.rings[lane])
+  }
+
+  read(filePath: string): Uint8Array {
+    return readFile(filePath)
   }
 
   list(directory: string): string[] {

@@ -44,6 +44,8 @@ export interface Storage {
   readonly reason: string
   /** Opens a file for the log, creating it (and making its directory entry durable) if missing. */
   open(filePath: string, lane: Lane): StorageFile
+  /** A whole file as it is durable now (recovery reads with this; it never creates a file). */
+  read(filePath: string): Uint8Array
   /** The names of the files in `directory`, sorted; empty when it does not exist. */
   list(directory: string): string[]
   /** Removes a file and makes that durable (its directory is fsynced). */
@@ -138,6 +140,10 @@ const zeroFillChunkBytes = 1024 * 1024
 export function listDirectory(directory: string): string[] {
   if (!fs.existsSync(directory)) return []
   return fs.readdirSync(directory).sort()
+}
+
+export function readFile(filePath: string): Uint8Array {
+  return fs.readFileSync(filePath)
 }
 
 export function removeFile(filePath: string): void {

@@ -36,6 +36,9 @@ export default function handle(request: ShardRequest): ShardResponse<unknown> | 
           backend: request.backend,
           batchBytesMax: request.batchBytesMax,
           recovery: request.recovery,
+          segmentBytes: request.segmentBytes,
+          // A benchmark switch, not a user mode: measures what the completion log costs.
+          intentOnly: process.env.RINGKV_BENCH_INTENT_ONLY === '1',
           stats: new Float64Array(request.stats),
         })
       } catch (error) {

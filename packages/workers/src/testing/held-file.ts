@@ -1,11 +1,12 @@
-// A StorageFile for unit tests whose completions the test releases by hand: each writeDurable is held
-// until `complete` or `fail` is called, so a test can look at the shard in the middle of a commit.
-// It keeps the bytes it was given, as if every completed write had reached the disk.
+// A Storage for unit tests whose write completions the test releases by hand: each writeDurable is held,
+// across all files, until the test completes or fails it, so a test can look at a shard in the middle of
+// a commit. Zero-filling completes at once. Completed writes are kept as if they had reached the disk.
 
 import type { IoFailure } from '../errors.js'
-import type { Storage, StorageFile } from '../storage.js'
+import type { Lane, Storage, StorageFile } from '../storage.js'
 
-interface HeldWrite {
+export interface HeldWrite {
+  file: HeldFile
   buffer: Uint8Array
   fileOffset: number
   callback: (failure: IoFailure | null) => void
@@ -13,10 +14,13 @@ interface HeldWrite {
 
 export class HeldFile implements StorageFile {
   contents = new Uint8Array(0)
-  readonly held: HeldWrite[] = []
   closed = false
 
-  constructor(readonly path: string) {}
+  constructor(
+    readonly path: string,
+    readonly lane: Lane,
+    private readonly storage: HeldStorage,
+  ) {}
 
   readAll(): Uint8Array {
     return this.contents.slice()
@@ -27,37 +31,19 @@ export class HeldFile implements StorageFile {
   }
 
   writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
-    this.held.push({ buffer, fileOffset, callback })
+    this.storage.held.push({ file: this, buffer, fileOffset, callback })
   }
 
   zeroFill(length: number, callback: (failure: IoFailure | null) => void): void {
-    if (length > this.contents.length) {
-      const grown = new Uint8Array(length)
-      grown.set(this.contents)
-      this.contents = grown
-    }
-    queueMicrotask(() => callback(null))
+    this.grow(length)
+    callback(null)
   }
 
-  /** Completes the oldest held write with success. */
-  complete(): void {
-    const write = this.held.shift()
-    if (write === undefined) throw new Error('no write is held')
-    const end = write.fileOffset + write.buffer.length
-    if (end > this.contents.length) {
-      const grown = new Uint8Array(end)
-      grown.set(this.contents)
-      this.contents = grown
-    }
-    this.contents.set(write.buffer, write.fileOffset)
-    write.callback(null)
-  }
-
-  /** Fails the oldest held write. */
-  fail(failure: IoFailure): void {
-    const write = this.held.shift()
-    if (write === undefined) throw new Error('no write is held')
-    write.callback(failure)
+  grow(length: number): void {
+    if (length <= this.contents.length) return
+    const grown = new Uint8Array(length)
+    grown.set(this.contents)
+    this.contents = grown
   }
 
   close(): void {
@@ -69,6 +55,20 @@ export class HeldStorage implements Storage {
   readonly backend = 'simulated' as const
   readonly reason = 'unit test'
   readonly files = new Map<string, HeldFile>()
+  readonly held: HeldWrite[] = []
+
+  open(filePath: string, lane: Lane): StorageFile {
+    let file = this.files.get(filePath)
+    if (file === undefined) {
+      file = new HeldFile(filePath, lane, this)
+      this.files.set(filePath, file)
+    }
+    return file
+  }
+
+  read(filePath: string): Uint8Array {
+    return this.files.get(filePath)?.contents.slice() ?? new Uint8Array(0)
+  }
 
   list(directory: string): string[] {
     const prefix = `${directory}/`
@@ -79,14 +79,34 @@ export class HeldStorage implements Storage {
     this.files.delete(filePath)
   }
 
-  open(filePath: string): StorageFile {
-    let file = this.files.get(filePath)
-    if (file === undefined) {
-      file = new HeldFile(filePath)
-      this.files.set(filePath, file)
-    }
-    return file
+  /** The held writes of one lane. */
+  heldOn(lane: Lane): HeldWrite[] {
+    return this.held.filter((write) => write.file.lane === lane)
+  }
+
+  /** Completes the oldest held write of `lane` with success. */
+  complete(lane: Lane): void {
+    const write = this.take(lane)
+    write.file.grow(write.fileOffset + write.buffer.length)
+    write.file.contents.set(write.buffer, write.fileOffset)
+    write.callback(null)
+  }
+
+  /** Completes the oldest held write of each lane: one whole commit. */
+  completeCommit(): void {
+    this.complete('intent')
+    this.complete('completion')
+  }
+
+  fail(lane: Lane, failure: IoFailure): void {
+    this.take(lane).callback(failure)
   }
 
   close(): void {}
+
+  private take(lane: Lane): HeldWrite {
+    const index = this.held.findIndex((write) => write.file.lane === lane)
+    if (index < 0) throw new Error(`no ${lane} write is held`)
+    return this.held.splice(index, 1)[0]!
+  }
 }

@@ -1,0 +1,98 @@
+// The completion log's on-disk format, and the segment files of both logs. Owns byte layouts and names;
+// never touches a file.
+//
+// A shard keeps two logs, each a sequence of segment files in the shard's directory:
+//   intent-00000001.wal, intent-00000002.wal, …      batches of records (record.ts), the data itself
+//   completion-00000001.wal, …                        one 64-byte completion record per batch
+// Segments are zero-filled ahead of the write position (segments.ts), so a never-written region reads as
+// zeros and zeros never parse as a batch or a completion record.
+//
+// completion record (64 bytes, 64-byte aligned, so it never straddles a 512-byte sector: a crash leaves it
+// either old (zeros) or new, never torn)
+//   | offset | size | field                                                                        |
+//   |--------|------|------------------------------------------------------------------------------|
+//   | 0      | 4    | magic 0x43564B52 ("RKVC" as bytes on disk)                                   |
+//   | 4      | 4    | CRC32 of bytes 8..63                                                         |
+//   | 8      | 8    | batch sequence                                                               |
+//   | 16     | 4    | intent segment number holding the batch                                      |
+//   | 20     | 4    | byte offset of the batch in that segment                                     |
+//   | 24     | 4    | length of the batch in bytes (header + body)                                 |
+//   | 28     | 4    | record count                                                                 |
+//   | 32     | 4    | CRC32 of the batch's intent bytes (header + body, as written)                |
+//   | 36     | 4    | status: 1 = batch written, 2 = clean close (no batch; sequence = last batch) |
+//   | 40     | 24   | reserved, zero                                                               |
+
+import { checksum } from './record.js'
+
+export const completionMagic = 0x43564b52
+export const completionRecordBytes = 64
+export const completionStatusWritten = 1
+export const completionStatusClosed = 2
+
+export interface CompletionRecord {
+  sequence: number
+  segment: number
+  offset: number
+  length: number
+  recordCount: number
+  intentChecksum: number
+  status: number
+}
+
+export function encodeCompletion(target: Uint8Array, record: CompletionRecord): void {
+  if (target.length !== completionRecordBytes) throw new RangeError('a completion record is 64 bytes')
+  if (!Number.isSafeInteger(record.sequence) || record.sequence < 0) throw new RangeError(`bad sequence ${record.sequence}`)
+  const view = new DataView(target.buffer, target.byteOffset, completionRecordBytes)
+  target.fill(0)
+  view.setUint32(0, completionMagic, true)
+  view.setUint32(8, record.sequence % 0x1_0000_0000, true)
+  view.setUint32(12, Math.floor(record.sequence / 0x1_0000_0000), true)
+  view.setUint32(16, record.segment, true)
+  view.setUint32(20, record.offset, true)
+  view.setUint32(24, record.length, true)
+  view.setUint32(28, record.recordCount, true)
+  view.setUint32(32, record.intentChecksum, true)
+  view.setUint32(36, record.status, true)
+  view.setUint32(4, checksum(target.subarray(8)), true)
+}
+
+/** 'zero' for a never-written slot; 'damaged' for anything else that does not hold. */
+export function decodeCompletion(source: Uint8Array): CompletionRecord | 'zero' | 'damaged' {
+  if (source.length < completionRecordBytes) return source.every((byte) => byte === 0) ? 'zero' : 'damaged'
+  const slot = source.subarray(0, completionRecordBytes)
+  if (slot.every((byte) => byte === 0)) return 'zero'
+  const view = new DataView(slot.buffer, slot.byteOffset, completionRecordBytes)
+  if (view.getUint32(0, true) !== completionMagic) return 'damaged'
+  if (view.getUint32(4, true) !== checksum(slot.subarray(8))) return 'damaged'
+  const status = view.getUint32(36, true)
+  if (status !== completionStatusWritten && status !== completionStatusClosed) return 'damaged'
+  for (let offset = 40; offset < completionRecordBytes; offset++) if (slot[offset] !== 0) return 'damaged'
+  return {
+    sequence: view.getUint32(8, true) + view.getUint32(12, true) * 0x1_0000_0000,
+    segment: view.getUint32(16, true),
+    offset: view.getUint32(20, true),
+    length: view.getUint32(24, true),
+    recordCount: view.getUint32(28, true),
+    intentChecksum: view.getUint32(32, true),
+    status,
+  }
+}
+
+export type LogKind = 'intent' | 'completion'
+
+const segmentPattern = /^(intent|completion)-(\d{8})\.wal$/
+
+export function segmentName(kind: LogKind, segment: number): string {
+  if (!Number.isInteger(segment) || segment < 1 || segment > 99_999_999) throw new RangeError(`bad segment number ${segment}`)
+  return `${kind}-${String(segment).padStart(8, '0')}.wal`
+}
+
+/** The segment numbers of one log among a directory's file names, ascending. */
+export function segmentNumbers(names: readonly string[], kind: LogKind): number[] {
+  const numbers: number[] = []
+  for (const name of names) {
+    const match = segmentPattern.exec(name)
+    if (match !== null && match[1] === kind) numbers.push(Number(match[2]))
+  }
+  return numbers.sort((a, b) => a - b)
+}

@@ -1,0 +1,192 @@
+// One log's appends across its segment files (one lane: the intent log or the completion log). Owns the
+// current segment, the append position, and the zero-filled region ahead of it. Promises:
+// - appends land in order, one at a time (the caller waits for each before the next);
+// - an append goes into space already zero-filled and made durable, so its fdatasync has no file size or
+//   extent change to commit (measured on this machine's ext4: p50 193–235 µs for a 4 KiB append into a
+//   zero-filled file against 339–362 µs into a growing one);
+// - zero-filling runs ahead of the position, off the event loop, and never overlaps a write: it only
+//   extends the file past everything written or being written;
+// - a batch never spans two segments: one that does not fit in the rest of a segment starts the next one,
+//   and one larger than a whole segment gets a segment of its own, as large as it needs.
+
+import path from 'node:path'
+import { segmentName, type LogKind } from './completion.js'
+import type { IoFailure } from './errors.js'
+import type { Storage, StorageFile } from './storage.js'
+
+export interface SegmentLocation {
+  segment: number
+  offset: number
+}
+
+export interface SegmentWriterOptions {
+  storage: Storage
+  directory: string
+  kind: LogKind
+  segmentBytes: number
+  /** How far ahead of the position zero-filling runs, and how much one fill adds. */
+  fillStepBytes: number
+  /** Where appends continue. */
+  segment: number
+  file: StorageFile
+  position: number
+  /** The file's length: everything below it is written or zero-filled. */
+  filledTo: number
+}
+
+type AppendCallback = (failure: IoFailure | null) => void
+type PlacedCallback = (location: SegmentLocation) => void
+
+export class SegmentWriter {
+  private readonly storage: Storage
+  private readonly directory: string
+  private readonly kind: LogKind
+  private readonly segmentBytes: number
+  private readonly fillStepBytes: number
+  private segment: number
+  private file: StorageFile
+  private position: number
+  private filledTo: number
+  private fillInFlight = false
+  private fillWaiter: (() => void) | undefined
+  private next: { segment: number; file: StorageFile; filledTo: number; ready: boolean } | undefined
+  private failure: IoFailure | undefined
+  private appendInFlight = false
+  private readonly files: StorageFile[] = []
+
+  constructor(options: SegmentWriterOptions) {
+    if (!(options.segmentBytes >= options.fillStepBytes && options.fillStepBytes > 0)) {
+      throw new RangeError('segmentBytes must be at least fillStepBytes, which must be positive')
+    }
+    this.storage = options.storage
+    this.directory = options.directory
+    this.kind = options.kind
+    this.segmentBytes = options.segmentBytes
+    this.fillStepBytes = options.fillStepBytes
+    this.segment = options.segment
+    this.file = options.file
+    this.position = options.position
+    this.filledTo = options.filledTo
+    this.files.push(this.file)
+    this.fillAhead()
+  }
+
+  /** Whether nothing of this writer's own (an append or a fill) is in flight. */
+  get idle(): boolean {
+    return !this.appendInFlight && !this.fillInFlight && (this.next === undefined || this.next.ready)
+  }
+
+  /**
+   * Appends `buffer` durably. `placed` is called once its location is decided and its write submitted
+   * (not called when the append fails before that); `callback` once it is durable, or with the failure.
+   */
+  append(buffer: Uint8Array, placed: PlacedCallback, callback: AppendCallback): void {
+    if (this.appendInFlight) throw new Error('assertion: one append in flight per log')
+    this.appendInFlight = true
+    this.place(buffer, placed, (failure) => {
+      this.appendInFlight = false
+      callback(failure)
+    })
+  }
+
+  /** Calls back once no fill is in flight (appends are the caller's to wait for), then closes the files. */
+  close(callback: () => void): void {
+    const finish = (): void => {
+      if (this.fillInFlight || (this.next !== undefined && !this.next.ready)) {
+        this.fillWaiter = finish
+        return
+      }
+      for (const file of this.files) file.close()
+      callback()
+    }
+    finish()
+  }
+
+  private place(buffer: Uint8Array, placed: PlacedCallback, callback: AppendCallback): void {
+    if (this.failure !== undefined) return callback(this.failure)
+    if (this.position > 0 && this.position + buffer.length > this.segmentBytes) {
+      if (!this.roll()) {
+        // the next segment is still being prepared: wait for its fill, then try again
+        this.fillWaiter = () => this.place(buffer, placed, callback)
+        return
+      }
+    }
+    const end = this.position + buffer.length
+    if (end > this.filledTo) {
+      // Only when writing outruns filling (or for an oversized batch): wait for the space.
+      if (this.fillInFlight) {
+        this.fillWaiter = () => this.place(buffer, placed, callback)
+        return
+      }
+      this.startFill(this.file, Math.max(end, Math.min(this.segmentBytes, this.filledTo + this.fillStepBytes)), (filled) => {
+        this.filledTo = filled
+        this.place(buffer, placed, callback)
+      })
+      return
+    }
+    const location = { segment: this.segment, offset: this.position }
+    this.position = end
+    this.file.writeDurable(buffer, location.offset, (failure) => {
+      if (failure !== null) this.failure = failure
+      callback(failure)
+    })
+    placed(location)
+    this.fillAhead()
+  }
+
+  /** Moves to the prepared next segment; false when it is not ready yet. */
+  private roll(): boolean {
+    if (this.next === undefined) {
+      if (this.fillInFlight) return false // the fill in flight must end before the next one starts
+      this.prepareNext()
+    }
+    const next = this.next!
+    if (!next.ready) return false
+    this.segment = next.segment
+    this.file = next.file
+    this.filledTo = next.filledTo
+    this.position = 0
+    this.next = undefined
+    this.fillAhead()
+    return true
+  }
+
+  /** Keeps at least half a step of zero-filled space ahead, and the next segment ready near the end. */
+  private fillAhead(): void {
+    if (this.fillInFlight || this.failure !== undefined) return
+    if (this.filledTo < this.segmentBytes && this.filledTo - this.position < this.fillStepBytes / 2) {
+      const file = this.file
+      this.startFill(file, Math.min(this.segmentBytes, this.filledTo + this.fillStepBytes), (filled) => {
+        if (file === this.file) this.filledTo = filled
+      })
+    } else if (this.next === undefined && this.segmentBytes - this.position < this.fillStepBytes) {
+      this.prepareNext()
+    }
+  }
+
+  private prepareNext(): void {
+    const segment = this.segment + 1
+    const file = this.storage.open(path.join(this.directory, segmentName(this.kind, segment)), this.kind)
+    this.files.push(file)
+    const next = { segment, file, filledTo: 0, ready: false }
+    this.next = next
+    this.startFill(file, Math.min(this.fillStepBytes, this.segmentBytes), (filled) => {
+      next.filledTo = filled
+      next.ready = true
+    })
+  }
+
+  private startFill(file: StorageFile, length: number, filled: (length: number) => void): void {
+    if (this.fillInFlight) throw new Error('assertion: one fill in flight per log')
+    this.fillInFlight = true
+    file.zeroFill(length, (failure) => {
+      this.fillInFlight = false
+      if (failure !== null) this.failure ??= failure
+      else filled(length)
+      const waiter = this.fillWaiter
+      this.fillWaiter = undefined
+      if (waiter !== undefined) waiter()
+      else if (failure === null) this.fillAhead()
+    })
+  }
+}
