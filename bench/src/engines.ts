@@ -68,32 +68,9 @@ export async function openEngine(spec: EngineSpec, directory: string): Promise<E
 
 // ---- ringkv ----------------------------------------------------------------------------------------
 
-interface RingkvShardStats {
-  shard: number
-  backend: string
-  backendReason?: string
-  batches: number
-  records: number
-  bytes: number
-  fsyncLatencyUsP50: number
-  fsyncLatencyUsP99: number
-}
-
-interface RingkvDatabase {
-  put(key: Uint8Array, value: Uint8Array): Promise<void>
-  get(key: Uint8Array): Promise<Uint8Array | undefined>
-  batch(operations: { type: 'put'; key: Uint8Array; value: Uint8Array }[]): Promise<void>
-  stats(): { shards: RingkvShardStats[] }
-  close(): Promise<void>
-}
-
-interface RingkvModule {
-  open(directory: string, options: { shards?: number; backend?: 'auto' | 'io_uring' | 'fs' }): Promise<RingkvDatabase>
-}
-
 async function openRingkv(spec: EngineSpec, directory: string): Promise<Engine> {
-  // Loaded on demand so that the other engines' child processes never load ringkv's workers.
-  const ringkv = (await import('@ringkv/engine' as string)) as RingkvModule
+  // Loaded on demand so that the other engines' child processes never load ringkv (nor its threadpool size).
+  const ringkv: typeof import('@ringkv/engine') = await import('@ringkv/engine')
   const database = await ringkv.open(directory, { shards: spec.shards, backend: spec.backend ?? 'auto' })
   return {
     put: (key, value) => database.put(key, value),

@@ -3,7 +3,7 @@
 //
 //   pnpm bench                                   (from the repository root: builds, then runs `--mode full`)
 //   node dist/main.js --mode quick|smoke|full [--rounds N] [--engines a,b] [--out file.json] [--no-fio]
-//                     [--no-markdown] [--note "text"] [--dir /tmp]
+//                     [--markdown | --no-markdown] [--note "text"] [--dir /tmp]
 //
 // Each engine runs each round in a child process of its own; rounds interleave the engines (A B C … A B C …)
 // so that noise from a shared machine spreads over all of them, and each figure is the median over rounds.
@@ -119,6 +119,9 @@ function parseOptions(argv: string[]): Options {
       case '--no-markdown':
         options.markdown = false
         break
+      case '--markdown':
+        options.markdown = true
+        break
       case '--note':
         options.note = value()
         break
@@ -194,14 +197,15 @@ async function commandOutput(command: string, arguments_: string[]): Promise<str
 async function describeMachine(directory: string) {
   const mount = await commandOutput('findmnt', ['-n', '-o', 'SOURCE,FSTYPE,OPTIONS', '-T', directory])
   const device = mount?.split(/\s+/)[0]
-  const disk = device?.startsWith('/dev/') ? await commandOutput('lsblk', ['-dn', '-o', 'NAME,SIZE,ROTA,MODEL', device]) : undefined
+  const columns = device?.startsWith('/dev/') ? (await commandOutput('lsblk', ['-dn', '-o', 'NAME,SIZE,ROTA', device]))?.split(/\s+/) : undefined
+  const disk = columns?.length === 3 ? `${columns[0]}, ${columns[1]}, rotational=${columns[2]}` : undefined
   return {
     cores: os.availableParallelism(),
     cpu: os.cpus()[0]?.model ?? 'unknown',
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
-    fileSystem: mount ?? 'unknown',
+    fileSystem: mount?.replace(/\s+/g, ' ') ?? 'unknown',
     disk: disk ?? 'unknown',
     loadAverageAtStart: os.loadavg().map((value) => Number(value.toFixed(2))),
   }
@@ -211,7 +215,7 @@ async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2))
   const settings = { ...modes[options.mode], ...(options.rounds ? { rounds: options.rounds } : {}) }
   const machine = await describeMachine(options.directory)
-  const command = `pnpm bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`
+  const command = ['pnpm bench', ...process.argv.slice(2).map((argument) => (/^[\w./=,:-]+$/.test(argument) ? argument : JSON.stringify(argument)))].join(' ')
 
   let specs = engineSpecs(machine.cores)
   if (options.engines) specs = specs.filter((spec) => options.engines!.some((name) => spec.label.includes(name)))
@@ -296,6 +300,15 @@ async function main(): Promise<void> {
         'Each engine runs in its own child process; rounds interleave the engines and each figure is the median over rounds.',
         'How each engine is made durable, and why lmdb runs with `overlappingSync: false`, is written at the top of',
         '[`bench/src/engines.ts`](bench/src/engines.ts).',
+        '',
+        '- **Puts**: c logical clients, each awaiting its own put of a new key before issuing the next; each concurrency',
+        '  level starts on a fresh, empty database. Latency runs from the call to the resolved promise.',
+        `- **Load**: ${settings.loadKeys.toLocaleString('en-US')} keys in batches of ${settings.loadBatch.toLocaleString('en-US')}, each batch one durable unit (a transaction, a sync batch), awaited before the next.`,
+        `- **Gets**: ${settings.getConcurrency} concurrent readers, each awaiting \`get\` of a random loaded key; engines that answer`,
+        '  synchronously (lmdb-js, better-sqlite3, the fs log) are awaited the same way. Every answer is checked.',
+        '- **Peak RSS** covers the whole child process over all phases; **on disk** is the allocated size after the load;',
+        '  **reopen** runs from `open` to the first `get` answered.',
+        "- **fio**: one append's p50 is the write's p50 plus the fdatasync's p50, on a growing file (no preallocation).",
         '',
         `Command, from the repository root: \`${command}\` (on a fresh clone: \`npx -y pnpm@10 install && npx -y ${command.replace('pnpm', 'pnpm@10')}\`).`,
         '',
