@@ -1,0 +1,106 @@
+// Seeded simulation of a shard on the simulated storage (testing/simulator.ts): many seeds per run, each a
+// random workload, random completion order, crashes, faults, recoveries and an exact check of what
+// survived. A failing seed is printed with the one command that replays it.
+//
+//   RINGKV_SEED=<n>        replay one seed (prints its run in full)
+//   RINGKV_SEEDS=<count>   run more seeds than the CI default (400)
+//   RINGKV_SEED_FIRST=<n>  start the seeds there (default 1), to explore new ones
+
+import { describe, expect, it } from 'vitest'
+import { replayCommand, simulate, type SimulationResult } from './testing/simulator.js'
+
+const seedsDefault = 400
+const replaySeed = process.env.RINGKV_SEED === undefined ? undefined : Number(process.env.RINGKV_SEED)
+const seedCount = Number(process.env.RINGKV_SEEDS ?? seedsDefault)
+const seedFirst = Number(process.env.RINGKV_SEED_FIRST ?? 1)
+const seeds = replaySeed !== undefined ? [replaySeed] : Array.from({ length: seedCount }, (_, index) => seedFirst + index)
+
+function summarize(results: SimulationResult[], milliseconds: number): string {
+  const count = (predicate: (result: SimulationResult) => boolean): number => results.filter(predicate).length
+  const faults = new Map<string, number>()
+  for (const result of results) for (const fault of result.faults) faults.set(fault.kind, (faults.get(fault.kind) ?? 0) + 1)
+  return [
+    `${results.length} seeds in ${(milliseconds / 1000).toFixed(1)} s: ` +
+      `${results.reduce((sum, result) => sum + result.generations, 0)} crashes, ` +
+      `${results.reduce((sum, result) => sum + result.requestsAcknowledged, 0)} requests acknowledged, ` +
+      `${results.reduce((sum, result) => sum + result.requestsFailed, 0)} failed with IO_ERROR, ` +
+      `${results.reduce((sum, result) => sum + result.storageSteps, 0)} storage completions`,
+    `  ${count((result) => result.faults.length === 0)} seeds without faults, ${count((result) => result.faults.length > 0)} with: ` +
+      ([...faults].map(([kind, number]) => `${kind} ${number}`).join(', ') || 'none'),
+    `  ${count((result) => result.ending === 'damage-reported')} opens refused with WAL_CORRUPT, ` +
+      `${results.reduce((sum, result) => sum + result.blindSpotRequests, 0)} acknowledged requests let go under the blind spot, ` +
+      `${count((result) => result.ending === 'violation')} seeds with violations`,
+  ].join('\n')
+}
+
+function describeFailure(result: SimulationResult): string {
+  const lines = [`seed ${result.seed}: ${result.violations.length} violation(s); replay: ${replayCommand(result.seed)}`]
+  for (const violation of result.violations.slice(0, 8)) lines.push(`  [generation ${violation.generation}] ${violation.kind}: ${violation.message}`)
+  const faults = result.faults.map((fault) => `${fault.kind} ${fault.lane}#${fault.laneWriteIndex} ${fault.path}@${fault.fileOffset}+${fault.length}${fault.landedAt === undefined ? '' : `->${fault.landedAt}`}`)
+  lines.push(`  faults: ${faults.join('; ') || 'none'}`)
+  return lines.join('\n')
+}
+
+// Every seed runs once; the two invariant tests below judge the seeds that ran without faults and the
+// seeds that ran with them.
+let results: SimulationResult[] | undefined
+async function runSeeds(): Promise<SimulationResult[]> {
+  if (results !== undefined) return results
+  const started = performance.now()
+  results = []
+  for (const seed of seeds) results.push(await simulate({ seed }))
+  console.log(summarize(results, performance.now() - started))
+  if (replaySeed !== undefined) console.log(JSON.stringify(results[0], (key, value) => (key === 'bytes' ? undefined : value), 2))
+  return results
+}
+
+function judge(chosen: SimulationResult[]): void {
+  const failures = chosen.filter((result) => result.violations.length > 0)
+  for (const failure of failures) console.error(describeFailure(failure))
+  expect(failures.map((failure) => `seed ${failure.seed}: ${replayCommand(failure.seed)}`)).toEqual([])
+}
+
+describe('shard simulation on simulated storage', () => {
+  it(`crashes only (${seeds.length} seeds, about half without faults): every open succeeds, every acknowledged write survives`, async () => {
+    const all = await runSeeds()
+    judge(all.filter((result) => result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
+  })
+
+  it('with faults: damage to acknowledged data is reported (WAL_CORRUPT), never hidden', async (context) => {
+    const all = await runSeeds()
+    const faulty = all.filter((result) => !(result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
+    if (!all.some((result) => result.dualLog)) {
+      // The v0 single log cannot tell damage to its last batch from a torn tail (recovery.ts says so): a bit
+      // flip there, or a lost write followed by a failed one, is dropped silently. The completion log of
+      // the dual log closes that gap; until a shard writes one, this test reports what it saw and skips.
+      const failures = faulty.filter((result) => result.violations.length > 0)
+      console.warn(
+        `SKIPPED: the shard writes no completion log (v0), which cannot detect damage to its last batch; ` +
+          `${failures.length} of ${faulty.length} fault seeds show that gap: ${failures.map((failure) => failure.seed).join(', ')}`,
+      )
+      context.skip()
+      return
+    }
+    judge(faulty)
+  })
+
+  it('is deterministic: the same seed gives the same run', async () => {
+    for (const seed of seeds.slice(0, 5)) {
+      const first = await simulate({ seed })
+      const second = await simulate({ seed })
+      expect(second.traceDigest).toBe(first.traceDigest)
+      expect(second).toEqual(first)
+    }
+  })
+
+  it('catches the broken variant that acknowledges before the fdatasync (what the Poro design did)', async () => {
+    const broken: SimulationResult[] = []
+    for (let seed = 1; seed <= 60; seed++) broken.push(await simulate({ seed, faults: 'none', acknowledgeBeforeSync: true }))
+    const lost = broken.filter((result) => result.violations.some((violation) => violation.kind === 'acknowledged-write-lost'))
+    console.log(
+      `acknowledge-before-sync: ${lost.length} of ${broken.length} seeds lost an acknowledged write, e.g. ` +
+        (lost[0] === undefined ? 'none' : describeFailure(lost[0])),
+    )
+    expect(lost.length).toBeGreaterThan(0)
+  })
+})
