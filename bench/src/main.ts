@@ -199,7 +199,10 @@ async function describeMachine(directory: string) {
   const device = mount?.split(/\s+/)[0]
   const columns = device?.startsWith('/dev/') ? (await commandOutput('lsblk', ['-dn', '-o', 'NAME,SIZE,ROTA', device]))?.split(/\s+/) : undefined
   const disk = columns?.length === 3 ? `${columns[0]}, ${columns[1]}, rotational=${columns[2]}` : undefined
+  // The tree the engine was built from: a dirty tree means uncommitted engine changes were measured too.
+  const commit = await commandOutput('git', ['-C', repositoryDirectory, 'describe', '--always', '--dirty', '--exclude', '*'])
   return {
+    commit: commit ?? 'unknown',
     cores: os.availableParallelism(),
     cpu: os.cpus()[0]?.model ?? 'unknown',
     memoryGiB: Math.round(os.totalmem() / 2 ** 30),
@@ -314,7 +317,7 @@ async function main(): Promise<void> {
         '',
         `Run: ${startedAt.toISOString()}, ${durationSeconds.toFixed(0)} s. Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB,`,
         `${machine.kernel}, Node.js ${machine.node}; file system \`${machine.fileSystem}\`; disk \`${machine.disk}\`.`,
-        `Load average at start ${machine.loadAverageAtStart.join(' ')}, at end ${loadAverageAtEnd.join(' ')}. Versions: ${versions}.`,
+        `Load average at start ${machine.loadAverageAtStart.join(' ')}, at end ${loadAverageAtEnd.join(' ')}. Versions: ${versions}; ringkv at \`${machine.commit}\`.`,
         ...(options.note ? ['', `Note: ${options.note}`] : []),
         '',
         tables,
