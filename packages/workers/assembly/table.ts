@@ -456,6 +456,29 @@ function fail(status: i32, index: u32, offset: u64): i32 {
  * copied to `body`. Either all of it or, with a non-zero status, none of it.
  */
 export function applyBatch(body: usize, length: u32, recordCount: u32): i32 {
+  const status = reserveBatch(body, length, recordCount)
+  if (status != statusOk) return status
+  // Pass 2: apply, in order. The structure was checked, and the room made, by reserveBatch.
+  let offset: u64 = 0
+  for (let index: u32 = 0; index < recordCount; index++) {
+    const record = body + usize(offset)
+    const kind = load<u8>(record, 4)
+    const keyLength = load<u32>(record, 8)
+    const valueLength = load<u32>(record, 12)
+    const key = record + recordHeaderBytes
+    if (kind == recordKindPut) put(key, keyLength, key + keyLength, valueLength)
+    else remove(key, keyLength)
+    offset += u64(recordHeaderBytes) + keyLength + valueLength
+  }
+  return statusOk
+}
+
+/**
+ * Checks a batch's structure and makes the room it could need at most, applying nothing. The shard calls
+ * this before the batch is written, so a batch that cannot fit fails before it is durable; applyBatch of
+ * the same batch afterwards then cannot run out of room.
+ */
+export function reserveBatch(body: usize, length: u32, recordCount: u32): i32 {
   assert(initialized)
   // Pass 1: structure, and the worst case of what the batch needs.
   let offset: u64 = 0
@@ -490,22 +513,14 @@ export function applyBatch(body: usize, length: u32, recordCount: u32): i32 {
     if (puts > free) arenaBytesNeeded += u64(puts - free) * sizeClassBytes(sizeClass)
     store<u32>(batchClassCounts + (sizeClass << 2), 0)
   }
+  // Deletes only free space: a batch without puts needs no room, so a full table can always be emptied.
+  if (putCount == 0) return statusOk
   const slotCountNeeded = slotCountFor(u64(entryCountValue) + putCount)
+  // Puts that all fit in free blocks, with the index big enough, need nothing new: the read headroom was
+  // made when the arena last grew.
+  if (arenaBytesNeeded == 0 && slotCountNeeded != 0 && slotCountNeeded <= slotCount) return statusOk
   const arenaEndNeeded = u64(arenaBump) + arenaBytesNeeded + scratchHeadroomBytes
   if (slotCountNeeded == 0 || !reserve(arenaEndNeeded, slotCountNeeded)) return statusFull
-
-  // Pass 2: apply, in order. The structure was checked above.
-  offset = 0
-  for (let index: u32 = 0; index < recordCount; index++) {
-    const record = body + usize(offset)
-    const kind = load<u8>(record, 4)
-    const keyLength = load<u32>(record, 8)
-    const valueLength = load<u32>(record, 12)
-    const key = record + recordHeaderBytes
-    if (kind == recordKindPut) put(key, keyLength, key + keyLength, valueLength)
-    else remove(key, keyLength)
-    offset += u64(recordHeaderBytes) + keyLength + valueLength
-  }
   return statusOk
 }
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { decodeCompletion } from './completion.js'
 import { EngineError } from './errors.js'
-import { batchHeaderBytes, decodeBatchHeader, encodeRecord, recordBytes, recordKindPut } from './record.js'
+import { batchHeaderBytes, decodeBatchHeader, encodeRecord, recordBytes, recordKindDelete, recordKindPut } from './record.js'
 import { Shard, type ShardOptions } from './shard.js'
 import { absentLength } from './table.js'
 import { HeldStorage } from './testing/held-file.js'
@@ -166,5 +166,45 @@ describe('dual log group commit', () => {
     const again = Shard.open(options(storage, { segmentBytes: 4096 }))
     expect(again.recovery).toMatchObject({ batchesReplayed: 12, tailBytesDropped: 0 })
     for (let index = 0; index < 12; index++) expect(lookup(again, `k${index}`)).toBe(value)
+  })
+})
+
+describe('a full table', () => {
+  it('fails the batch that does not fit with SHARD_FULL before writing it, and the shard goes on', () => {
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage, { tableBytesMax: 1024 * 1024 }))
+    const value = 'v'.repeat(8000)
+    let full: EngineError | undefined
+    let written = 0
+    for (let index = 0; index < 1000 && full === undefined; index++) {
+      const state = track(shard, `k${index}`, value)
+      if (state.outcome instanceof EngineError) {
+        full = state.outcome
+        expect(storage.held).toHaveLength(0) // the batch that does not fit was never written
+        break
+      }
+      storage.completeCommit()
+      expect(state.outcome).toBe('durable')
+      written++
+    }
+    expect(full?.code).toBe('SHARD_FULL')
+    expect(written).toBeGreaterThan(10)
+    expect(lookup(shard, 'k0')).toBe(value)
+    // deletes still go through on a full table, and their space takes new writes
+    const [deletion] = put('k0', '')
+    deletion[4] = recordKindDelete
+    let deleted: EngineError | null | undefined
+    shard.write(deletion, 1, (error) => (deleted = error))
+    expect(deleted?.message).toBeUndefined()
+    expect(storage.held.map((write) => write.file.lane)).toEqual(['intent', 'completion'])
+    storage.completeCommit()
+    expect(deleted).toBeNull()
+    expect(lookup(shard, 'k0')).toBeUndefined()
+    const again = track(shard, 'again', value)
+    storage.completeCommit()
+    expect(again.outcome).toBe('durable')
+    const reopened = Shard.open(options(storage, { tableBytesMax: 1024 * 1024 }))
+    expect(reopened.recovery.batchesReplayed).toBe(written + 2)
+    expect([lookup(reopened, 'k0'), lookup(reopened, `k${written - 1}`), lookup(reopened, 'again')]).toEqual([undefined, value, value])
   })
 })

@@ -35,6 +35,8 @@ export interface LogOptions {
   intentOnly?: boolean
   /** A batch gathers requests up to this many record bytes (one larger request is a batch of its own). */
   batchBytesMax: number
+  /** Called before a batch is written: throws an error with code 'SHARD_FULL' when the table cannot take it. */
+  reserve: (body: Uint8Array, recordCount: number) => void
   /** Called with each durable batch, before any of its callbacks: the shard applies it to its table. */
   onDurable: (body: Uint8Array, recordCount: number, latencyMicroseconds: number) => void
 }
@@ -46,6 +48,7 @@ export class Log {
   private nextSequence: number
   private readonly batchBytesMax: number
   private readonly onDurable: LogOptions['onDurable']
+  private readonly reserve: LogOptions['reserve']
   private pending: PendingRequest[] = []
   private pendingBytes = 0
   private commitInFlight = false
@@ -60,6 +63,7 @@ export class Log {
     this.nextSequence = options.nextSequence
     this.batchBytesMax = options.batchBytesMax
     this.onDurable = options.onDurable
+    this.reserve = options.reserve
   }
 
   /** The first I/O failure, after which the log refuses writes. */
@@ -135,6 +139,17 @@ export class Log {
       recordCount += request.recordCount
     }
     const body = buffer.subarray(batchHeaderBytes)
+    try {
+      this.reserve(body, recordCount)
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'SHARD_FULL') throw error
+      // Nothing was written: this batch's writers learn the shard is full; the shard goes on.
+      const full = new EngineError('SHARD_FULL', (error as Error).message, { cause: error })
+      for (const request of requests) request.callback(full)
+      if (this.pending.length > 0) this.commit()
+      else if (this.closeCallback !== undefined) this.closeCallback()
+      return
+    }
     const sequence = this.nextSequence
     const bodyChecksum = checksum(body)
     const header = buffer.subarray(0, batchHeaderBytes)

@@ -14,7 +14,8 @@ import { recover, type LogResumption, type RecoveryReport } from './recovery.js'
 import { SegmentWriter } from './segments.js'
 import type { Storage } from './storage.js'
 import { createStorage } from './storage-uring.js'
-import { MapTable, type Table } from './table.js'
+import type { Table } from './table.js'
+import { WasmTable } from './wasm-table.js'
 
 /** Intent segment size by default. */
 export const segmentBytesDefault = 64 * 1024 * 1024
@@ -40,8 +41,10 @@ export interface ShardOptions {
   stats?: Float64Array
   /** Injected storage (the simulation); otherwise chosen by `backend`. */
   storage?: Storage
-  /** Injected table; otherwise the reference MapTable. */
+  /** Injected table; otherwise a WasmTable (table.wasm) of `tableBytesMax`. */
   table?: Table
+  /** The WasmTable's memory limit (default: the wasm32 maximum, just under 4 GiB). */
+  tableBytesMax?: number
   /** Benchmark switch: no completion log. Such a shard cannot be recovered strictly. */
   intentOnly?: boolean
 }
@@ -58,13 +61,20 @@ export class Shard {
     if (this.stats.length < statsSlotCount) throw new RangeError('stats slots are too few')
     const segmentBytes = options.segmentBytes ?? segmentBytesDefault
     if (!Number.isInteger(segmentBytes) || segmentBytes < 4096) throw new RangeError('segmentBytes must be an integer of at least 4096')
-    this.table = options.table ?? new MapTable()
+    this.table = options.table ?? WasmTable.create(options.tableBytesMax === undefined ? {} : { memoryBytesMax: options.tableBytesMax })
     if (options.storage === undefined) fs.mkdirSync(options.directory, { recursive: true })
     this.storage = options.storage ?? createStorage(options.backend)
     try {
-      const result = recover(this.storage, { mode: options.recovery, shard: options.shard, directory: options.directory }, (body, count) =>
-        this.table.applyBatch(body, count),
-      )
+      const result = recover(this.storage, { mode: options.recovery, shard: options.shard, directory: options.directory }, (body, count) => {
+        try {
+          this.table.applyBatch(body, count)
+        } catch (error) {
+          if ((error as { code?: unknown }).code !== 'SHARD_FULL') throw error
+          throw new EngineError('SHARD_FULL', `shard ${options.shard}: the log holds more than the table can: ${(error as Error).message}`, {
+            cause: error,
+          })
+        }
+      })
       this.recovery = result.report
       // Cut the completion log first: then no completion record ever points at intent bytes already cut.
       const completion = this.resume('completion', result.completion, completionSegmentBytes(segmentBytes), completionFillStepBytesMax, options.directory)
@@ -75,6 +85,7 @@ export class Shard {
         nextSequence: result.nextSequence,
         batchBytesMax: options.batchBytesMax,
         intentOnly: options.intentOnly ?? false,
+        reserve: (body, recordCount) => this.table.reserve(body, recordCount),
         onDurable: (body, recordCount, latencyMicroseconds) => this.onDurable(body, recordCount, latencyMicroseconds),
       })
     } catch (error) {

@@ -14,6 +14,11 @@ import { forEachRecord, recordKindPut } from './record.js'
 export const absentLength = 0xffff_ffff
 
 export interface Table {
+  /**
+   * Makes the room a batch could need, before it is written; throws an error with code 'SHARD_FULL' when
+   * it cannot fit. After a successful reserve, applyBatch of the same batch cannot run out of room.
+   */
+  reserve(body: Uint8Array, recordCount: number): void
   /** Applies the records of one durable batch, in order: a put sets, a delete removes. */
   applyBatch(body: Uint8Array, recordCount: number): void
   /** Looks up `count` packed keys; returns the packed answers (a fresh buffer the caller owns). */
@@ -64,6 +69,9 @@ export function packAnswers(answers: readonly (Uint8Array | undefined)[]): Uint8
  */
 export class MapTable implements Table {
   private readonly entries = new Map<string, Uint8Array>()
+
+  /** A JavaScript Map has no limit of its own short of the heap: nothing to reserve. */
+  reserve(): void {}
 
   applyBatch(body: Uint8Array, recordCount: number): void {
     forEachRecord(body, recordCount, 'trust', (record) => {

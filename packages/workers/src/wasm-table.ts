@@ -79,6 +79,7 @@ interface TableExports {
   inputReserve(bytes: number): number
   inputCapacity(): number
   applyBatch(body: number, length: number, recordCount: number): number
+  reserveBatch(body: number, length: number, recordCount: number): number
   lookupBatch(keys: number, length: number, count: number): number
   outputPointer(): number
   outputLength(): number
@@ -196,6 +197,19 @@ export class WasmTable implements Table {
       throw new TableFullError(
         `shard table is full: a batch of ${recordCount} records (${body.length} bytes) does not fit ` +
           `in memoryBytesMax ${this.memoryBytesMax}; nothing of it was applied`,
+      )
+    }
+    if (status !== 0) this.throwFormatError(status)
+  }
+
+  reserve(body: Uint8Array, recordCount: number): void {
+    const exports = this.live()
+    const pointer = this.copyIn(body, body.length, recordCount)
+    const status = exports.reserveBatch(pointer, body.length, recordCount)
+    if (status === this.statusFull) {
+      throw new TableFullError(
+        `shard table is full: a batch of ${recordCount} records (${body.length} bytes) would not fit ` +
+          `in memoryBytesMax ${this.memoryBytesMax}`,
       )
     }
     if (status !== 0) this.throwFormatError(status)
