@@ -118,7 +118,10 @@ export interface FaultRecord {
   kind: FaultKind
   path: string
   lane: Lane
-  /** Which writeDurable of its lane this was (0-based, in the order they were issued); -1 for a zeroFill. */
+  /**
+   * Which writeDurable of its lane this was (0-based, in the order they were issued), or whose fdatasync
+   * (fsyncEio); -1 for a zeroFill or its fdatasync, and for a bit flip.
+   */
   laneWriteIndex: number
   fileOffset: number
   length: number
@@ -192,6 +195,10 @@ type Operation =
       id: number
       file: SimulatedFile
       zeroFill: boolean
+      /** The write this fdatasync is linked to, for the fault record. */
+      laneWriteIndex: number
+      fileOffset: number
+      length: number
       acknowledge: AcknowledgedRange | undefined
       callback: ((failure: IoFailure | null) => void) | undefined
     }
@@ -495,7 +502,7 @@ export class SimulatedStorage implements Storage {
     if (operation.kind === 'noop') return () => operation.callback(null)
     if (operation.kind === 'fsync') {
       if (this.takeFault('fsyncEio', file, operation.zeroFill)) {
-        this.record('fsyncEio', file, -1, 0, file.length)
+        this.record('fsyncEio', file, operation.laneWriteIndex, operation.fileOffset, operation.length)
         // The kernel marks the pages clean whether or not they reached the disk.
         const survivor = file.survivor(this.prng)
         file.dirty = []
@@ -536,10 +543,30 @@ export class SimulatedStorage implements Storage {
     }
     const acknowledge = isZeroFill ? undefined : { fileOffset: operation.fileOffset, length: operation.bytes.length }
     if (this.acknowledgeBeforeSync && !isZeroFill) {
-      this.enqueue({ kind: 'fsync', id: this.operationNext++, file, zeroFill: isZeroFill, acknowledge, callback: undefined })
+      this.enqueue({
+      kind: 'fsync',
+      id: this.operationNext++,
+      file,
+      zeroFill: isZeroFill,
+      laneWriteIndex: operation.laneWriteIndex,
+      fileOffset: operation.fileOffset,
+      length: operation.bytes.length,
+      acknowledge,
+      callback: undefined,
+    })
       return () => operation.callback(null)
     }
-    this.enqueue({ kind: 'fsync', id: this.operationNext++, file, zeroFill: isZeroFill, acknowledge, callback: operation.callback })
+    this.enqueue({
+      kind: 'fsync',
+      id: this.operationNext++,
+      file,
+      zeroFill: isZeroFill,
+      laneWriteIndex: operation.laneWriteIndex,
+      fileOffset: operation.fileOffset,
+      length: operation.bytes.length,
+      acknowledge,
+      callback: operation.callback,
+    })
     return undefined
   }
 
