@@ -202,6 +202,9 @@ export class Log {
           'the shard accepts no more writes until it is reopened',
         { cause: failure },
       )
+      // Both logs stop: no more fills or new segments on either lane once the shard refuses writes.
+      this.intent.halt(failure)
+      this.completion.halt(failure)
       const failed = requests.concat(this.pending)
       this.pending = []
       this.pendingBytes = 0

@@ -73,7 +73,12 @@ export class SegmentWriter {
 
   /** Whether nothing of this writer's own (an append or a fill) is in flight. */
   get idle(): boolean {
-    return !this.appendInFlight && !this.fillInFlight && (this.next === undefined || this.next.ready)
+    return !this.appendInFlight && !this.fillInFlight
+  }
+
+  /** Stops all work of this writer's own (fills, new segments): the log has failed. Appends fail after. */
+  halt(failure: IoFailure): void {
+    this.failure ??= failure
   }
 
   /**
@@ -92,7 +97,8 @@ export class SegmentWriter {
   /** Calls back once no fill is in flight (appends are the caller's to wait for), then closes the files. */
   close(callback: () => void): void {
     const finish = (): void => {
-      if (this.fillInFlight || (this.next !== undefined && !this.next.ready)) {
+      // A next segment that is not ready with no fill in flight had its fill fail: nothing to wait for.
+      if (this.fillInFlight) {
         this.fillWaiter = finish
         return
       }
@@ -118,9 +124,11 @@ export class SegmentWriter {
         this.fillWaiter = () => this.place(buffer, placed, callback)
         return
       }
+      // Continue as the fill's waiter (set first: a fill may complete at once), so that a failed fill
+      // reaches this append: place checks the failure first.
+      this.fillWaiter = () => this.place(buffer, placed, callback)
       this.startFill(this.file, Math.max(end, Math.min(this.segmentBytes, this.filledTo + this.fillStepBytes)), (filled) => {
         this.filledTo = filled
-        this.place(buffer, placed, callback)
       })
       return
     }

@@ -46,20 +46,7 @@ function describeFailure(result: SimulationResult): string {
  * is printed as KNOWN, with its seed and replay command, and does not fail the run; every other violation
  * does. Remove an entry when its fix lands: from then on the simulation holds the shard to it.
  */
-const knownIssues: { name: string; matches: (result: SimulationResult, violation: Violation) => boolean }[] = [
-  {
-    // segments.ts: startFill's failure path calls neither `filled` nor a waiter that place() did not set,
-    // so an append waiting for its own fill never hears of the failure (the commit, and every write,
-    // wait forever); close() waits for a next segment whose fill failed and never becomes ready; and the
-    // other lane's writer goes on zero-filling and preparing segments after the shard reported IO_ERROR.
-    name: 'a failed zero-fill leaves writes or close waiting, and the other lane keeps zero-filling',
-    matches: (result, violation) =>
-      (violation.kind === 'stalled' || violation.kind === 'io-error-rule') &&
-      result.faults.some(
-        (fault) => (fault.kind === 'writeEio' || fault.kind === 'writeEnospc' || fault.kind === 'fsyncEio') && fault.laneWriteIndex === -1,
-      ),
-  },
-]
+const knownIssues: { name: string; matches: (result: SimulationResult, violation: Violation) => boolean }[] = []
 
 function unknownViolations(result: SimulationResult): Violation[] {
   return result.violations.filter((violation) => !knownIssues.some((issue) => issue.matches(result, violation)))
