@@ -81,12 +81,12 @@ function judge(chosen: SimulationResult[]): void {
 }
 
 describe('shard simulation on simulated storage', () => {
-  it(`crashes only (${seeds.length} seeds, about half without faults): every open succeeds, every acknowledged write survives`, async () => {
+  it(`crashes only (the fault-free half of ${seeds.length} seeds): every open succeeds, every acknowledged write survives`, async () => {
     const all = await runSeeds()
     judge(all.filter((result) => result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
   })
 
-  it('with faults: damage to acknowledged data is reported (WAL_CORRUPT), never hidden', async (context) => {
+  it('with faults (the other half): damage to acknowledged data is reported (WAL_CORRUPT), never hidden', async (context) => {
     const all = await runSeeds()
     const faulty = all.filter((result) => !(result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
     if (!all.some((result) => result.dualLog)) {

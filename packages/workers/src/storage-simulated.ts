@@ -136,6 +136,8 @@ export interface FaultRecord {
 interface DirtyWrite {
   fileOffset: number
   bytes: Uint8Array
+  /** The writeDurable it came from (its lane's index), or -1 for a zeroFill. */
+  laneWriteIndex: number
 }
 
 interface AcknowledgedRange {
@@ -265,7 +267,10 @@ export class SimulatedFile implements StorageFile {
 
   /** fdatasync: every dirty write reaches the durable image, in order. */
   sync(): void {
-    for (const write of this.dirty) this.durable.write(write.fileOffset, write.bytes)
+    for (const write of this.dirty) {
+      this.durable.write(write.fileOffset, write.bytes)
+      this.storage.noteOnDisk(this.lane, write.laneWriteIndex)
+    }
     this.dirty = []
   }
 
@@ -278,6 +283,7 @@ export class SimulatedFile implements StorageFile {
       const mode = prng.below(3)
       for (let sector = Math.floor(write.fileOffset / sectorBytes) * sectorBytes; sector < end; sector += sectorBytes) {
         if (mode === 0 || (mode === 2 && !prng.chance(0.5))) continue
+        this.storage.noteOnDisk(this.lane, write.laneWriteIndex)
         const from = Math.max(sector, write.fileOffset)
         const to = Math.min(sector + sectorBytes, end)
         image.write(from, write.bytes.subarray(from - write.fileOffset, to - write.fileOffset))
@@ -313,6 +319,11 @@ export class SimulatedStorage implements Storage {
   writesIssued = 0
   /** writeDurable calls per lane so far. */
   readonly laneWrites: Record<Lane, number> = { intent: 0, completion: 0 }
+  /**
+   * Per lane, the highest writeDurable index of which any byte reached the durable image (by an
+   * fdatasync, a failed one, or a crash keeping some of its sectors); -1 when none did.
+   */
+  readonly laneOnDiskMax: Record<Lane, number> = { intent: -1, completion: -1 }
   /** A hash of every completion, for determinism checks. */
   traceDigest = 0x811c9dc5
   crashed = false
@@ -470,6 +481,10 @@ export class SimulatedStorage implements Storage {
     return images
   }
 
+  noteOnDisk(lane: Lane, laneWriteIndex: number): void {
+    if (laneWriteIndex > this.laneOnDiskMax[lane]) this.laneOnDiskMax[lane] = laneWriteIndex
+  }
+
   queueWrite(file: SimulatedFile, buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
     this.writesIssued++
     const laneWriteIndex = this.laneWrites[file.lane]++
@@ -538,7 +553,7 @@ export class SimulatedStorage implements Storage {
     }
     if (landedAt >= 0) {
       // The cache keeps its own copy: the caller may reuse its buffer once called back.
-      file.dirty.push({ fileOffset: landedAt, bytes: operation.bytes.slice() })
+      file.dirty.push({ fileOffset: landedAt, bytes: operation.bytes.slice(), laneWriteIndex: operation.laneWriteIndex })
       this.trace(landedAt, operation.bytes.length, operation.bytes[0] ?? 0, operation.bytes[operation.bytes.length - 1] ?? 0)
     }
     const acknowledge = isZeroFill ? undefined : { fileOffset: operation.fileOffset, length: operation.bytes.length }

@@ -330,9 +330,9 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     }
 
     // Power loss, then recovery on what survived.
-    markBlindSpot(storage, allKeys, result)
     const crashed = storage
     storage = storage.crash() // may flip a bit in acknowledged data
+    markBlindSpot(crashed, allKeys, result)
     result.faults.push(...crashed.faults)
     shard = openShard(generation + 1)
     if (shard === undefined) break
@@ -383,13 +383,18 @@ function valueFor(prng: Prng, requestId: number, valueBytesMax: number): Uint8Ar
 }
 
 /**
- * The blind spot: a lost or misdirected write of the last intent write issued before the crash. Marks
- * the acknowledged requests that write carried, so the checker accepts them missing.
+ * The blind spot: a lost or misdirected write of the last intent batch before the crash, where "last"
+ * means that no later intent write left a byte on disk (it was still in flight, or only in the page cache
+ * and the crash dropped it): then the disk looks exactly like a crash before that write reached it. Marks
+ * the acknowledged requests that write carried, so the checker accepts them missing. Called after the
+ * crash, which decides what of the page cache survived.
  */
 function markBlindSpot(storage: SimulatedStorage, keys: KeyModel[], result: SimulationResult): void {
-  const lastIntentWrite = storage.laneWrites.intent - 1
   const hits = storage.faults.filter(
-    (fault) => (fault.kind === 'lost' || fault.kind === 'misdirected') && fault.lane === 'intent' && fault.laneWriteIndex === lastIntentWrite,
+    (fault) =>
+      (fault.kind === 'lost' || fault.kind === 'misdirected') &&
+      fault.lane === 'intent' &&
+      fault.laneWriteIndex >= storage.laneOnDiskMax.intent,
   )
   if (hits.length === 0) return
   const seen = new Set<Request>()
