@@ -1,0 +1,146 @@
+// Power loss on real file systems: a writer child runs ringkv on a loop-mounted ext4 or XFS; at a random
+// moment the file system is shut down without flushing its log (`xfs_io -x -c shutdown`), which drops
+// everything that was not durable, as a power cut would. Then: kill the writer, unmount, mount (journal
+// recovery), reopen ringkv, and check every key against what the writer had acknowledged.
+//
+// One database lives across rounds (each round recovers the previous round's log and appends to it), so
+// recovery of a recovered log, and appends after a dropped torn tail, are exercised too; the database is
+// started afresh when its directory grows past RINGKV_CRASH_DB_BYTES_MAX.
+//
+//   RINGKV_CRASH_ROUNDS      rounds per file system and backend (default 20)
+//   RINGKV_CRASH_SEED        replay a run's workload (printed at the start of each test)
+//   RINGKV_CRASH_BACKENDS    'io_uring,fs' (default), or one of them
+//   RINGKV_CRASH_FILESYSTEMS 'ext4,xfs' (default), or one of them
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import {
+  backendSkipReason,
+  baseSeed,
+  crashBackends,
+  CrashModel,
+  environmentNumber,
+  model,
+  sleep,
+  Writer,
+} from './harness.js'
+import { announceSkip, destroyAllLoopFileSystems, loopSkipReason, LoopFileSystem, type FileSystemKind } from './loopfs.js'
+import { describeDirectory, directoryBytes, summarizeErrors } from './report.js'
+
+const rounds = environmentNumber('RINGKV_CRASH_ROUNDS', 20)
+const shards = environmentNumber('RINGKV_CRASH_SHARDS', 2)
+const databaseBytesMax = environmentNumber('RINGKV_CRASH_DB_BYTES_MAX', 96 * 1024 * 1024)
+const fileSystems = (process.env.RINGKV_CRASH_FILESYSTEMS ?? 'ext4,xfs').split(',') as FileSystemKind[]
+
+afterAll(destroyAllLoopFileSystems)
+
+/** Rounds where the writer saw an error other than IO_ERROR after the cut (checked by the last test). */
+const dishonestErrors: string[] = []
+const anyRan = { value: false }
+
+describe('power loss (file system shutdown) on a loop device', () => {
+  for (const kind of fileSystems) {
+    for (const backend of crashBackends()) {
+      const skip = announceSkip(`power loss on ${kind} with ${backend}`, loopSkipReason([kind]))
+      it.skipIf(skip !== undefined)(
+        `${kind}, ${backend}: every acknowledged write survives ${rounds} power cuts`,
+        async (context) => {
+          const probe = mkdtempSync(join(tmpdir(), 'ringkv-backend-probe-'))
+          const backendSkip = await backendSkipReason(backend, probe).finally(() => rmSync(probe, { recursive: true, force: true }))
+          if (backendSkip !== undefined) {
+            announceSkip(`power loss on ${kind} with ${backend}`, backendSkip)
+            context.skip(backendSkip)
+          }
+          const seed = model.mix(baseSeed, kind === 'ext4' ? 1 : 2, backend === 'io_uring' ? 1 : 2)
+          console.log(`[crash] power loss ${kind} ${backend}: ${rounds} rounds, RINGKV_CRASH_SEED=${baseSeed} (seed ${seed})`)
+          const rng = model.random(seed)
+          const fileSystem = LoopFileSystem.create({ kind, sizeBytes: 1024 * 1024 * 1024 })
+          anyRan.value = true
+          const totals = { acknowledged: 0, unacknowledgedSurvivors: 0, earlyCuts: 0, tailBytesDropped: 0, databases: 1 }
+          const errorCodes = new Map<string, number>()
+          let generation = 0
+          let dir = join(fileSystem.mountPoint, `db-${generation}`)
+          let crashModel = new CrashModel(model.workloadDefaults, seed)
+          let readyMs = 800
+          try {
+            for (let round = 1; round <= rounds; round++) {
+              const where = `${kind} ${backend} round ${round} (model round ${crashModel.round}, seed ${seed})`
+              const spawned = performance.now()
+              const writer = new Writer(crashModel.writerConfig(dir, backend, shards))
+              // One cut in five lands while the writer is still starting or recovering; the rest while
+              // writes are in flight.
+              const early = rng.integer(5) === 0
+              if (early) {
+                totals.earlyCuts++
+                await sleep(rng.next() * readyMs)
+              } else {
+                await writer.ready
+                readyMs = performance.now() - spawned
+                await sleep(rng.next() * 1200)
+              }
+              fileSystem.shutdown()
+              const acknowledgedAtCut = [...writer.acknowledged]
+              const acknowledgementsAtCut = writer.acknowledgementCount
+              await sleep(rng.next() * 50) // let the writer see the failure on some rounds
+              await writer.kill()
+              expect(writer.fatal, `${where}: the writer crashed\n${writer.describe()}`).toBeUndefined()
+              expect(writer.protocolProblems, where).toEqual([])
+              summarizeErrors(writer.errors, errorCodes)
+              await fileSystem.remount()
+              const result = await crashModel.check(dir, backend, shards, writer.acknowledged)
+              if (result.problems.length > 0) {
+                // Diagnosis for the report: were the lost acknowledgements the ones that arrived after the cut?
+                const atCut = await crashModel.check(dir, backend, shards, acknowledgedAtCut)
+                result.problems.push(
+                  `(${acknowledgementsAtCut} acknowledgements had arrived when the shutdown returned, ` +
+                    `${writer.acknowledgementCount} in all; checked against only the first ones: ` +
+                    `${atCut.problems.length === 0 ? 'no problem' : `${atCut.problems.length} problems`})`,
+                )
+              }
+              expect(
+                result.problems,
+                `${where}: after remount\n${writer.describe()}\nrecovery ${JSON.stringify(result.recovery)}\n${describeDirectory(dir)}`,
+              ).toEqual([])
+              const reports = (result.recovery ?? []) as { repaired?: unknown; tailBytesDropped?: number }[]
+              expect(reports.filter((report) => report.repaired !== undefined), `${where}: recovery repaired damage`).toEqual([])
+              // After the cut every failure must be an I/O error: nothing else is honest. (Checked after the
+              // durability check, so that a wrong error code never hides a lost write.)
+              const wrongErrors = writer.errors.filter((error) => error.code !== 'IO_ERROR')
+              if (wrongErrors.length > 0) {
+                dishonestErrors.push(`${where}: ${wrongErrors.length} errors other than IO_ERROR, first: ${JSON.stringify(wrongErrors[0])}`)
+              }
+              totals.tailBytesDropped += reports.reduce((sum, report) => sum + (report.tailBytesDropped ?? 0), 0)
+              totals.acknowledged += writer.acknowledgementCount
+              totals.unacknowledgedSurvivors += result.unacknowledgedSurvivors
+              crashModel.nextRound(result.observed)
+              if (directoryBytes(dir) > databaseBytesMax) {
+                rmSync(dir, { recursive: true, force: true })
+                generation++
+                totals.databases++
+                dir = join(fileSystem.mountPoint, `db-${generation}`)
+                crashModel = new CrashModel(model.workloadDefaults, model.mix(seed, generation))
+              }
+            }
+          } finally {
+            fileSystem.destroy()
+          }
+          console.log(
+            `[crash] power loss ${kind} ${backend}: ${rounds} rounds passed; ${JSON.stringify(totals)}; ` +
+              `writer errors ${JSON.stringify(Object.fromEntries(errorCodes))}`,
+          )
+        },
+        Math.max(120_000, rounds * 15_000),
+      )
+    }
+  }
+
+  // Known engine bug, reported to the lead: after a power cut (EIO) a shard worker sometimes dies and its
+  // callers get SHARD_FAILED instead of IO_ERROR. Until it is fixed this is printed as a finding and
+  // asserted only with RINGKV_CRASH_STRICT_ERRORS=1 (make that the default once fixed).
+  it('after a power cut every failure the writer sees is IO_ERROR', (context) => {
+    if (!anyRan.value) context.skip('no power-loss test ran')
+    for (const line of dishonestErrors) console.log(`[crash] FINDING ${line}`)
+    if (process.env.RINGKV_CRASH_STRICT_ERRORS === '1') expect(dishonestErrors).toEqual([])
+  })
+})
