@@ -135,12 +135,11 @@ describe('power loss (file system shutdown) on a loop device', () => {
     }
   }
 
-  // Known engine bug, reported to the lead: after a power cut (EIO) a shard worker sometimes dies and its
-  // callers get SHARD_FAILED instead of IO_ERROR. Until it is fixed this is printed as a finding and
-  // asserted only with RINGKV_CRASH_STRICT_ERRORS=1 (make that the default once fixed).
+  // Found by this suite: after a power cut (EIO) a shard worker used to die, and its callers got
+  // SHARD_FAILED instead of IO_ERROR (a synchronous fs call on the write path threw). Now asserted.
   it('after a power cut every failure the writer sees is IO_ERROR', (context) => {
     if (!anyRan.value) context.skip('no power-loss test ran')
     for (const line of dishonestErrors) console.log(`[crash] FINDING ${line}`)
-    if (process.env.RINGKV_CRASH_STRICT_ERRORS === '1') expect(dishonestErrors).toEqual([])
+    expect(dishonestErrors).toEqual([])
   })
 })

@@ -12,7 +12,7 @@
 import path from 'node:path'
 import { segmentName, type LogKind } from './completion.js'
 import type { IoFailure } from './errors.js'
-import type { Storage, StorageFile } from './storage.js'
+import { ioFailure, type Storage, type StorageFile } from './storage.js'
 
 export interface SegmentLocation {
   segment: number
@@ -102,7 +102,13 @@ export class SegmentWriter {
         this.fillWaiter = finish
         return
       }
-      for (const file of this.files) file.close()
+      for (const file of this.files) {
+        try {
+          file.close()
+        } catch {
+          // Closing after the last write was durable cannot lose anything; a failed close is not a failure.
+        }
+      }
       callback()
     }
     finish()
@@ -112,6 +118,7 @@ export class SegmentWriter {
     if (this.failure !== undefined) return callback(this.failure)
     if (this.position > 0 && this.position + buffer.length > this.segmentBytes) {
       if (!this.roll()) {
+        if (this.failure !== undefined) return callback(this.failure) // the next segment could not be made
         // the next segment is still being prepared: wait for its fill, then try again
         this.fillWaiter = () => this.place(buffer, placed, callback)
         return
@@ -147,8 +154,9 @@ export class SegmentWriter {
     if (this.next === undefined) {
       if (this.fillInFlight) return false // the fill in flight must end before the next one starts
       this.prepareNext()
+      if (this.next === undefined) return false // it failed: this.failure says why
     }
-    const next = this.next!
+    const next = this.next
     if (!next.ready) return false
     this.segment = next.segment
     this.file = next.file
@@ -174,7 +182,15 @@ export class SegmentWriter {
 
   private prepareNext(): void {
     const segment = this.segment + 1
-    const file = this.storage.open(path.join(this.directory, segmentName(this.kind, segment)), this.kind)
+    const filePath = path.join(this.directory, segmentName(this.kind, segment))
+    let file: StorageFile
+    try {
+      file = this.storage.open(filePath, this.kind)
+    } catch (error) {
+      // Creating a segment is on the write path: a failure halts this log like a failed write would.
+      this.failure ??= ioFailure('open', error as NodeJS.ErrnoException, filePath)
+      return
+    }
     this.files.push(file)
     const next = { segment, file, filledTo: 0, ready: false }
     this.next = next

@@ -110,7 +110,14 @@ export abstract class NodeFile implements StorageFile {
   abstract writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
 
   zeroFill(length: number, callback: (failure: IoFailure | null) => void): void {
-    const size = fs.fstatSync(this.fd).size
+    let size: number
+    try {
+      size = fs.fstatSync(this.fd).size
+    } catch (error) {
+      // On the write path an error must reach the log as a failure, never escape as an exception.
+      const failure = ioFailure('write', error as NodeJS.ErrnoException, this.path)
+      return queueMicrotask(() => callback(failure))
+    }
     if (size >= length) return queueMicrotask(() => callback(null))
     const chunk = new Uint8Array(Math.min(zeroFillChunkBytes, length - size))
     const fillFrom = (offset: number): void => {
