@@ -27,10 +27,17 @@ function summarize(results: SimulationResult[], milliseconds: number): string {
       `${results.reduce((sum, result) => sum + result.storageSteps, 0)} storage completions`,
     `  ${count((result) => result.faults.length === 0)} seeds without faults, ${count((result) => result.faults.length > 0)} with: ` +
       ([...faults].map(([kind, number]) => `${kind} ${number}`).join(', ') || 'none'),
-    `  ${count((result) => result.ending === 'damage-reported')} opens refused with WAL_CORRUPT, ` +
+    `  ${count((result) => result.ending === 'damage-reported')} opens refused with WAL_CORRUPT ` +
+      `(${count((result) => result.ending === 'damage-reported' && result.faults.every((fault) => !damagesData(fault.kind)))} ` +
+      `with only I/O errors injected, where no acknowledged byte was damaged), ` +
       `${results.reduce((sum, result) => sum + result.blindSpotRequests, 0)} acknowledged requests let go under the blind spot, ` +
       `${count((result) => result.ending === 'violation')} seeds with violations`,
   ].join('\n')
+}
+
+/** Faults that change bytes on disk behind the shard's back (the I/O errors only fail an operation). */
+function damagesData(kind: string): boolean {
+  return kind === 'bitFlip' || kind === 'lost' || kind === 'misdirected'
 }
 
 function describeFailure(result: SimulationResult): string {
@@ -51,6 +58,9 @@ const knownIssues: { name: string; matches: (result: SimulationResult, violation
 function unknownViolations(result: SimulationResult): Violation[] {
   return result.violations.filter((violation) => !knownIssues.some((issue) => issue.matches(result, violation)))
 }
+
+/** The seeds run inside the first test; many seeds (RINGKV_SEEDS) need more than the default timeout. */
+const runTimeoutMs = Math.max(120_000, seeds.length * 200)
 
 // Every seed runs once; the two invariant tests below judge the seeds that ran without faults and the
 // seeds that ran with them.
@@ -84,7 +94,7 @@ describe('shard simulation on simulated storage', () => {
   it(`crashes only (the fault-free half of ${seeds.length} seeds): every open succeeds, every acknowledged write survives`, async () => {
     const all = await runSeeds()
     judge(all.filter((result) => result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
-  })
+  }, runTimeoutMs)
 
   it('with faults (the other half): damage to acknowledged data is reported (WAL_CORRUPT), never hidden', async (context) => {
     const all = await runSeeds()
@@ -102,7 +112,7 @@ describe('shard simulation on simulated storage', () => {
       return
     }
     judge(faulty)
-  })
+  }, runTimeoutMs)
 
   it('is deterministic: the same seed gives the same run', async () => {
     for (const seed of seeds.slice(0, 5)) {
