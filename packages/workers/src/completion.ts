@@ -22,7 +22,7 @@
 //   | 36     | 4    | status: 1 = batch written, 2 = clean close (no batch; sequence = last batch) |
 //   | 40     | 24   | reserved, zero                                                               |
 
-import { checksum } from './record.js'
+import { checksum, getSequence, setSequence } from './record.js'
 
 export const completionMagic = 0x43564b52
 export const completionRecordBytes = 64
@@ -45,8 +45,7 @@ export function encodeCompletion(target: Uint8Array, record: CompletionRecord): 
   const view = new DataView(target.buffer, target.byteOffset, completionRecordBytes)
   target.fill(0)
   view.setUint32(0, completionMagic, true)
-  view.setUint32(8, record.sequence % 0x1_0000_0000, true)
-  view.setUint32(12, Math.floor(record.sequence / 0x1_0000_0000), true)
+  setSequence(view, 8, record.sequence)
   view.setUint32(16, record.segment, true)
   view.setUint32(20, record.offset, true)
   view.setUint32(24, record.length, true)
@@ -68,7 +67,7 @@ export function decodeCompletion(source: Uint8Array): CompletionRecord | 'zero' 
   if (status !== completionStatusWritten && status !== completionStatusClosed) return 'damaged'
   for (let offset = 40; offset < completionRecordBytes; offset++) if (slot[offset] !== 0) return 'damaged'
   return {
-    sequence: view.getUint32(8, true) + view.getUint32(12, true) * 0x1_0000_0000,
+    sequence: getSequence(view, 8),
     segment: view.getUint32(16, true),
     offset: view.getUint32(20, true),
     length: view.getUint32(24, true),

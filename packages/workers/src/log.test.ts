@@ -1,27 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import { decodeCompletion } from './completion.js'
 import { EngineError } from './errors.js'
-import { batchHeaderBytes, decodeBatchHeader, encodeRecord, recordBytes, recordKindDelete, recordKindPut } from './record.js'
+import { batchHeaderBytes, decodeBatchHeader, recordBytes, recordKindDelete } from './record.js'
 import { Shard, type ShardOptions } from './shard.js'
-import { absentLength } from './table.js'
-import { HeldStorage } from './testing/held-file.js'
-
-const text = new TextEncoder()
+import { HeldStorage, lookup, putRecord } from './testing/held-file.js'
 
 function put(key: string, value: string): [Uint8Array, number] {
-  const records = new Uint8Array(recordBytes(key.length, value.length))
-  encodeRecord(records, new DataView(records.buffer), 0, recordKindPut, text.encode(key), text.encode(value))
-  return [records, 1]
+  return [putRecord(key, value), 1]
 }
 
-function lookup(shard: Shard, key: string): string | undefined {
-  const packed = new Uint8Array(4 + key.length)
-  new DataView(packed.buffer).setUint32(0, key.length, true)
-  packed.set(text.encode(key), 4)
-  const answer = shard.read(packed, 1)
-  const length = new DataView(answer.buffer, answer.byteOffset).getUint32(0, true)
-  return length === absentLength ? undefined : Buffer.from(answer.subarray(4, 4 + length)).toString()
-}
 
 function options(storage: HeldStorage, extra: Partial<ShardOptions> = {}): ShardOptions {
   return { directory: '/held/shard-000', shard: 0, backend: 'auto', batchBytesMax: 1 << 20, recovery: 'strict', storage, ...extra }

@@ -148,6 +148,16 @@ export interface BatchHeader {
   bodyChecksum: number
 }
 
+/** A sequence number on disk: a u64 little-endian, written and read as two u32s (JS numbers stay exact to 2^53). */
+export function setSequence(view: DataView, offset: number, sequence: number): void {
+  view.setUint32(offset, sequence % 0x1_0000_0000, true)
+  view.setUint32(offset + 4, Math.floor(sequence / 0x1_0000_0000), true)
+}
+
+export function getSequence(view: DataView, offset: number): number {
+  return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * 0x1_0000_0000
+}
+
 /** Writes a sealed batch header (its own CRC filled in) at the start of `target`. */
 export function encodeBatchHeader(target: Uint8Array, header: BatchHeader): void {
   if (!Number.isSafeInteger(header.sequence) || header.sequence < 1) {
@@ -155,8 +165,7 @@ export function encodeBatchHeader(target: Uint8Array, header: BatchHeader): void
   }
   const view = new DataView(target.buffer, target.byteOffset, batchHeaderBytes)
   view.setUint32(0, batchMagic, true)
-  view.setUint32(8, header.sequence % 0x1_0000_0000, true)
-  view.setUint32(12, Math.floor(header.sequence / 0x1_0000_0000), true)
+  setSequence(view, 8, header.sequence)
   view.setUint32(16, header.bodyBytes, true)
   view.setUint32(20, header.recordCount, true)
   view.setUint32(24, header.bodyChecksum, true)
@@ -172,7 +181,7 @@ export function decodeBatchHeader(source: Uint8Array): BatchHeader | undefined {
   if (view.getUint32(4, true) !== checksum(source.subarray(8, batchHeaderBytes))) return undefined
   if (view.getUint32(28, true) !== 0) return undefined
   return {
-    sequence: view.getUint32(8, true) + view.getUint32(12, true) * 0x1_0000_0000,
+    sequence: getSequence(view, 8),
     bodyBytes: view.getUint32(16, true),
     recordCount: view.getUint32(20, true),
     bodyChecksum: view.getUint32(24, true),

@@ -3,33 +3,20 @@
 import { describe, expect, it } from 'vitest'
 import { completionRecordBytes, decodeCompletion, encodeCompletion, segmentName, type CompletionRecord } from './completion.js'
 import { EngineError } from './errors.js'
-import { encodeRecord, recordBytes, recordKindPut } from './record.js'
 import { sectorBytes } from './recovery.js'
 import { Shard, type ShardOptions } from './shard.js'
-import { absentLength } from './table.js'
-import { HeldStorage, type HeldFile } from './testing/held-file.js'
+import { HeldStorage, lookup, putRecord, type HeldFile } from './testing/held-file.js'
 
 const directory = '/held/shard-007'
-const text = new TextEncoder()
 
 function options(storage: HeldStorage, extra: Partial<ShardOptions> = {}): ShardOptions {
   return { directory, shard: 7, backend: 'auto', batchBytesMax: 1 << 20, recovery: 'strict', storage, ...extra }
 }
 
 function write(shard: Shard, key: string, value: string): void {
-  const records = new Uint8Array(recordBytes(key.length, value.length))
-  encodeRecord(records, new DataView(records.buffer), 0, recordKindPut, text.encode(key), text.encode(value))
-  shard.write(records, 1, () => {})
+  shard.write(putRecord(key, value), 1, () => {})
 }
 
-function lookup(shard: Shard, key: string): string | undefined {
-  const packed = new Uint8Array(4 + key.length)
-  new DataView(packed.buffer).setUint32(0, key.length, true)
-  packed.set(text.encode(key), 4)
-  const answer = shard.read(packed, 1)
-  const length = new DataView(answer.buffer, answer.byteOffset).getUint32(0, true)
-  return length === absentLength ? undefined : Buffer.from(answer.subarray(4, 4 + length)).toString()
-}
 
 /** A shard that acknowledged `count` batches (key k<i> = value of 600 bytes) and then "crashed". */
 function crashedAfter(count: number): { storage: HeldStorage; intent: HeldFile; completion: HeldFile; records: CompletionRecord[] } {

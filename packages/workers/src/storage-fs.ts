@@ -3,7 +3,7 @@
 
 import fs from 'node:fs'
 import type { IoFailure } from './errors.js'
-import { ioFailure, listDirectory, readFile, NodeFile, removeFile, type Storage, type StorageFile } from './storage.js'
+import { ioFailure, NodeFile, NodeStorage, type StorageFile } from './storage.js'
 
 class FsFile extends NodeFile {
   writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
@@ -22,25 +22,15 @@ class FsFile extends NodeFile {
   }
 }
 
-export class FsStorage implements Storage {
+export class FsStorage extends NodeStorage {
   readonly backend = 'fs' as const
 
-  constructor(readonly reason: string) {}
+  constructor(readonly reason: string) {
+    super()
+  }
 
   open(filePath: string): StorageFile {
     return new FsFile(filePath)
-  }
-
-  read(filePath: string): Uint8Array {
-    return readFile(filePath)
-  }
-
-  list(directory: string): string[] {
-    return listDirectory(directory)
-  }
-
-  remove(filePath: string): void {
-    removeFile(filePath)
   }
 
   close(): void {}

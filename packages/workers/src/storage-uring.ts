@@ -6,7 +6,7 @@ import { probeIoUring, Ring, type RingIoError } from '@ringkv/wal-native'
 import { EngineError, type IoFailure } from './errors.js'
 import type { BackendChoice } from './protocol.js'
 import { FsStorage } from './storage-fs.js'
-import { listDirectory, readFile, NodeFile, removeFile, type Lane, type Storage, type StorageFile } from './storage.js'
+import { NodeFile, NodeStorage, type Lane, type Storage, type StorageFile } from './storage.js'
 
 /** SQ entries per shard ring: a batch needs 2 (write + fsync), and a short write 2 more. */
 export const ringEntries = 64
@@ -24,12 +24,13 @@ class UringFile extends NodeFile {
   }
 }
 
-export class UringStorage implements Storage {
+export class UringStorage extends NodeStorage {
   readonly backend = 'io_uring' as const
   /** The shard's ring pair: one per lane, set up with the storage so that a failure shows at open. */
   private readonly rings: Record<Lane, Ring>
 
   constructor(readonly reason: string) {
+    super()
     const intent = Ring.setup(ringEntries)
     try {
       this.rings = { intent, completion: Ring.setup(ringEntries) }
@@ -41,18 +42,6 @@ export class UringStorage implements Storage {
 
   open(filePath: string, lane: Lane): StorageFile {
     return new UringFile(filePath, this.rings[lane])
-  }
-
-  read(filePath: string): Uint8Array {
-    return readFile(filePath)
-  }
-
-  list(directory: string): string[] {
-    return listDirectory(directory)
-  }
-
-  remove(filePath: string): void {
-    removeFile(filePath)
   }
 
   close(): void {

@@ -140,23 +140,31 @@ export abstract class NodeFile implements StorageFile {
   }
 }
 
+/** What the real backends share beyond files: reading back, listing and removing with node fs. */
+export abstract class NodeStorage implements Storage {
+  abstract readonly backend: Storage['backend']
+  abstract readonly reason: string
+  abstract open(filePath: string, lane: Lane): StorageFile
+  abstract close(): void
+
+  read(filePath: string): Uint8Array {
+    return fs.readFileSync(filePath)
+  }
+
+  list(directory: string): string[] {
+    if (!fs.existsSync(directory)) return []
+    return fs.readdirSync(directory).sort()
+  }
+
+  remove(filePath: string): void {
+    fs.rmSync(filePath, { force: true })
+    syncDirectory(pathDirectory(filePath))
+  }
+}
+
 /** Zero-filling writes this much at a time, off the event loop (libuv threadpool). */
 const zeroFillChunkBytes = 1024 * 1024
 
-/** Listing and removing, the same on every real backend. */
-export function listDirectory(directory: string): string[] {
-  if (!fs.existsSync(directory)) return []
-  return fs.readdirSync(directory).sort()
-}
-
-export function readFile(filePath: string): Uint8Array {
-  return fs.readFileSync(filePath)
-}
-
-export function removeFile(filePath: string): void {
-  fs.rmSync(filePath, { force: true })
-  syncDirectory(pathDirectory(filePath))
-}
 
 function pathDirectory(filePath: string): string {
   return path.dirname(filePath)

@@ -3,7 +3,12 @@
 // a commit. Zero-filling completes at once. Completed writes are kept as if they had reached the disk.
 
 import type { IoFailure } from '../errors.js'
+import { encodeRecord, recordBytes, recordKindPut } from '../record.js'
+import type { Shard } from '../shard.js'
 import type { Lane, Storage, StorageFile } from '../storage.js'
+import { absentLength } from '../table.js'
+
+const text = new TextEncoder()
 
 export interface HeldWrite {
   file: HeldFile
@@ -109,4 +114,21 @@ export class HeldStorage implements Storage {
     if (index < 0) throw new Error(`no ${lane} write is held`)
     return this.held.splice(index, 1)[0]!
   }
+}
+
+/** A put record (record.ts format, CRC not yet sealed) for shard unit tests. */
+export function putRecord(key: string, value: string): Uint8Array {
+  const records = new Uint8Array(recordBytes(key.length, value.length))
+  encodeRecord(records, new DataView(records.buffer), 0, recordKindPut, text.encode(key), text.encode(value))
+  return records
+}
+
+/** Looks one key up through the shard's packed read path; undefined when absent. */
+export function lookup(shard: Shard, key: string): string | undefined {
+  const packed = new Uint8Array(4 + key.length)
+  new DataView(packed.buffer).setUint32(0, key.length, true)
+  packed.set(text.encode(key), 4)
+  const answer = shard.read(packed, 1)
+  const length = new DataView(answer.buffer, answer.byteOffset).getUint32(0, true)
+  return length === absentLength ? undefined : Buffer.from(answer.subarray(4, 4 + length)).toString()
 }
