@@ -557,20 +557,8 @@ export class SimulatedStorage implements Storage {
       this.trace(landedAt, operation.bytes.length, operation.bytes[0] ?? 0, operation.bytes[operation.bytes.length - 1] ?? 0)
     }
     const acknowledge = isZeroFill ? undefined : { fileOffset: operation.fileOffset, length: operation.bytes.length }
-    if (this.acknowledgeBeforeSync && !isZeroFill) {
-      this.enqueue({
-      kind: 'fsync',
-      id: this.operationNext++,
-      file,
-      zeroFill: isZeroFill,
-      laneWriteIndex: operation.laneWriteIndex,
-      fileOffset: operation.fileOffset,
-      length: operation.bytes.length,
-      acknowledge,
-      callback: undefined,
-    })
-      return () => operation.callback(null)
-    }
+    // The broken mode answers the caller now, when the write reached the cache, and syncs later unheard.
+    const acknowledgeNow = this.acknowledgeBeforeSync && !isZeroFill
     this.enqueue({
       kind: 'fsync',
       id: this.operationNext++,
@@ -580,8 +568,9 @@ export class SimulatedStorage implements Storage {
       fileOffset: operation.fileOffset,
       length: operation.bytes.length,
       acknowledge,
-      callback: operation.callback,
+      callback: acknowledgeNow ? undefined : operation.callback,
     })
+    if (acknowledgeNow) return () => operation.callback(null)
     return undefined
   }
 
