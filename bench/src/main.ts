@@ -218,7 +218,9 @@ async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2))
   const settings = { ...modes[options.mode], ...(options.rounds ? { rounds: options.rounds } : {}) }
   const machine = await describeMachine(options.directory)
-  const command = ['pnpm bench', ...process.argv.slice(2).map((argument) => (/^[\w./=,:-]+$/.test(argument) ? argument : JSON.stringify(argument)))].join(' ')
+  // --note is a remark about the run, not part of how it was measured, so the command leaves it out.
+  const measuredArguments = process.argv.slice(2).filter((argument, index, all) => argument !== '--note' && all[index - 1] !== '--note')
+  const command = ['pnpm bench', ...measuredArguments.map((argument) => (/^[\w./=,:-]+$/.test(argument) ? argument : JSON.stringify(argument)))].join(' ')
 
   let specs = engineSpecs(machine.cores)
   if (options.engines) specs = specs.filter((spec) => options.engines!.some((name) => spec.label.includes(name)))
@@ -311,7 +313,9 @@ async function main(): Promise<void> {
         '  synchronously (lmdb-js, better-sqlite3, the fs log) are awaited the same way. Every answer is checked.',
         '- **Peak RSS** covers the whole child process over all phases; **on disk** is the allocated size after the load;',
         '  **reopen** runs from `open` to the first `get` answered.',
-        "- **fio**: one append's p50 is the write's p50 plus the fdatasync's p50, on a growing file (no preallocation).",
+        "- **fio**: one append's p50 is the write's p50 plus the fdatasync's p50, on a growing file (no preallocation),",
+        '  as a log grows. An engine that overwrites space it allocated before (SQLite reuses its WAL file after a',
+        '  checkpoint) syncs no size change and can beat that figure.',
         '',
         `Command, from the repository root: \`${command}\` (on a fresh clone: \`npx -y pnpm@10 install && npx -y ${command.replace('pnpm', 'pnpm@10')}\`).`,
         '',
