@@ -50,7 +50,6 @@ export class Log {
   private readonly onDurable: LogOptions['onDurable']
   private readonly reserve: LogOptions['reserve']
   private pending: PendingRequest[] = []
-  private pendingBytes = 0
   private commitInFlight = false
   private failure: EngineError | undefined
   private closeCallback: (() => void) | undefined
@@ -71,9 +70,6 @@ export class Log {
     return this.failure
   }
 
-  get idle(): boolean {
-    return !this.commitInFlight && this.pending.length === 0
-  }
 
   /**
    * Queues records (record.ts format, CRCs not yet filled in) for the next commit. They are sealed here,
@@ -85,7 +81,6 @@ export class Log {
     if (recordCount < 1) throw new RangeError('a write request carries at least one record')
     forEachRecord(records, recordCount, 'seal', undefined)
     this.pending.push({ records, recordCount, callback })
-    this.pendingBytes += records.length
     if (!this.commitInFlight) this.commit()
   }
 
@@ -128,7 +123,6 @@ export class Log {
       take++
     }
     const requests = this.pending.splice(0, take)
-    this.pendingBytes -= bodyBytes
 
     const buffer = new Uint8Array(batchHeaderBytes + bodyBytes)
     let recordCount = 0
@@ -207,7 +201,6 @@ export class Log {
       this.completion.halt(failure)
       const failed = requests.concat(this.pending)
       this.pending = []
-      this.pendingBytes = 0
       for (const request of failed) request.callback(this.failure)
     } else {
       this.nextSequence++

@@ -71,11 +71,6 @@ export class SegmentWriter {
     this.fillAhead()
   }
 
-  /** Whether nothing of this writer's own (an append or a fill) is in flight. */
-  get idle(): boolean {
-    return !this.appendInFlight && !this.fillInFlight
-  }
-
   /** Stops all work of this writer's own (fills, new segments): the log has failed. Appends fail after. */
   halt(failure: IoFailure): void {
     this.failure ??= failure
