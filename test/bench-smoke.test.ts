@@ -8,27 +8,18 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, expect, test } from 'vitest'
+import type { Summary, TargetCheck } from '../bench/src/report.js'
 
 const repository = fileURLToPath(new URL('..', import.meta.url))
 const workDirectory = mkdtempSync(join(os.tmpdir(), 'ringkv-bench-smoke-'))
 afterAll(() => rmSync(workDirectory, { recursive: true, force: true }))
 
+// The shapes the benchmark itself writes: read from its own source, not restated here.
 interface Report {
   leftOut: Record<string, string>
   disk: { available: boolean; skippedReason?: string; fdatasyncAppend4KiB?: { perSecond: number } }
-  summaries: {
-    label: string
-    runs: number
-    failures: string[]
-    puts: { concurrency: number; opsPerSecond: number; latencyUsP50: number }[]
-    loadKeysPerSecond: number
-    getsPerSecond: number
-    getMisses: number
-    reopenMs: number
-    diskBytes: number
-    peakRssBytes: number
-  }[]
-  targets: { target: string }[]
+  summaries: Summary[]
+  targets: TargetCheck[]
 }
 
 test('the benchmark runs every engine in smoke mode and writes its JSON', () => {
