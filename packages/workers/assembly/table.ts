@@ -2,6 +2,13 @@
 // It owns the whole of its memory; `src/wasm-table.ts` is its only caller and crosses into it once per
 // batch (apply a batch body in the log's record format; look up a batch of packed keys).
 //
+// The memory is imported: `src/wasm-table.ts` creates it, shared, with the table's limit as its maximum
+// (build flags in package.json). Shared, because V8 counts an unshared memory as its isolate's external
+// memory, and a memory.grow that puts that 64 MiB above its level at the last full GC starts a GC of
+// the worker (external memory pressure) that can free nothing: the memory lives as long as the table.
+// A shared memory is counted against no isolate, so growing it starts no GC (src/wasm-table.ts says
+// more). No other thread ever sees this memory, and no atomics are used: the table is single-threaded.
+//
 // Memory layout (addresses grow down the table; every address is a byte offset into linear memory):
 //
 //   | region        | from          | to             | what it holds                                          |
@@ -10,7 +17,7 @@
 //   | arena, in use | arenaStart    | arenaBump      | blocks: entries, free blocks, the two scratch blocks   |
 //   | arena, spare  | arenaBump     | indexStart     | bump space, handed out before memory grows             |
 //   | index         | indexStart    | + slotCount*8  | open-addressing slots: u32 tag, u32 entry address      |
-//   | unused        | index end     | memory end     | pages grown ahead (memory doubles), never written      |
+//   | unused        | index end     | memory end     | pages grown ahead (memory doubles), not yet written    |
 //
 //   entry block (8-byte aligned, its size rounded up to its size class)
 //   | offset | size | field                                                                  |
@@ -34,7 +41,8 @@
 //   | limit                 | value                              | when reached                          |
 //   |-----------------------|------------------------------------|---------------------------------------|
 //   | memory                | pagesMax (at most 65535 pages,     | the call returns statusFull before it |
-//   |                       | 4 GiB less 64 KiB)                 | changes any entry                     |
+//   |                       | 4 GiB less 64 KiB; also the        | changes any entry                     |
+//   |                       | imported memory's maximum)         |                                       |
 //   | slots                 | slotCountMax = 2^29                | statusFull, as above                  |
 //   | key, value            | keyBytesMax, valueBytesMax (the    | the batch is malformed: nothing of it |
 //   |                       | log's own limits, record.ts)       | is applied                            |
@@ -64,8 +72,6 @@ const slotCountInitial: u32 = 64
 const slotCountMax: u32 = 1 << 29
 const arenaSpareInitial: u64 = 64 * 1024
 const arenaHeadroomMin: u64 = 1024 * 1024
-// Memory a table starts with (address space: untouched pages cost nothing), so small tables never grow.
-const memoryBytesInitial: u64 = 16 * 1024 * 1024
 const blockBytesMin: u64 = 16
 const sizeClassCount: u32 = 320
 
@@ -180,8 +186,9 @@ function memoryEndMax(): u64 {
   return u64(pagesMax) * pageBytes
 }
 
-// Grows memory to reach `end`, doubling it when that fits: every memory.grow makes V8 account the
-// whole memory anew as external memory and start a major GC in the worker, so grows must be rare.
+// Grows memory to reach `end`, doubling it when that fits (capped at pagesMax), so a table of n bytes
+// grows about log2(n / initial size) times. A grow starts no GC (the memory is shared, see the top), but
+// each one is a call into V8 and a new buffer object for the JavaScript side to pick up.
 // Pages grown and not yet used are only address space: the kernel backs a page when it is touched.
 function ensureMemoryEnd(end: u64): bool {
   const pagesNeeded = (end + pageBytes - 1) / pageBytes
@@ -410,6 +417,7 @@ function remove(key: usize, keyLength: u32): void {
 export function init(key0Low: u32, key0High: u32, key1Low: u32, key1High: u32, pagesMaxArgument: u32): i32 {
   assert(!initialized, 'table initialized twice')
   assert(pagesMaxArgument >= 1 && pagesMaxArgument <= pagesLimit, 'pagesMax out of range')
+  assert(u32(memory.size()) <= pagesMaxArgument, 'imported memory larger than pagesMax')
   sipKey0 = u64(key0Low) | (u64(key0High) << 32)
   sipKey1 = u64(key1Low) | (u64(key1High) << 32)
   pagesMax = pagesMaxArgument
@@ -420,7 +428,6 @@ export function init(key0Low: u32, key0High: u32, key1Low: u32, key1High: u32, p
   const start = u64(arenaStart) + arenaSpareInitial
   const bytes = u64(slotCountInitial) * slotBytes
   if (start + bytes > memoryEndMax() || !ensureMemoryEnd(start + bytes)) return statusFull
-  ensureMemoryEnd(min<u64>(memoryBytesInitial, memoryEndMax()))
   indexStart = usize(start)
   slotCount = slotCountInitial
   slotMask = slotCountInitial - 1

@@ -4,11 +4,13 @@
 
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { constants as performanceConstants } from 'node:perf_hooks'
+import { Worker } from 'node:worker_threads'
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
 import { encodeRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut } from './record.js'
 import { MapTable, type Table } from './table.js'
-import { TableFullError, WasmTable } from './wasm-table.js'
+import { memoryBytesInitial, TableFullError, WasmTable } from './wasm-table.js'
 
 interface Operation {
   kind: 'put' | 'delete'
@@ -152,18 +154,18 @@ describe('WasmTable hashing', () => {
   test('is SipHash: the reference vector of SipHash-2-4 holds', () => {
     // Key 00..0f, message 00..0e: the paper's test vector (Aumasson and Bernstein, appendix A).
     const wasmFile = fileURLToPath(new URL('../dist/table.wasm', import.meta.url))
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 100, shared: true })
     const instance = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(wasmFile)), {
-      env: { abort: () => { throw new Error('abort') } },
+      env: { memory, abort: () => { throw new Error('abort') } },
     })
     const exports = instance.exports as unknown as {
-      memory: WebAssembly.Memory
       init(a: number, b: number, c: number, d: number, pagesMax: number): number
       inputReserve(bytes: number): number
       hashForTest(pointer: number, length: number, c: number, d: number): bigint
     }
     expect(exports.init(0x03020100, 0x07060504, 0x0b0a0908, 0x0f0e0d0c, 100)).toBe(0)
     const pointer = exports.inputReserve(15)
-    new Uint8Array(exports.memory.buffer).set(Array.from({ length: 15 }, (_, index) => index), pointer)
+    new Uint8Array(memory.buffer).set(Array.from({ length: 15 }, (_, index) => index), pointer)
     expect(BigInt.asUintN(64, exports.hashForTest(pointer, 15, 2, 4))).toBe(0xa129ca6149be45e5n)
   })
 
@@ -286,5 +288,138 @@ describe('WasmTable space', () => {
     const table = WasmTable.create()
     table.dispose()
     expect(() => table.size).toThrow(/dispose/)
+  })
+})
+
+const largeValueBytes = 64 * 1024
+
+/** The large value of key number `number`: a fixed pattern, the number in its first 4 bytes. */
+function largeValueOf(number: number, value = valueOf(largeValueBytes, 0)): Uint8Array {
+  new DataView(value.buffer, value.byteOffset).setUint32(0, number, true)
+  return value
+}
+
+/**
+ * Puts large values under fresh keys (from `firstKey` on) until the table's memory reaches
+ * `memoryBytesTarget` or the table is full. Body and value buffers are reused, so the test makes no
+ * external memory of its own. Returns the keys put, the memory sizes seen, and the full error if any.
+ */
+function fillWithLargeValues(table: WasmTable, memoryBytesTarget: number, firstKey = 0) {
+  const recordsPerBatch = 16
+  const body = new Uint8Array(recordsPerBatch * recordBytes(16, largeValueBytes))
+  const view = new DataView(body.buffer)
+  const value = largeValueOf(0)
+  const keys: Uint8Array[] = []
+  const memoryBytesSeen = new Set<number>([table.memoryBytesNow])
+  let next = firstKey
+  while (table.memoryBytesNow < memoryBytesTarget) {
+    const batchKeys = Array.from({ length: recordsPerBatch }, () => keyOf(next++))
+    let offset = 0
+    for (const [index, key] of batchKeys.entries()) {
+      offset = encodeRecord(body, view, offset, recordKindPut, key, largeValueOf(next - recordsPerBatch + index, value))
+    }
+    try {
+      table.applyBatch(body, recordsPerBatch)
+    } catch (error) {
+      return { keys, memoryBytesSeen: [...memoryBytesSeen], full: error }
+    }
+    keys.push(...batchKeys)
+    memoryBytesSeen.add(table.memoryBytesNow)
+  }
+  return { keys, memoryBytesSeen: [...memoryBytesSeen], full: undefined }
+}
+
+describe('WasmTable memory and the garbage collector', () => {
+  test('the memory is shared, so growing it adds nothing to V8\'s external memory', () => {
+    // Unshared, V8 counts the whole memory as the isolate's external memory, and growth by 64 MiB
+    // since the last full GC starts a full GC (external memory pressure).
+    const table = WasmTable.create({ seed: 12 })
+    expect(table.memoryBytesNow).toBe(memoryBytesInitial)
+    const externalBefore = process.memoryUsage().external
+    fillWithLargeValues(table, 4 * memoryBytesInitial)
+    const grownBytes = table.memoryBytesNow - memoryBytesInitial
+    expect(grownBytes).toBeGreaterThanOrEqual(3 * memoryBytesInitial)
+    expect(process.memoryUsage().external - externalBefore).toBeLessThan(grownBytes / 4)
+    table.dispose()
+  })
+
+  test('a worker whose table grows to 256 MiB has no GC started by external memory pressure', async () => {
+    // The built modules: a worker cannot load the TypeScript sources the test runner compiles.
+    const distUrl = (name: string): string => new URL(`../dist/${name}`, import.meta.url).href
+    const source = `
+      const { parentPort, workerData } = require('node:worker_threads')
+      const { PerformanceObserver } = require('node:perf_hooks')
+      ;(async () => {
+        const { WasmTable } = await import(workerData.wasmTableUrl)
+        const { encodeRecord, recordBytes, recordKindPut } = await import(workerData.recordUrl)
+        const gcFlags = []
+        const observer = new PerformanceObserver((list) => { for (const entry of list.getEntries()) gcFlags.push(entry.detail.flags) })
+        observer.observe({ entryTypes: ['gc'] })
+        const table = WasmTable.create({ seed: 13 })
+        const value = new Uint8Array(64 * 1024).fill(7)
+        const key = new Uint8Array(16)
+        const keyView = new DataView(key.buffer)
+        const body = new Uint8Array(16 * recordBytes(16, value.length))
+        const view = new DataView(body.buffer)
+        for (let next = 0; table.memoryBytesNow < workerData.memoryBytesTarget; ) {
+          let offset = 0
+          for (let index = 0; index < 16; index++) {
+            keyView.setUint32(0, next++, true)
+            offset = encodeRecord(body, view, offset, recordKindPut, key, value)
+          }
+          table.applyBatch(body, 16)
+        }
+        await new Promise((resolve) => setTimeout(resolve, 100)) // the last 'gc' entries arrive
+        observer.disconnect()
+        parentPort.postMessage({ memoryBytes: table.memoryBytesNow, gcFlags })
+      })()
+    `
+    const memoryBytesTarget = 256 * 1024 * 1024
+    const worker = new Worker(source, {
+      eval: true,
+      workerData: { wasmTableUrl: distUrl('wasm-table.js'), recordUrl: distUrl('record.js'), memoryBytesTarget },
+    })
+    const result = await new Promise<{ memoryBytes: number; gcFlags: number[] }>((resolve, reject) => {
+      worker.once('message', resolve)
+      worker.once('error', reject)
+    })
+    await worker.terminate()
+    expect(result.memoryBytes).toBeGreaterThanOrEqual(memoryBytesTarget)
+    const externalMemoryFlag = performanceConstants.NODE_PERFORMANCE_GC_FLAGS_ALL_EXTERNAL_MEMORY
+    expect(result.gcFlags.filter((flags) => (flags & externalMemoryFlag) !== 0)).toEqual([])
+  })
+
+  test('memory doubles from its initial size, stops exactly at the limit, and then SHARD_FULL', () => {
+    const memoryBytesMax = 40 * 1024 * 1024
+    const table = WasmTable.create({ seed: 14, memoryBytesMax })
+    const { keys, memoryBytesSeen, full } = fillWithLargeValues(table, Number.POSITIVE_INFINITY)
+    expect(memoryBytesSeen).toEqual([memoryBytesInitial, 2 * memoryBytesInitial, memoryBytesMax])
+    expect(full).toBeInstanceOf(TableFullError)
+    expect((full as TableFullError).code).toBe('SHARD_FULL')
+    expect(table.size).toBe(keys.length)
+    expect(table.debugStats().memoryBytes).toBe(memoryBytesMax)
+    // Every value is still there, whole.
+    const answers = Buffer.from(table.getPacked(packKeys(keys), keys.length))
+    const expected = largeValueOf(0)
+    let offset = 0
+    keys.forEach((_, number) => {
+      expect(answers.readUInt32LE(offset)).toBe(largeValueBytes)
+      if (!answers.subarray(offset + 4, offset + 4 + largeValueBytes).equals(largeValueOf(number, expected))) {
+        expect.fail(`the value of key ${number} changed`)
+      }
+      offset += 4 + largeValueBytes
+    })
+  })
+
+  test('answers are copied out into unshared buffers that later writes do not change', () => {
+    const table = WasmTable.create({ seed: 15 })
+    apply([table], [{ kind: 'put', key: keyOf(1), value: valueOf(50, 1) }])
+    const answers = table.getPacked(packKeys([keyOf(1)]), 1)
+    expect(Object.prototype.toString.call(answers.buffer)).toBe('[object ArrayBuffer]')
+    const copy = answers.slice()
+    apply([table], [{ kind: 'put', key: keyOf(1), value: valueOf(50, 2) }])
+    fillWithLargeValues(table, 2 * memoryBytesInitial, 100) // the memory grows: a new buffer
+    expect(answers).toEqual(copy)
+    expect(Buffer.from(table.getPacked(packKeys([keyOf(1)]), 1)).subarray(4)).toEqual(Buffer.from(valueOf(50, 2)))
   })
 })

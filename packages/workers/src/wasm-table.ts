@@ -5,7 +5,13 @@
 // `TableFullError` with code 'SHARD_FULL', never a crash or a dropped record.
 //
 // Each table is its own WebAssembly instance with its own memory (at most 4 GiB less 64 KiB: wasm32),
-// so the JavaScript heap holds a handful of objects however many entries the table has.
+// so the JavaScript heap holds a handful of objects however many entries the table has. The memory is
+// created here, shared, and imported by the module. V8 (11.3, Node 20) counts an unshared wasm memory as
+// its isolate's external memory, and a grow that puts that more than 64 MiB above its level at the last
+// full GC starts a GC of the worker for "external memory pressure" (incremental marking, then a full
+// pause), which frees nothing: the memory lives as long as the table. A shared memory is counted against
+// no isolate, so the table's growth starts no GC. The memory never leaves this module: answers are
+// copied out into ordinary, unshared buffers.
 
 import { randomFillSync } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
@@ -17,6 +23,8 @@ const pageBytes = 65536
 /** wasm32 addresses 65536 pages; the table keeps one back so that every address fits in a u32. */
 export const memoryBytesLimit = 65535 * pageBytes
 export const memoryBytesMaxDefault = memoryBytesLimit
+/** Memory a table starts with (or its limit, if smaller); it doubles from there as the table grows. */
+export const memoryBytesInitial = 16 * 1024 * 1024
 
 /** The table cannot take a batch (or hold a batch's answers) within its memory limit. */
 export class TableFullError extends Error {
@@ -51,19 +59,20 @@ export interface WasmTableStats {
 
 // The WebAssembly API, typed here: the project's lib (ES2022, no DOM) does not declare it.
 interface WasmMemory {
-  readonly buffer: ArrayBuffer
+  /** A SharedArrayBuffer: the memory is shared (see the top). A grow makes a new, longer one. */
+  readonly buffer: ArrayBufferLike
 }
 interface WasmGlobal {
   readonly value: number
 }
 interface WasmApi {
+  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => WasmMemory
   Module: new (bytes: Uint8Array) => object
   Instance: new (module: object, imports: object) => { readonly exports: object }
 }
 const wasmApi = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
 interface TableExports {
-  memory: WasmMemory
   statusOk: WasmGlobal
   statusFull: WasmGlobal
   statusRecordHeaderPastBody: WasmGlobal
@@ -92,6 +101,7 @@ interface TableExports {
   hashForTest(pointer: number, length: number, compressionRounds: number, finalizationRounds: number): bigint
 }
 
+const usedAfterDispose = 'WasmTable used after dispose()'
 let compiledModule: object | undefined
 /** The process's random hash key: 4 u32 words, drawn once. */
 let processKeyWords: Uint32Array | undefined
@@ -140,13 +150,15 @@ function readWasmString(memory: WasmMemory, pointer: number): string {
 
 export class WasmTable implements Table {
   private exports: TableExports | undefined
+  private memory: WasmMemory | undefined
   private memoryBytes: Uint8Array
   private readonly statusFull: number
   private readonly memoryBytesMax: number
 
-  private constructor(exports: TableExports, memoryBytesMax: number) {
+  private constructor(exports: TableExports, memory: WasmMemory, memoryBytesMax: number) {
     this.exports = exports
-    this.memoryBytes = new Uint8Array(exports.memory.buffer)
+    this.memory = memory
+    this.memoryBytes = new Uint8Array(memory.buffer)
     this.statusFull = exports.statusFull.value
     this.memoryBytesMax = memoryBytesMax
   }
@@ -159,18 +171,19 @@ export class WasmTable implements Table {
     if (!Number.isSafeInteger(memoryBytesMax) || memoryBytesMax < pageBytes || memoryBytesMax > memoryBytesLimit) {
       throw new RangeError(`options.memoryBytesMax must be an integer in ${pageBytes}..${memoryBytesLimit}, got ${memoryBytesMax}`)
     }
-    let memory: WasmMemory | undefined
+    const pagesMax = Math.floor(memoryBytesMax / pageBytes)
+    // The maximum makes V8 refuse a grow past the limit too; the table checks pagesMax before growing.
+    const memory = new wasmApi.Memory({ initial: Math.min(memoryBytesInitial / pageBytes, pagesMax), maximum: pagesMax, shared: true })
     const instance = new wasmApi.Instance(tableModule(), {
       env: {
+        memory,
         abort(message: number, fileName: number, line: number, column: number): never {
           // An assertion inside the table failed: a programmer error, never an operating one.
-          const where = memory === undefined ? '' : ` at ${readWasmString(memory, fileName)}:${line}:${column}`
-          throw new Error(`table.wasm: ${memory === undefined ? message : readWasmString(memory, message)}${where}`)
+          throw new Error(`table.wasm: ${readWasmString(memory, message)} at ${readWasmString(memory, fileName)}:${line}:${column}`)
         },
       },
     })
     const exports = instance.exports as unknown as TableExports
-    memory = exports.memory
     if (exports.keyBytesMax() !== keyBytesMax || exports.valueBytesMax() !== valueBytesMax) {
       throw new Error('table.wasm was built with other key/value limits than record.ts: rebuild it')
     }
@@ -178,12 +191,11 @@ export class WasmTable implements Table {
       processKeyWords ??= randomFillSync(new Uint32Array(4))
     }
     const keyWords = seed === undefined ? processKeyWords! : keyWordsFromSeed(seed)
-    const pagesMax = Math.floor(memoryBytesMax / pageBytes)
     const status = exports.init(keyWords[0]!, keyWords[1]!, keyWords[2]!, keyWords[3]!, pagesMax)
     if (status === (exports.statusFull.value)) {
       throw new RangeError(`options.memoryBytesMax ${memoryBytesMax} cannot hold even an empty table`)
     }
-    return new WasmTable(exports, pagesMax * pageBytes)
+    return new WasmTable(exports, memory, pagesMax * pageBytes)
   }
 
   applyBatch(body: Uint8Array, recordCount: number): void {
@@ -298,13 +310,15 @@ export class WasmTable implements Table {
 
   /** Bytes of linear memory the table has (grown, not necessarily touched). */
   get memoryBytesNow(): number {
-    return this.live().memory.buffer.byteLength
+    return this.bytes().byteLength
   }
 
   /** Walks the index: for tests and benchmarks only. */
   debugStats(): WasmTableStats {
     const exports = this.live()
-    const view = new DataView(exports.memory.buffer, exports.statsWrite() >>> 0, 12 * 8)
+    const statsAddress = exports.statsWrite() >>> 0
+    const bytes = this.bytes()
+    const view = new DataView(bytes.buffer, statsAddress, 12 * 8)
     const field = (index: number): number => Number(view.getBigUint64(index * 8, true))
     const entryCount = field(1)
     return {
@@ -330,17 +344,19 @@ export class WasmTable implements Table {
 
   dispose(): void {
     this.exports = undefined
+    this.memory = undefined
     this.memoryBytes = new Uint8Array(0)
   }
 
   private live(): TableExports {
-    if (this.exports === undefined) throw new Error('WasmTable used after dispose()')
+    if (this.exports === undefined) throw new Error(usedAfterDispose)
     return this.exports
   }
 
   /** The memory as bytes; a grown memory has a new buffer, so this is fetched again after each call. */
   private bytes(): Uint8Array {
-    const buffer = this.live().memory.buffer
+    if (this.memory === undefined) throw new Error(usedAfterDispose)
+    const buffer = this.memory.buffer
     if (this.memoryBytes.buffer !== buffer) this.memoryBytes = new Uint8Array(buffer)
     return this.memoryBytes
   }
