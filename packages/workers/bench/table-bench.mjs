@@ -8,11 +8,17 @@
 //
 // Per table and entry count: memory per entry measured (RSS, V8 heap, and external/ArrayBuffer
 // memory from process.memoryUsage() in the worker after a full GC, before and after the inserts; for
-// the WebAssembly table also its linear memory), inserts/s through applyBatch (batches of 1000 records
-// in the log's record format, 16-byte keys, 100-byte values), random gets/s through getPacked (batches
-// of 1000 keys), and the longest GC pause the worker saw during the timed phases (perf_hooks 'gc').
-// Rates count the table's calls only, not the building of batches. TABLE_BENCH_GC_LOG=1 prints every
-// GC the worker saw (the forced ones, flags 4, are the benchmark's own, between the timed phases).
+// the WebAssembly table also the size of its linear memory, grown but not all of it touched, which
+// `external` leaves out because that memory is shared: RSS is the column that counts it), inserts/s
+// through applyBatch (batches of 1000 records in the log's record format, 16-byte keys, 100-byte
+// values), random gets/s through getPacked (batches of 1000 keys), and the longest GC pause the worker
+// saw during the timed phases (perf_hooks 'gc', wall time: on a busy machine a GC that is preempted
+// looks longer). Rates count the table's calls only, not the building of batches.
+// TABLE_BENCH_GC_LOG=1 prints every GC the worker saw: the forced ones (flags 4) are the benchmark's
+// own, between the timed phases; flags 40 (all external memory, synchronous phantom callbacks) mark a
+// full GC that V8 started for external memory pressure. Run the worker's process alone with V8's
+// tracing to see each GC's reason, e.g.
+//   TABLE_BENCH_RUN=wasm:1000000 node --trace-gc --trace-incremental-marking packages/workers/bench/table-bench.mjs
 
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
