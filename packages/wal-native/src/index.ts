@@ -12,6 +12,6 @@ export {
   writeBytesMax,
   zeroProgressWritesMax,
 } from './ring.js';
-export type { Completion } from './ring.js';
+export type { Completion, RingOptions, RingWait } from './ring.js';
 export { lockFile } from './lock.js';
 export { errnoName } from './errno.js';

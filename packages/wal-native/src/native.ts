@@ -70,7 +70,11 @@ export function ioUringSetup(entries: number, params: Uint8Array): number {
   return Number(syscallSetup(syscallNumbers!.ioUringSetup, entries, params));
 }
 
-/** io_uring_enter(2) on the calling (JavaScript) thread. Only for calls that do not block: minComplete 0. */
+/**
+ * io_uring_enter(2) on the calling (JavaScript) thread. With minComplete 0 it never blocks; with more and
+ * IORING_ENTER_GETEVENTS it blocks the calling thread until that many CQEs are ready (a ring in 'thread'
+ * wait mode, on a thread that has nothing else to do meanwhile).
+ */
 export function ioUringEnter(fd: number, toSubmit: number, minComplete: number, flags: number): number {
   return Number(syscallEnter(syscallNumbers!.ioUringEnter, fd, toSubmit, minComplete, flags, null, 0));
 }

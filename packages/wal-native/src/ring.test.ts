@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ECANCELED, EBADF, errnoName } from './errno.js';
 import { lockFile } from './lock.js';
-import { type Completion, probeIoUring, Ring, RingIoError, ringEntriesMax } from './ring.js';
+import { type Completion, probeIoUring, Ring, RingIoError, type RingWait, ringEntriesMax } from './ring.js';
 
 const probe = probeIoUring();
 const ioUringMissing = probe.available ? null : `io_uring unavailable (${errnoName(probe.errno)}): ${probe.reason}`;
@@ -44,101 +44,106 @@ function patterned(length: number, seed: number): Buffer {
   return buffer;
 }
 
+const waits: RingWait[] = ['threadpool', 'thread'];
+
 describe.skipIf(ioUringMissing !== null)('Ring', () => {
-  it('writes and fdatasyncs through a linked pair (low level)', async () => {
-    const ring = Ring.setup(8);
-    const fd = temporaryFile('linked.dat');
-    const data = patterned(10_000, 1);
-    ring.prepWrite(fd, data, 0, 1, true);
-    ring.prepFsync(fd, 2, true, false);
-    expect(ring.inFlight).toBe(2);
-    const completions = await submitAndWait(ring, 2);
-    expect(completions.map((completion) => completion.userData).sort()).toEqual([1, 2]);
-    const write = completions.find((completion) => completion.userData === 1)!;
-    const fsync = completions.find((completion) => completion.userData === 2)!;
-    expect(write.result).toBe(data.byteLength);
-    expect(fsync.result).toBe(0);
-    expect(ring.inFlight).toBe(0);
-    expect(fs.readFileSync(path.join(temporaryDirectory, 'linked.dat')).equals(data)).toBe(true);
-    fs.closeSync(fd);
-    ring.close();
-  });
-
-  it('fails a write to a read-only fd with EBADF and cancels its linked fsync', async () => {
-    fs.writeFileSync(path.join(temporaryDirectory, 'readonly.dat'), 'x');
-    const fd = temporaryFile('readonly.dat', 'r');
-    const ring = Ring.setup(8);
-    ring.prepWrite(fd, Buffer.from('nope'), 0, 10, true);
-    ring.prepFsync(fd, 11, true, false);
-    const completions = await submitAndWait(ring, 2);
-    expect(completions.find((completion) => completion.userData === 10)!.result).toBe(-EBADF);
-    expect(completions.find((completion) => completion.userData === 11)!.result).toBe(-ECANCELED);
-
-    const error = await writeDurable(ring, fd, Buffer.from('nope'), 0);
-    expect(error).toBeInstanceOf(RingIoError);
-    expect(error!.code).toBe('EBADF');
-    expect(error!.errno).toBe(EBADF);
-    expect(error!.operation).toBe('write');
-    expect(ring.inFlight).toBe(0);
-    fs.closeSync(fd);
-    ring.close();
-  });
-
-  it('completes many concurrent durable writes at different offsets, past the ring size', async () => {
-    const ring = Ring.setup(8); // 8 SQ slots = 4 write + fsync pairs: the rest wait in pendingWrites.
-    const fd = temporaryFile('concurrent.dat');
-    const otherFd = temporaryFile('concurrent-other.dat');
-    const count = 200;
-    const blockBytes = 4096;
-    const blocks = Array.from({ length: count }, (_, index) => patterned(blockBytes, index));
-    const results = Promise.all(
-      blocks.flatMap((block, index) => [
-        writeDurable(ring, fd, block, index * blockBytes),
-        writeDurable(ring, otherFd, block, (count - 1 - index) * blockBytes),
-      ]),
-    );
-    expect(ring.pending).toBeGreaterThan(0);
-    expect((await results).every((error) => error === null)).toBe(true);
-    expect(ring.inFlight).toBe(0);
-    expect(ring.pending).toBe(0);
-    const file = fs.readFileSync(path.join(temporaryDirectory, 'concurrent.dat'));
-    const other = fs.readFileSync(path.join(temporaryDirectory, 'concurrent-other.dat'));
-    expect(file.equals(Buffer.concat(blocks))).toBe(true);
-    expect(other.equals(Buffer.concat([...blocks].reverse()))).toBe(true);
-    fs.closeSync(fd);
-    fs.closeSync(otherFd);
-    ring.close();
-  });
-
-  it('asserts its queue limits and its single wait', async () => {
-    const ring = Ring.setup(2);
-    const fd = temporaryFile('limits.dat');
-    ring.prepFsync(fd, 1, true, false);
-    expect(() => ring.prepFsync(fd, 1, true, false)).toThrow(/already in flight/);
-    ring.prepFsync(fd, 2, true, false);
-    expect(() => ring.prepFsync(fd, 3, true, false)).toThrow(/ring is full/);
-    expect(() => ring.close()).toThrow(/in flight/);
-    const waited = submitAndWait(ring, 2);
-    expect(() => ring.submitAndWait(1, () => {})).toThrow(/already in flight/);
-    expect((await waited).map((completion) => completion.result)).toEqual([0, 0]);
-    expect(() => ring.prepWrite(fd, new Uint8Array(0), 0, 4, false)).toThrow(RangeError);
-    expect(() => ring.prepWrite(fd, new Uint8Array(1), -1, 4, false)).toThrow(RangeError);
-    fs.closeSync(fd);
-    ring.close();
-    expect(() => ring.prepFsync(fd, 5, true, false)).toThrow(/closed/);
-  });
-
   it('rejects bad entries with RangeError and probes io_uring as available', () => {
     for (const entries of [0, -1, 1.5, Number.NaN, ringEntriesMax + 1, 2 ** 31]) {
       expect(() => Ring.setup(entries)).toThrow(RangeError);
     }
     expect(probeIoUring()).toEqual({ available: true });
+    expect(() => Ring.setup(8, { wait: 'spin' as RingWait })).toThrow(RangeError);
     const ring = Ring.setup(ringEntriesMax);
     expect(ring.sqEntries).toBe(ringEntriesMax);
     ring.close();
   });
 
-  it('keeps a worker thread timer firing during a 64 MiB durable write', async () => {
+  describe.each(waits)('waiting on the %s', (wait) => {
+    it('writes and fdatasyncs through a linked pair (low level)', async () => {
+      const ring = Ring.setup(8, { wait });
+      const fd = temporaryFile('linked.dat');
+      const data = patterned(10_000, 1);
+      ring.prepWrite(fd, data, 0, 1, true);
+      ring.prepFsync(fd, 2, true, false);
+      expect(ring.inFlight).toBe(2);
+      const completions = await submitAndWait(ring, 2);
+      expect(completions.map((completion) => completion.userData).sort()).toEqual([1, 2]);
+      const write = completions.find((completion) => completion.userData === 1)!;
+      const fsync = completions.find((completion) => completion.userData === 2)!;
+      expect(write.result).toBe(data.byteLength);
+      expect(fsync.result).toBe(0);
+      expect(ring.inFlight).toBe(0);
+      expect(fs.readFileSync(path.join(temporaryDirectory, 'linked.dat')).equals(data)).toBe(true);
+      fs.closeSync(fd);
+      ring.close();
+    });
+
+    it('fails a write to a read-only fd with EBADF and cancels its linked fsync', async () => {
+      fs.writeFileSync(path.join(temporaryDirectory, 'readonly.dat'), 'x');
+      const fd = temporaryFile('readonly.dat', 'r');
+      const ring = Ring.setup(8, { wait });
+      ring.prepWrite(fd, Buffer.from('nope'), 0, 10, true);
+      ring.prepFsync(fd, 11, true, false);
+      const completions = await submitAndWait(ring, 2);
+      expect(completions.find((completion) => completion.userData === 10)!.result).toBe(-EBADF);
+      expect(completions.find((completion) => completion.userData === 11)!.result).toBe(-ECANCELED);
+
+      const error = await writeDurable(ring, fd, Buffer.from('nope'), 0);
+      expect(error).toBeInstanceOf(RingIoError);
+      expect(error!.code).toBe('EBADF');
+      expect(error!.errno).toBe(EBADF);
+      expect(error!.operation).toBe('write');
+      expect(ring.inFlight).toBe(0);
+      fs.closeSync(fd);
+      ring.close();
+    });
+
+    it('completes many concurrent durable writes at different offsets, past the ring size', async () => {
+      const ring = Ring.setup(8, { wait }); // 8 SQ slots = 4 write + fsync pairs: the rest wait in pendingWrites.
+      const fd = temporaryFile('concurrent.dat');
+      const otherFd = temporaryFile('concurrent-other.dat');
+      const count = 200;
+      const blockBytes = 4096;
+      const blocks = Array.from({ length: count }, (_, index) => patterned(blockBytes, index));
+      const results = Promise.all(
+        blocks.flatMap((block, index) => [
+          writeDurable(ring, fd, block, index * blockBytes),
+          writeDurable(ring, otherFd, block, (count - 1 - index) * blockBytes),
+        ]),
+      );
+      expect(ring.pending).toBeGreaterThan(0);
+      expect((await results).every((error) => error === null)).toBe(true);
+      expect(ring.inFlight).toBe(0);
+      expect(ring.pending).toBe(0);
+      const file = fs.readFileSync(path.join(temporaryDirectory, 'concurrent.dat'));
+      const other = fs.readFileSync(path.join(temporaryDirectory, 'concurrent-other.dat'));
+      expect(file.equals(Buffer.concat(blocks))).toBe(true);
+      expect(other.equals(Buffer.concat([...blocks].reverse()))).toBe(true);
+      fs.closeSync(fd);
+      fs.closeSync(otherFd);
+      ring.close();
+    });
+
+    it('asserts its queue limits and its single wait', async () => {
+      const ring = Ring.setup(2, { wait });
+      const fd = temporaryFile('limits.dat');
+      ring.prepFsync(fd, 1, true, false);
+      expect(() => ring.prepFsync(fd, 1, true, false)).toThrow(/already in flight/);
+      ring.prepFsync(fd, 2, true, false);
+      expect(() => ring.prepFsync(fd, 3, true, false)).toThrow(/ring is full/);
+      expect(() => ring.close()).toThrow(/in flight/);
+      const waited = submitAndWait(ring, 2);
+      expect(() => ring.submitAndWait(1, () => {})).toThrow(/already in flight/);
+      expect((await waited).map((completion) => completion.result)).toEqual([0, 0]);
+      expect(() => ring.prepWrite(fd, new Uint8Array(0), 0, 4, false)).toThrow(RangeError);
+      expect(() => ring.prepWrite(fd, new Uint8Array(1), -1, 4, false)).toThrow(RangeError);
+      fs.closeSync(fd);
+      ring.close();
+      expect(() => ring.prepFsync(fd, 5, true, false)).toThrow(/closed/);
+    });
+  });
+
+  it('keeps a worker thread timer firing during a 64 MiB durable write (wait: threadpool)', async () => {
     // A worker thread cannot run TypeScript: build the package and load the output.
     const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
@@ -219,7 +224,7 @@ function mountTmpfs(): string | null {
 const mountMissing = mountTmpfs();
 if (mountMissing !== null) console.warn(`SKIP short-write tests: ${mountMissing}`);
 
-describe.skipIf(mountMissing !== null)('Ring on a full tmpfs', () => {
+describe.skipIf(mountMissing !== null).each(waits)('Ring on a full tmpfs (wait: %s)', (wait) => {
   function clear(): void {
     for (const name of fs.readdirSync(mountPoint)) fs.rmSync(path.join(mountPoint, name));
   }
@@ -229,7 +234,7 @@ describe.skipIf(mountMissing !== null)('Ring on a full tmpfs', () => {
     const ballast = path.join(mountPoint, 'ballast');
     fs.writeFileSync(ballast, Buffer.alloc(tmpfsBytes / 2));
     const fd = fs.openSync(path.join(mountPoint, 'log'), 'w+');
-    const ring = Ring.setup(8);
+    const ring = Ring.setup(8, { wait });
     const shortWrites: Array<[number, number]> = [];
     ring.shortWriteHook = (_fd, bytesWritten, bytesRemaining) => {
       shortWrites.push([bytesWritten, bytesRemaining]);
@@ -247,7 +252,7 @@ describe.skipIf(mountMissing !== null)('Ring on a full tmpfs', () => {
 
   it('reports ENOSPC, directly and after a short write', async () => {
     clear();
-    const ring = Ring.setup(8);
+    const ring = Ring.setup(8, { wait });
     const fd = fs.openSync(path.join(mountPoint, 'log'), 'w+');
     const before = ring.shortWrites;
     const shortThenFull = await writeDurable(ring, fd, patterned(tmpfsBytes * 2, 4), 0);

@@ -1,6 +1,7 @@
 // The io_uring backend: each durable write is one IORING_OP_WRITE linked to one IORING_OP_FSYNC
 // (IORING_FSYNC_DATASYNC) on the shard's ring; the ring's driver (wal-native) resubmits short writes and
-// reports the first failure. Completions arrive on the worker's event loop, which is never blocked.
+// reports the first failure. The rings wait on the worker's own thread ('thread' mode, wal-native's
+// ring.ts): once the worker has run everything already delivered to it, it blocks until its I/O completes.
 
 import { probeIoUring, Ring, type RingIoError } from '@ringkv/wal-native'
 import { EngineError, type IoFailure } from './errors.js'
@@ -31,9 +32,10 @@ export class UringStorage extends NodeStorage {
 
   constructor(readonly reason: string) {
     super()
-    const intent = Ring.setup(ringEntries)
+    // The shard's worker thread does nothing else while its batch is in flight: it waits on the ring itself.
+    const intent = Ring.setup(ringEntries, { wait: 'thread' })
     try {
-      this.rings = { intent, completion: Ring.setup(ringEntries) }
+      this.rings = { intent, completion: Ring.setup(ringEntries, { wait: 'thread' }) }
     } catch (error) {
       intent.close()
       throw error
