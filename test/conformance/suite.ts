@@ -2,7 +2,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { EngineError, open, type Engine } from '@ringkv/engine'
+import { EngineError, chunkBytes, open, type Engine } from '@ringkv/engine'
 import { completionRecordBytes, keyBytesMax, segmentName, shardDirectory, valueBytesMax } from '@ringkv/workers'
 import type { BackendCase } from './backends.js'
 import { childOpen } from './child.js'
@@ -152,12 +152,31 @@ export function suite({ backend, skip }: BackendCase): void {
       expect(await engine.get('k4')).toBeUndefined()
     })
 
-    it('sends the calls of one tick to a shard as one message (one group commit)', async () => {
+    it('sends the calls of one tick to a shard as one message (one group commit), with one promise', async () => {
       const engine = await openDb({ shards: 1 })
       await engine.put('warm', 'up')
       const before = engine.stats().shards[0]!.batches
-      await Promise.all(Array.from({ length: 300 }, (_, index) => engine.put(`same-tick-${index}`, 'v')))
+      const puts = Array.from({ length: 300 }, (_, index) => engine.put(`same-tick-${index}`, 'v'))
+      expect(new Set(puts).size).toBe(1)
+      await Promise.all(puts)
       expect(engine.stats().shards[0]!.batches - before).toBe(1)
+    })
+
+    it('cuts a tick of writes larger than chunkBytes into several messages, so batches overlap', async () => {
+      const engine = await openDb({ shards: 1 })
+      await engine.put('warm', 'up')
+      const before = engine.stats().shards[0]!
+      const value = new Uint8Array(1000)
+      const count = Math.ceil((3 * chunkBytes) / value.length)
+      const puts = Array.from({ length: count }, (_, index) => engine.put(`chunk-${index}`, value))
+      // The first chunk went at once; the writes after it share a later chunk's promise.
+      expect(puts[0]).not.toBe(puts[count - 1])
+      await Promise.all(puts)
+      const after = engine.stats().shards[0]!
+      expect(after.records - before.records).toBe(count)
+      // The first chunk is committed alone while the next ones arrive: at least two batches.
+      expect(after.batches - before.batches).toBeGreaterThanOrEqual(2)
+      for (let index = 0; index < count; index += 97) expect((await engine.get(`chunk-${index}`))!.length).toBe(1000)
     })
 
     it('makes callers wait beyond bytesInFlightMax instead of queueing without bound', async () => {

@@ -115,7 +115,7 @@ export class Engine {
       const keyData = keyBytes(key)
       const valueData = valueBytes(value)
       if (this.closed) return Promise.reject(closedError())
-      return this.route(keyData).write([{ kind: recordKindPut, key: keyData, value: valueData }])
+      return this.route(keyData).writeOne(recordKindPut, keyData, valueData)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -125,7 +125,7 @@ export class Engine {
     try {
       const keyData = keyBytes(key)
       if (this.closed) return Promise.reject(closedError())
-      return this.route(keyData).write([{ kind: recordKindDelete, key: keyData, value: undefined }])
+      return this.route(keyData).writeOne(recordKindDelete, keyData, undefined)
     } catch (error) {
       return Promise.reject(error)
     }

@@ -1,8 +1,12 @@
 // The façade's side of one shard: a Piscina pool of exactly one thread (so the worker is pinned to its
-// shard and keeps its state), the writes and reads gathered in the current tick, and the bound on bytes
+// shard and keeps its state), the writes and reads gathered in the current chunk, and the bound on bytes
 // in flight. It owns those queues and promises:
-// - calls made in the same tick travel to the worker as one write message and one read message;
-// - a write's promise resolves only when the worker says its batch is durable;
+// - writes made in the same tick travel to the worker as one write message, cut into several once a
+//   message holds `chunkBytes` (so that the worker seals and commits one while the next is encoded);
+//   reads made in the same tick travel as one read message;
+// - a write's promise resolves only when the worker says its batch is durable. The writes of one message
+//   are one request to the worker, acknowledged or failed together, so they share one promise: callers of
+//   put() in one chunk get the same Promise object (no promise and no closures per write);
 // - at most `bytesInFlightMax` record bytes are queued or in flight; past that, callers wait in order
 //   (backpressure) instead of memory growing. One request larger than the bound still goes, alone.
 
@@ -34,7 +38,15 @@ const workerPath = pathToFileURL(createRequire(import.meta.url).resolve('@ringkv
 
 /** Write tasks a shard's worker runs at once (each stays open until its batch is durable). */
 export const tasksPerShardMax = 4096
-const writeBufferBytesInitial = 64 * 1024
+/**
+ * A write message is sent as soon as it holds this many record bytes, without waiting for the end of
+ * the tick. Measured with 4096 clients awaiting 16 B / 100 B puts on one shard: with one message per
+ * tick, each batch was the whole closed loop, so the main thread, the worker and the disk took turns
+ * (about 470k puts/s); cut at 64 KiB (about 500 records) they overlap (about 0.8–1M puts/s). 16 KiB did
+ * as well there but made twice as many, smaller batches at 256 clients, and fewer puts/s.
+ */
+export const chunkBytes = 64 * 1024
+const writeBufferBytes = chunkBytes + 1024
 
 export interface ShardStats {
   shard: number
@@ -60,6 +72,19 @@ export interface WriteOperation {
 interface Settler {
   resolve: (value: undefined) => void
   reject: (error: Error) => void
+}
+
+/** The promise every write in one chunk returns, and how to settle it. */
+class Chunk implements Settler {
+  readonly promise: Promise<undefined>
+  resolve!: (value: undefined) => void
+  reject!: (error: Error) => void
+  constructor() {
+    this.promise = new Promise<undefined>((resolve, reject) => {
+      this.resolve = resolve
+      this.reject = reject
+    })
+  }
 }
 
 interface ReadSettler {
@@ -88,11 +113,14 @@ export class ShardClient {
   private readonly stats: Float64Array
   private readonly statsBuffer: SharedArrayBuffer
 
-  private writeBuffer = new Uint8Array(writeBufferBytesInitial)
+  private writeBuffer = new Uint8Array(writeBufferBytes)
   private writeView = new DataView(this.writeBuffer.buffer)
   private writeUsed = 0
   private writeCount = 0
-  private writeSettlers: Settler[] = []
+  /** The current chunk's promise, made by its first write. */
+  private chunk: Chunk | undefined
+  /** Writes that waited for room (backpressure) and joined the current chunk: each has its own promise. */
+  private chunkLate: Settler[] = []
 
   private readKeys: Uint8Array[] = []
   private readKeyBytes = 0
@@ -146,25 +174,36 @@ export class ShardClient {
     this.recovery = response.value.recovery
   }
 
+  /** Queues one record (a put or a delete); resolves once the batch holding it is durable. */
+  writeOne(kind: number, key: Uint8Array, value: Uint8Array | undefined): Promise<undefined> {
+    const bytes = recordBytes(key.length, value === undefined ? 0 : value.length)
+    if (this.failure !== undefined || !this.hasRoomFor(bytes)) return this.write([{ kind, key, value }])
+    const promise = this.joinChunk(bytes)
+    this.writeUsed = encodeRecord(this.writeBuffer, this.writeView, this.writeUsed, kind, key, value)
+    this.writeCount += 1
+    this.afterEnqueue()
+    return promise
+  }
+
   /** Queues writes that must land in one log batch; resolves once that batch is durable. */
   write(operations: WriteOperation[]): Promise<undefined> {
+    if (this.failure !== undefined) return Promise.reject(this.failure)
     let bytes = 0
     for (const operation of operations) bytes += recordBytes(operation.key.length, operation.value?.length ?? 0)
-    return new Promise<undefined>((resolve, reject) => {
-      const settler = { resolve, reject }
-      if (this.failure !== undefined) return reject(this.failure)
-      if (this.blocked.length > 0 || (this.bytesInFlight > 0 && this.bytesInFlight + bytes > this.bytesInFlightMax)) {
+    if (!this.hasRoomFor(bytes)) {
+      return new Promise<undefined>((resolve, reject) => {
         // Keep the caller's bytes as they are now: a caller may reuse its Uint8Array after the call.
         const copies = operations.map((operation) => ({
           kind: operation.kind,
           key: operation.key.slice(),
           value: operation.value?.slice(),
         }))
-        this.blocked.push({ operations: copies, bytes, settler })
-        return
-      }
-      this.enqueueWrite(operations, bytes, settler)
-    })
+        this.blocked.push({ operations: copies, bytes, settler: { resolve, reject } })
+      })
+    }
+    const promise = this.joinChunk(bytes)
+    this.enqueueWrite(operations)
+    return promise
   }
 
   read(key: Uint8Array): Promise<Uint8Array | undefined> {
@@ -215,24 +254,41 @@ export class ShardClient {
     }
   }
 
-  private enqueueWrite(operations: WriteOperation[], bytes: number, settler: Settler): void {
-    if (this.writeUsed + bytes > this.writeBuffer.length) this.growWriteBuffer(this.writeUsed + bytes)
+  /** Whether `bytes` more may go now: nobody waits before them, and they fit under the bound. */
+  private hasRoomFor(bytes: number): boolean {
+    return this.blocked.length === 0 && (this.bytesInFlight === 0 || this.bytesInFlight + bytes <= this.bytesInFlightMax)
+  }
+
+  /** Makes room for `bytes` in the current chunk and counts them in flight; returns the chunk's promise. */
+  private joinChunk(bytes: number): Promise<undefined> {
+    this.makeRoom(bytes)
+    this.chunk ??= new Chunk()
+    return this.chunk.promise
+  }
+
+  /** Sends the current chunk first if `bytes` would not fit in it; counts them in flight. */
+  private makeRoom(bytes: number): void {
+    if (this.writeCount > 0 && this.writeUsed + bytes > this.writeBuffer.length) this.flushWrites()
+    if (bytes > this.writeBuffer.length) {
+      // One request larger than a chunk travels alone, in a buffer of its own size.
+      this.writeBuffer = new Uint8Array(bytes)
+      this.writeView = new DataView(this.writeBuffer.buffer)
+    }
+    this.bytesInFlight += bytes
+  }
+
+  private enqueueWrite(operations: WriteOperation[]): void {
     for (const operation of operations) {
       this.writeUsed = encodeRecord(this.writeBuffer, this.writeView, this.writeUsed, operation.kind, operation.key, operation.value)
     }
     this.writeCount += operations.length
-    this.writeSettlers.push(settler)
-    this.bytesInFlight += bytes
-    this.scheduleFlush()
+    this.afterEnqueue()
   }
 
-  private growWriteBuffer(needed: number): void {
-    let size = this.writeBuffer.length * 2
-    while (size < needed) size *= 2
-    const grown = new Uint8Array(size)
-    grown.set(this.writeBuffer.subarray(0, this.writeUsed))
-    this.writeBuffer = grown
-    this.writeView = new DataView(grown.buffer)
+  /** Sends the chunk once it is full enough; otherwise at the end of the tick. */
+  private afterEnqueue(): void {
+    if (this.writeUsed >= chunkBytes) this.flushWrites()
+    else this.scheduleFlush()
   }
 
   private scheduleFlush(): void {
@@ -250,13 +306,15 @@ export class ShardClient {
   private flushWrites(): void {
     const records = this.writeBuffer.subarray(0, this.writeUsed)
     const recordCount = this.writeCount
-    const settlers = this.writeSettlers
+    const settlers: Settler[] = this.chunkLate
+    if (this.chunk !== undefined) settlers.push(this.chunk)
     const bytes = this.writeUsed
-    this.writeBuffer = new Uint8Array(Math.max(writeBufferBytesInitial, Math.min(bytes, this.bytesInFlightMax)))
+    this.writeBuffer = new Uint8Array(writeBufferBytes)
     this.writeView = new DataView(this.writeBuffer.buffer)
     this.writeUsed = 0
     this.writeCount = 0
-    this.writeSettlers = []
+    this.chunk = undefined
+    this.chunkLate = []
     const settle = (error: EngineError | undefined): void => {
       this.bytesInFlight -= bytes
       if (error !== undefined) {
@@ -326,7 +384,9 @@ export class ShardClient {
       }
       if (this.bytesInFlight > 0 && this.bytesInFlight + next.bytes > this.bytesInFlightMax) break
       this.blocked.shift()
-      this.enqueueWrite(next.operations, next.bytes, next.settler)
+      this.makeRoom(next.bytes)
+      this.chunkLate.push(next.settler)
+      this.enqueueWrite(next.operations)
     }
   }
 
