@@ -9,6 +9,7 @@
 // shard uses its own seeded hash.
 
 export function shardOf(key: Uint8Array, shardCount: number): number {
+  if (shardCount === 1) return 0
   let hash = 0x811c9dc5
   for (let index = 0; index < key.length; index++) {
     hash = Math.imul(hash ^ key[index]!, 0x01000193)

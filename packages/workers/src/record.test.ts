@@ -1,3 +1,4 @@
+import crc32 from 'crc-32'
 import { describe, expect, it } from 'vitest'
 import {
   batchHeaderBytes,
@@ -6,6 +7,7 @@ import {
   encodeBatchHeader,
   encodeRecord,
   forEachRecord,
+  nativeChecksumBytesMin,
   RecordFormatError,
   recordBytes,
   recordKindDelete,
@@ -28,6 +30,20 @@ function records(entries: [number, string, string | undefined][]): Uint8Array {
 }
 
 describe('record format', () => {
+  it('computes the same CRC32 (and the same continuation from a seed) on both sides of the native cut-over', () => {
+    // Reference values from the crc-32 package, which the short side uses: "123456789" is CRC-32's check value.
+    expect(checksum(text.encode('123456789'))).toBe(0xcbf43926)
+    const long = new Uint8Array(nativeChecksumBytesMin * 3 + 5).map((_, index) => (index * 131 + 7) & 0xff)
+    expect(checksum(long)).toBe(crc32.buf(long) >>> 0)
+    // Continuing from a seed: short after long, long after short, and a long buffer in two long halves.
+    const head = long.subarray(0, nativeChecksumBytesMin + 1)
+    const tail = long.subarray(nativeChecksumBytesMin + 1)
+    expect(checksum(tail, checksum(head))).toBe(checksum(long))
+    const short = text.encode('a short record')
+    expect(checksum(long, checksum(short))).toBe(crc32.buf(long, crc32.buf(short)) >>> 0)
+    expect(checksum(short, checksum(long))).toBe(crc32.buf(short, crc32.buf(long)) >>> 0)
+  })
+
   it('round-trips sealed records and checks them on the way back', () => {
     const body = records([
       [recordKindPut, 'alpha', 'one'],
