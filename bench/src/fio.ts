@@ -2,6 +2,9 @@
 // each engine's figure can be read as a fraction of what the disk allows:
 // - fdatasync'd 4 KiB appends: one writer, `write(4 KiB)` then `fdatasync` at the end of a growing file
 //   (file_append, no preallocation: the size changes with every write, as a log's does);
+// - the dual log's floor: two writers at once, each `write(4 KiB)` then `fdatasync` on its own file, over
+//   space written before (as ringkv's intent and completion logs write into zero-filled segments): no
+//   engine that acknowledges after an fdatasync of two files can answer one writer faster than this;
 // - sequential write bandwidth: 1 MiB O_DIRECT writes, 16 in flight.
 // Without fio the section is skipped and says why; nothing else depends on it.
 
@@ -24,6 +27,8 @@ export interface DiskLimits {
     fdatasyncLatencyUsP50: number
     fdatasyncLatencyUsP99: number
   }
+  /** Two files written and fdatasync'd in parallel: one pair's p50 (the slower writer's write + fdatasync). */
+  parallelPair4KiB?: { latencyUsP50: number }
   sequentialWrite?: { mebibytesPerSecond: number }
 }
 
@@ -32,14 +37,22 @@ interface FioJob {
   sync?: { lat_ns: { percentile?: Record<string, number> } }
 }
 
-async function fio(directory: string, arguments_: string[]): Promise<FioJob> {
+async function fioJobs(directory: string, arguments_: string[]): Promise<FioJob[]> {
   const { stdout } = await run('fio', ['--output-format=json', `--directory=${directory}`, ...arguments_], {
     maxBuffer: 16 * 1024 * 1024,
   })
   const report = JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: FioJob[] }
-  const job = report.jobs[0]
-  if (job === undefined) throw new Error('fio reported no job')
-  return job
+  if (report.jobs.length === 0) throw new Error('fio reported no job')
+  return report.jobs
+}
+
+async function fio(directory: string, arguments_: string[]): Promise<FioJob> {
+  return (await fioJobs(directory, arguments_))[0]!
+}
+
+/** One job's p50 of write plus p50 of fdatasync, in microseconds. */
+function appendLatencyUsP50(job: FioJob): number {
+  return percentileUs(job.write.clat_ns.percentile, '50.000000') + percentileUs(job.sync?.lat_ns.percentile, '50.000000')
 }
 
 function percentileUs(percentiles: Record<string, number> | undefined, key: string): number {
@@ -69,7 +82,20 @@ export async function measureDiskLimits(parent: string, runtimeSeconds: number):
       `--runtime=${runtimeSeconds}`,
       '--time_based',
     ])
-    // The append job's file is gone before the bandwidth job lays out its own.
+    await rm(directory, { recursive: true, force: true })
+    await mkdir(directory)
+    const pair = await fioJobs(directory, [
+      '--name=fdatasync-pair-4k',
+      '--numjobs=2',
+      '--rw=write',
+      '--bs=4k',
+      '--ioengine=sync',
+      '--fdatasync=1',
+      '--size=64m', // laid out (written) before the job starts: the writes go over written space
+      `--runtime=${runtimeSeconds}`,
+      '--time_based',
+    ])
+    // Each job's file is gone before the next job lays out its own.
     await rm(directory, { recursive: true, force: true })
     await mkdir(directory)
     const sequential = await fio(directory, [
@@ -85,6 +111,7 @@ export async function measureDiskLimits(parent: string, runtimeSeconds: number):
     ])
     const writeLatencyUsP50 = percentileUs(append.write.clat_ns.percentile, '50.000000')
     const fdatasyncLatencyUsP50 = percentileUs(append.sync?.lat_ns.percentile, '50.000000')
+    const pairLatencyUsP50 = Math.max(...pair.map(appendLatencyUsP50))
     return {
       available: true,
       fioVersion,
@@ -95,6 +122,7 @@ export async function measureDiskLimits(parent: string, runtimeSeconds: number):
         fdatasyncLatencyUsP50,
         fdatasyncLatencyUsP99: percentileUs(append.sync?.lat_ns.percentile, '99.000000'),
       },
+      parallelPair4KiB: { latencyUsP50: pairLatencyUsP50 },
       sequentialWrite: { mebibytesPerSecond: sequential.write.bw_bytes / (1024 * 1024) },
     }
   } catch (error) {
