@@ -15,8 +15,9 @@ import { pathToFileURL } from 'node:url'
 import { Piscina } from 'piscina'
 import {
   EngineError,
-  absentLength,
+  forEachPackedAnswer,
   encodeRecord,
+  packKeys,
   recordBytes,
   statsBytes,
   statsSlotBatches,
@@ -123,7 +124,6 @@ export class ShardClient {
   private chunkLate: Settler[] = []
 
   private readKeys: Uint8Array[] = []
-  private readKeyBytes = 0
   private readSettlers: ReadSettler[] = []
 
   private flushScheduled = false
@@ -209,7 +209,6 @@ export class ShardClient {
   read(key: Uint8Array): Promise<Uint8Array | undefined> {
     return new Promise((resolve, reject) => {
       this.readKeys.push(key)
-      this.readKeyBytes += 4 + key.length
       this.readSettlers.push({ resolve, reject })
       this.scheduleFlush()
     })
@@ -332,18 +331,10 @@ export class ShardClient {
   }
 
   private flushReads(): void {
-    const packed = new Uint8Array(this.readKeyBytes)
-    const view = new DataView(packed.buffer)
-    let offset = 0
-    for (const key of this.readKeys) {
-      view.setUint32(offset, key.length, true)
-      packed.set(key, offset + 4)
-      offset += 4 + key.length
-    }
+    const packed = packKeys(this.readKeys)
     const count = this.readKeys.length
     const settlers = this.readSettlers
     this.readKeys = []
-    this.readKeyBytes = 0
     this.readSettlers = []
     this.send({ type: 'read', keys: packed, count }, [packed.buffer]).then(
       (response) => {
@@ -352,19 +343,8 @@ export class ShardClient {
           for (const settler of settlers) settler.reject(error)
           return
         }
-        const answers = response.value as Uint8Array
-        const answerView = new DataView(answers.buffer, answers.byteOffset, answers.byteLength)
-        let at = 0
-        for (const settler of settlers) {
-          const length = answerView.getUint32(at, true)
-          at += 4
-          if (length === absentLength) {
-            settler.resolve(undefined)
-          } else {
-            settler.resolve(answers.subarray(at, at + length))
-            at += length
-          }
-        }
+        let index = 0
+        forEachPackedAnswer(response.value as Uint8Array, count, (value) => settlers[index++]!.resolve(value))
       },
       (error: unknown) => {
         const failure = new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })

@@ -13,7 +13,7 @@ export {
   encodeRecord,
   batchHeaderBytes,
 } from './record.js'
-export { absentLength, forEachPackedKey } from './table.js'
+export { absentLength, forEachPackedAnswer, forEachPackedKey, packKeys } from './table.js'
 export { DatabaseDirectory, shardDirectory, shardsMax } from './directory.js'
 export type { RecoveryReport } from './recovery.js'
 export { Shard, segmentBytesDefault, type ShardOptions } from './shard.js'

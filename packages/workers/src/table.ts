@@ -29,6 +29,21 @@ export interface Table {
   dispose(): void
 }
 
+/** Packs keys the way `getPacked` takes them: repeated (u32 little-endian length, key bytes). */
+export function packKeys(keys: readonly Uint8Array[]): Uint8Array {
+  let bytes = 0
+  for (const key of keys) bytes += 4 + key.length
+  const packed = new Uint8Array(bytes)
+  const view = new DataView(packed.buffer)
+  let offset = 0
+  for (const key of keys) {
+    view.setUint32(offset, key.length, true)
+    packed.set(key, offset + 4)
+    offset += 4 + key.length
+  }
+  return packed
+}
+
 /** Reads packed keys (u32 length, bytes) one by one; shared by every table and by the façade's tests. */
 export function forEachPackedKey(keys: Uint8Array, count: number, visit: (key: Uint8Array) => void): void {
   const view = new DataView(keys.buffer, keys.byteOffset, keys.byteLength)
@@ -61,6 +76,25 @@ export function packAnswers(answers: readonly (Uint8Array | undefined)[]): Uint8
     }
   }
   return packed
+}
+
+/**
+ * Reads `count` packed answers as `getPacked` returns them, one by one: undefined for an absent key, else
+ * a view into `answers` (not a copy).
+ */
+export function forEachPackedAnswer(answers: Uint8Array, count: number, visit: (value: Uint8Array | undefined) => void): void {
+  const view = new DataView(answers.buffer, answers.byteOffset, answers.byteLength)
+  let offset = 0
+  for (let index = 0; index < count; index++) {
+    const length = view.getUint32(offset, true)
+    offset += 4
+    if (length === absentLength) {
+      visit(undefined)
+    } else {
+      visit(answers.subarray(offset, offset + length))
+      offset += length
+    }
+  }
 }
 
 /**

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads'
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
 import { encodeRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut } from './record.js'
-import { MapTable, type Table } from './table.js'
+import { MapTable, packKeys, type Table } from './table.js'
 import { memoryBytesInitial, TableFullError, WasmTable } from './wasm-table.js'
 
 interface Operation {
@@ -29,20 +29,6 @@ function encodeBatch(operations: readonly Operation[]): Uint8Array {
     offset = encodeRecord(body, view, offset, kind, operation.key, operation.kind === 'put' ? operation.value : undefined)
   }
   return body
-}
-
-function packKeys(keys: readonly Uint8Array[]): Uint8Array {
-  let bytes = 0
-  for (const key of keys) bytes += 4 + key.length
-  const packed = new Uint8Array(bytes)
-  const view = new DataView(packed.buffer)
-  let offset = 0
-  for (const key of keys) {
-    view.setUint32(offset, key.length, true)
-    packed.set(key, offset + 4)
-    offset += 4 + key.length
-  }
-  return packed
 }
 
 function apply(tables: readonly Table[], operations: readonly Operation[]): void {

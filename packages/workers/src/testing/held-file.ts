@@ -6,7 +6,7 @@ import type { IoFailure } from '../errors.js'
 import { encodeRecord, recordBytes, recordKindPut } from '../record.js'
 import type { Shard } from '../shard.js'
 import type { Lane, Storage, StorageFile } from '../storage.js'
-import { absentLength } from '../table.js'
+import { forEachPackedAnswer, packKeys } from '../table.js'
 
 const text = new TextEncoder()
 
@@ -125,10 +125,9 @@ export function putRecord(key: string, value: string): Uint8Array {
 
 /** Looks one key up through the shard's packed read path; undefined when absent. */
 export function lookup(shard: Shard, key: string): string | undefined {
-  const packed = new Uint8Array(4 + key.length)
-  new DataView(packed.buffer).setUint32(0, key.length, true)
-  packed.set(text.encode(key), 4)
-  const answer = shard.read(packed, 1)
-  const length = new DataView(answer.buffer, answer.byteOffset).getUint32(0, true)
-  return length === absentLength ? undefined : Buffer.from(answer.subarray(4, 4 + length)).toString()
+  let found: string | undefined
+  forEachPackedAnswer(shard.read(packKeys([text.encode(key)]), 1), 1, (value) => {
+    found = value === undefined ? undefined : Buffer.from(value).toString()
+  })
+  return found
 }

@@ -26,7 +26,7 @@ import { EngineError } from '../errors.js'
 import { encodeRecord, recordBytes, recordHeaderBytes, recordKindDelete, recordKindPut } from '../record.js'
 import { Shard, type ShardOptions } from '../shard.js'
 import { noFaults, Prng, SimulatedStorage, type FaultKind, type FaultRates, type FaultRecord } from '../storage-simulated.js'
-import { absentLength } from '../table.js'
+import { forEachPackedAnswer, packKeys } from '../table.js'
 
 export interface SimulationOptions {
   seed: number
@@ -507,30 +507,9 @@ function checkRecovered(shard: Shard, keys: KeyModel[], violate: (kind: Violatio
 }
 
 function readKeys(shard: Shard, keys: readonly KeyModel[]): KeyState[] {
-  let bytes = 0
-  for (const key of keys) bytes += 4 + key.bytes.length
-  const packed = new Uint8Array(bytes)
-  const view = new DataView(packed.buffer)
-  let offset = 0
-  for (const key of keys) {
-    view.setUint32(offset, key.bytes.length, true)
-    packed.set(key.bytes, offset + 4)
-    offset += 4 + key.bytes.length
-  }
-  const answer = shard.read(packed, keys.length)
-  const answerView = new DataView(answer.buffer, answer.byteOffset, answer.byteLength)
   const states: KeyState[] = []
-  offset = 0
-  for (let index = 0; index < keys.length; index++) {
-    const length = answerView.getUint32(offset, true)
-    offset += 4
-    if (length === absentLength) {
-      states.push(undefined)
-    } else {
-      states.push(answer.slice(offset, offset + length))
-      offset += length
-    }
-  }
+  const answers = shard.read(packKeys(keys.map((key) => key.bytes)), keys.length)
+  forEachPackedAnswer(answers, keys.length, (value) => states.push(value?.slice()))
   return states
 }
 
