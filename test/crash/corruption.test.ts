@@ -10,7 +10,7 @@
 //     the damage lies inside the final batch (or, for a file this test cannot parse, anywhere: printed).
 // Never: a wrong value, a key dropped from an earlier batch, an error of another kind, a crash.
 // A cut inside the final batch must open (it is exactly what a torn write leaves).
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import zlib from 'node:zlib'
@@ -24,6 +24,18 @@ const roots: string[] = []
 afterAll(() => {
   for (const root of roots) rmSync(root, { recursive: true, force: true })
 })
+
+/** A fresh database directory, removed after all tests. */
+function databaseDirectory(): string {
+  const root = mkdtempSync(join(tmpdir(), 'ringkv-crash-corrupt-'))
+  roots.push(root)
+  return join(root, 'db')
+}
+
+/** The tally as printed: failures counted, not listed (the assertion lists them). */
+function describeTally(tally: Tally): string {
+  return JSON.stringify({ ...tally, failures: tally.failures.length })
+}
 
 type State = Map<string, string | undefined>
 
@@ -211,9 +223,7 @@ async function damageEveryFile(
 
 describe('corruption on disk (closed database)', () => {
   it('every bit flip in every byte of a small log is detected, or dropped only as the final batch', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'ringkv-crash-corrupt-'))
-    roots.push(root)
-    const dir = join(root, 'db')
+    const dir = databaseDirectory()
     const states = await buildDatabase(dir, [
       { key: 'a', value: 'first' },
       { key: 'b', value: 'second' },
@@ -222,14 +232,12 @@ describe('corruption on disk (closed database)', () => {
       { key: 'a', value: 'fifth' },
     ])
     const tally = await damageEveryFile(dir, states, 'flip', 4096, model.mix(7, 1))
-    console.log(`[crash] corruption, bit flips in every byte: ${JSON.stringify({ ...tally, failures: tally.failures.length })}`)
+    console.log(`[crash] corruption, bit flips in every byte: ${describeTally(tally)}`)
     expect(tally.failures).toEqual([])
   }, 600_000)
 
   it('a cut at every byte of a small log is a torn tail at the end, never a silent loss of a later batch', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'ringkv-crash-corrupt-'))
-    roots.push(root)
-    const dir = join(root, 'db')
+    const dir = databaseDirectory()
     const states = await buildDatabase(dir, [
       { key: 'a', value: 'first' },
       { key: 'b', value: 'second' },
@@ -237,14 +245,12 @@ describe('corruption on disk (closed database)', () => {
       { key: 'c', value: 'fourth' },
     ])
     const tally = await damageEveryFile(dir, states, 'cut', 4096, model.mix(7, 2))
-    console.log(`[crash] corruption, cuts at every byte: ${JSON.stringify({ ...tally, failures: tally.failures.length })}`)
+    console.log(`[crash] corruption, cuts at every byte: ${describeTally(tally)}`)
     expect(tally.failures).toEqual([])
   }, 600_000)
 
   it('bit flips and cuts at random positions of a large log', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'ringkv-crash-corrupt-'))
-    roots.push(root)
-    const dir = join(root, 'db')
+    const dir = databaseDirectory()
     const rng = model.random(model.mix(7, 3))
     const operations = Array.from({ length: 300 }, (_, index) => ({
       key: `key-${rng.integer(80)}`,
@@ -253,10 +259,7 @@ describe('corruption on disk (closed database)', () => {
     const states = await buildDatabase(dir, operations)
     const flips = await damageEveryFile(dir, states, 'flip', 0, model.mix(7, 4))
     const cuts = await damageEveryFile(dir, states, 'cut', 0, model.mix(7, 5))
-    console.log(
-      `[crash] corruption, large log: flips ${JSON.stringify({ ...flips, failures: flips.failures.length })}, ` +
-        `cuts ${JSON.stringify({ ...cuts, failures: cuts.failures.length })}`,
-    )
+    console.log(`[crash] corruption, large log: flips ${describeTally(flips)}, cuts ${describeTally(cuts)}`)
     expect([...flips.failures, ...cuts.failures]).toEqual([])
   }, 600_000)
 })

@@ -2,10 +2,15 @@
 // kill it) and the model that turns its acknowledgements into the exact set of values each key may hold
 // after a crash, then checks a reopened database against it.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { expect, type TestContext } from 'vitest'
 import { open, type EngineError } from '@ringkv/engine'
 // @ts-expect-error model.mjs is plain JavaScript shared with the writer child; its types are below.
 import * as modelModule from './model.mjs'
+import { announceSkip } from './loopfs.js'
+import { describeDirectory, directoryBytes } from './report.js'
 
 export interface Workload {
   clients: number
@@ -324,6 +329,46 @@ export class CrashModel {
   }
 }
 
+/** What every crash test checks after a recovery: each key holds what the model allows, and nothing was repaired. */
+export function expectRecovered(result: CheckResult, dir: string, writer: Writer, where: string): void {
+  expect(
+    result.problems,
+    `${where}: after recovery\n${writer.describe()}\nrecovery ${JSON.stringify(result.recovery)}\n${describeDirectory(dir)}`,
+  ).toEqual([])
+  const reports = (result.recovery ?? []) as { repaired?: unknown }[]
+  expect(reports.filter((report) => report.repaired !== undefined), `${where}: recovery repaired damage`).toEqual([])
+}
+
+/**
+ * One database that lives across crash rounds under `root` (each round recovers the last one's log and
+ * appends to it), started afresh, in a new directory with a new model, once it grows past `bytesMax`.
+ */
+export class RoundDatabase {
+  dir: string
+  crashModel: CrashModel
+  /** Databases used so far. */
+  count = 1
+
+  constructor(
+    private readonly root: string,
+    private readonly seed: number,
+    private readonly bytesMax: number,
+  ) {
+    this.dir = join(root, 'db-0')
+    this.crashModel = new CrashModel(model.workloadDefaults, seed)
+  }
+
+  /** After a round's check: what it observed is the next round's baseline, unless the database starts afresh. */
+  nextRound(observed: Observed): void {
+    this.crashModel.nextRound(observed)
+    if (directoryBytes(this.dir) <= this.bytesMax) return
+    rmSync(this.dir, { recursive: true, force: true })
+    this.dir = join(this.root, `db-${this.count}`)
+    this.crashModel = new CrashModel(model.workloadDefaults, model.mix(this.seed, this.count))
+    this.count++
+  }
+}
+
 /** Which backends to run: both, unless RINGKV_CRASH_BACKENDS narrows them (e.g. 'fs'). */
 export function crashBackends(): Backend[] {
   const raw = process.env.RINGKV_CRASH_BACKENDS
@@ -347,4 +392,16 @@ export async function backendSkipReason(backend: Backend, dir: string): Promise<
     const engineError = error as EngineError
     return `backend ${backend} cannot be opened here: ${engineError.code ?? ''} ${engineError.message}`
   }
+}
+
+/**
+ * Skips the running test, and says why, when `backend` cannot run here. The probe opens a database in a
+ * scratch directory under `parent` (so on the file system under test), removed after.
+ */
+export async function skipWithoutBackend(context: TestContext, what: string, backend: Backend, parent: string): Promise<void> {
+  const probe = mkdtempSync(join(parent, 'probe-'))
+  const reason = await backendSkipReason(backend, probe).finally(() => rmSync(probe, { recursive: true, force: true }))
+  if (reason === undefined) return
+  announceSkip(what, reason)
+  context.skip(reason)
 }

@@ -9,9 +9,9 @@ import { execFileSync } from 'node:child_process'
 import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { backendSkipReason, baseSeed, crashBackends, CrashModel, model, type Backend, type Workload, Writer } from './harness.js'
+import { baseSeed, crashBackends, CrashModel, expectRecovered, model, skipWithoutBackend, type Workload, Writer } from './harness.js'
 import { announceSkip, destroyAllLoopFileSystems, loopSkipReason, LoopFileSystem } from './loopfs.js'
-import { describeDirectory, summarizeErrors } from './report.js'
+import { summarizeErrors } from './report.js'
 
 const shards = 2
 
@@ -50,13 +50,6 @@ function expectHonestFailure(writer: Writer, where: string, causeCodes: string[]
   return counts
 }
 
-async function expectRecovered(crashModel: CrashModel, dir: string, backend: Backend, writer: Writer, where: string): Promise<void> {
-  const result = await crashModel.check(dir, backend, shards, writer.acknowledged)
-  expect(result.problems, `${where}: after reopen\n${writer.describe()}\nrecovery ${JSON.stringify(result.recovery)}\n${describeDirectory(dir)}`).toEqual([])
-  const reports = (result.recovery ?? []) as { repaired?: unknown }[]
-  expect(reports.filter((report) => report.repaired !== undefined), `${where}: recovery repaired damage`).toEqual([])
-}
-
 describe('I/O errors while running (ext4 on a loop device)', () => {
   const skip = announceSkip('I/O error tests', loopSkipReason(['ext4']))
 
@@ -64,12 +57,7 @@ describe('I/O errors while running (ext4 on a loop device)', () => {
     it.skipIf(skip !== undefined)(`${backend}: EROFS (errors=remount-ro + trigger_fs_error)`, async (context) => {
       const fileSystem = LoopFileSystem.create({ kind: 'ext4', sizeBytes: 256 * 1024 * 1024, mountOptions: 'errors=remount-ro' })
       try {
-        const backendSkip = await backendSkipReason(backend, join(fileSystem.mountPoint, 'probe'))
-        if (backendSkip !== undefined) {
-          announceSkip(`EROFS with ${backend}`, backendSkip)
-          context.skip(backendSkip)
-        }
-        rmSync(join(fileSystem.mountPoint, 'probe'), { recursive: true, force: true })
+        await skipWithoutBackend(context, `EROFS with ${backend}`, backend, fileSystem.mountPoint)
         const seed = model.mix(baseSeed, 4, backend === 'io_uring' ? 1 : 2)
         const where = `EROFS ${backend} (RINGKV_CRASH_SEED=${baseSeed})`
         const dir = join(fileSystem.mountPoint, 'db')
@@ -84,7 +72,7 @@ describe('I/O errors while running (ext4 on a loop device)', () => {
         // An fdatasync already waiting on the journal when it aborts fails with EIO (jbd2), later ones with EROFS.
         const counts = expectHonestFailure(writer, where, ['EROFS', 'EIO'])
         await fileSystem.remount()
-        await expectRecovered(crashModel, dir, backend, writer, where)
+        expectRecovered(await crashModel.check(dir, backend, shards, writer.acknowledged), dir, writer, where)
         console.log(`[crash] ${where}: ${writer.acknowledgementCount} acknowledged, errors ${JSON.stringify(Object.fromEntries(counts))}; recovered`)
       } finally {
         fileSystem.destroy()
@@ -94,12 +82,7 @@ describe('I/O errors while running (ext4 on a loop device)', () => {
     it.skipIf(skip !== undefined)(`${backend}: ENOSPC (a small file system fills up)`, async (context) => {
       const fileSystem = LoopFileSystem.create({ kind: 'ext4', sizeBytes: 64 * 1024 * 1024 })
       try {
-        const backendSkip = await backendSkipReason(backend, join(fileSystem.mountPoint, 'probe'))
-        if (backendSkip !== undefined) {
-          announceSkip(`ENOSPC with ${backend}`, backendSkip)
-          context.skip(backendSkip)
-        }
-        rmSync(join(fileSystem.mountPoint, 'probe'), { recursive: true, force: true })
+        await skipWithoutBackend(context, `ENOSPC with ${backend}`, backend, fileSystem.mountPoint)
         // Leave about 8 MiB free: the writer fills it within a second or two.
         const filler = join(fileSystem.mountPoint, 'filler')
         const freeBytes = Number(execFileSync('df', ['-B1', '--output=avail', fileSystem.mountPoint], { encoding: 'utf8' }).split('\n')[1])
@@ -115,7 +98,7 @@ describe('I/O errors while running (ext4 on a loop device)', () => {
         expect(exit, `${where}: the writer must finish by itself\n${writer.describe()}`).toEqual({ code: 0, signal: null })
         const counts = expectHonestFailure(writer, where, ['ENOSPC'])
         rmSync(filler)
-        await expectRecovered(crashModel, dir, backend, writer, where)
+        expectRecovered(await crashModel.check(dir, backend, shards, writer.acknowledged), dir, writer, where)
         console.log(`[crash] ${where}: ${writer.acknowledgementCount} acknowledged, errors ${JSON.stringify(Object.fromEntries(counts))}; recovered`)
       } finally {
         fileSystem.destroy()

@@ -11,22 +11,21 @@
 //   RINGKV_CRASH_SEED        replay a run's workload (printed at the start of each test)
 //   RINGKV_CRASH_BACKENDS    'io_uring,fs' (default), or one of them
 //   RINGKV_CRASH_FILESYSTEMS 'ext4,xfs' (default), or one of them
-import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
-  backendSkipReason,
   baseSeed,
   crashBackends,
-  CrashModel,
   environmentNumber,
+  expectRecovered,
   model,
+  RoundDatabase,
+  skipWithoutBackend,
   sleep,
   Writer,
 } from './harness.js'
 import { announceSkip, destroyAllLoopFileSystems, loopSkipReason, LoopFileSystem, type FileSystemKind } from './loopfs.js'
-import { describeDirectory, directoryBytes, summarizeErrors } from './report.js'
+import { summarizeErrors } from './report.js'
 
 const rounds = environmentNumber('RINGKV_CRASH_ROUNDS', 20)
 const shards = environmentNumber('RINGKV_CRASH_SHARDS', 2)
@@ -46,12 +45,7 @@ describe('power loss (file system shutdown) on a loop device', () => {
       it.skipIf(skip !== undefined)(
         `${kind}, ${backend}: every acknowledged write survives ${rounds} power cuts`,
         async (context) => {
-          const probe = mkdtempSync(join(tmpdir(), 'ringkv-backend-probe-'))
-          const backendSkip = await backendSkipReason(backend, probe).finally(() => rmSync(probe, { recursive: true, force: true }))
-          if (backendSkip !== undefined) {
-            announceSkip(`power loss on ${kind} with ${backend}`, backendSkip)
-            context.skip(backendSkip)
-          }
+          await skipWithoutBackend(context, `power loss on ${kind} with ${backend}`, backend, tmpdir())
           const seed = model.mix(baseSeed, kind === 'ext4' ? 1 : 2, backend === 'io_uring' ? 1 : 2)
           console.log(`[crash] power loss ${kind} ${backend}: ${rounds} rounds, RINGKV_CRASH_SEED=${baseSeed} (seed ${seed})`)
           const rng = model.random(seed)
@@ -59,12 +53,11 @@ describe('power loss (file system shutdown) on a loop device', () => {
           anyRan.value = true
           const totals = { acknowledged: 0, unacknowledgedSurvivors: 0, earlyCuts: 0, tailBytesDropped: 0, databases: 1 }
           const errorCodes = new Map<string, number>()
-          let generation = 0
-          let dir = join(fileSystem.mountPoint, `db-${generation}`)
-          let crashModel = new CrashModel(model.workloadDefaults, seed)
+          const database = new RoundDatabase(fileSystem.mountPoint, seed, databaseBytesMax)
           let readyMs = 800
           try {
             for (let round = 1; round <= rounds; round++) {
+              const { dir, crashModel } = database
               const where = `${kind} ${backend} round ${round} (model round ${crashModel.round}, seed ${seed})`
               const spawned = performance.now()
               const writer = new Writer(crashModel.writerConfig(dir, backend, shards))
@@ -98,12 +91,8 @@ describe('power loss (file system shutdown) on a loop device', () => {
                     `${atCut.problems.length === 0 ? 'no problem' : `${atCut.problems.length} problems`})`,
                 )
               }
-              expect(
-                result.problems,
-                `${where}: after remount\n${writer.describe()}\nrecovery ${JSON.stringify(result.recovery)}\n${describeDirectory(dir)}`,
-              ).toEqual([])
-              const reports = (result.recovery ?? []) as { repaired?: unknown; tailBytesDropped?: number }[]
-              expect(reports.filter((report) => report.repaired !== undefined), `${where}: recovery repaired damage`).toEqual([])
+              expectRecovered(result, dir, writer, where)
+              const reports = (result.recovery ?? []) as { tailBytesDropped?: number }[]
               // After the cut every failure must be an I/O error: nothing else is honest. (Checked after the
               // durability check, so that a wrong error code never hides a lost write.)
               const wrongErrors = writer.errors.filter((error) => error.code !== 'IO_ERROR')
@@ -113,14 +102,8 @@ describe('power loss (file system shutdown) on a loop device', () => {
               totals.tailBytesDropped += reports.reduce((sum, report) => sum + (report.tailBytesDropped ?? 0), 0)
               totals.acknowledged += writer.acknowledgementCount
               totals.unacknowledgedSurvivors += result.unacknowledgedSurvivors
-              crashModel.nextRound(result.observed)
-              if (directoryBytes(dir) > databaseBytesMax) {
-                rmSync(dir, { recursive: true, force: true })
-                generation++
-                totals.databases++
-                dir = join(fileSystem.mountPoint, `db-${generation}`)
-                crashModel = new CrashModel(model.workloadDefaults, model.mix(seed, generation))
-              }
+              database.nextRound(result.observed)
+              totals.databases = database.count
             }
           } finally {
             fileSystem.destroy()

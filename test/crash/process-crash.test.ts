@@ -9,9 +9,18 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { backendSkipReason, baseSeed, crashBackends, CrashModel, environmentNumber, model, sleep, Writer } from './harness.js'
-import { announceSkip } from './loopfs.js'
-import { describeDirectory, directoryBytes, summarizeErrors } from './report.js'
+import {
+  baseSeed,
+  crashBackends,
+  environmentNumber,
+  expectRecovered,
+  model,
+  RoundDatabase,
+  skipWithoutBackend,
+  sleep,
+  Writer,
+} from './harness.js'
+import { summarizeErrors } from './report.js'
 
 const rounds = environmentNumber('RINGKV_CRASH_KILL_ROUNDS', 20)
 const shards = environmentNumber('RINGKV_CRASH_SHARDS', 2)
@@ -24,22 +33,17 @@ describe('process crash (SIGKILL), including during recovery', () => {
       async (context) => {
         const root = mkdtempSync(join(tmpdir(), 'ringkv-crash-kill-'))
         try {
-          const backendSkip = await backendSkipReason(backend, join(root, 'probe'))
-          if (backendSkip !== undefined) {
-            announceSkip(`process crash with ${backend}`, backendSkip)
-            context.skip(backendSkip)
-          }
+          await skipWithoutBackend(context, `process crash with ${backend}`, backend, root)
           const seed = model.mix(baseSeed, 3, backend === 'io_uring' ? 1 : 2)
           console.log(`[crash] process crash ${backend}: ${rounds} rounds, RINGKV_CRASH_SEED=${baseSeed} (seed ${seed})`)
           const rng = model.random(seed)
           const totals = { acknowledged: 0, unacknowledgedSurvivors: 0, recoveryKills: 0, recoveryKillsDuringOpen: 0, databases: 1 }
           const errorCodes = new Map<string, number>()
-          let generation = 0
-          let dir = join(root, `db-${generation}`)
-          let crashModel = new CrashModel(model.workloadDefaults, seed)
+          const database = new RoundDatabase(root, seed, databaseBytesMax)
           let readyMs = 800
           let openMs = 100
           for (let round = 1; round <= rounds; round++) {
+            const { dir, crashModel } = database
             const where = `process crash ${backend} round ${round} (model round ${crashModel.round}, seed ${seed})`
             const spawned = performance.now()
             const writer = new Writer(crashModel.writerConfig(dir, backend, shards))
@@ -71,22 +75,11 @@ describe('process crash (SIGKILL), including during recovery', () => {
             }
 
             const result = await crashModel.check(dir, backend, shards, writer.acknowledged)
-            expect(
-              result.problems,
-              `${where}: after reopen\n${writer.describe()}\nrecovery ${JSON.stringify(result.recovery)}\n${describeDirectory(dir)}`,
-            ).toEqual([])
-            const reports = (result.recovery ?? []) as { repaired?: unknown }[]
-            expect(reports.filter((report) => report.repaired !== undefined), `${where}: recovery repaired damage`).toEqual([])
+            expectRecovered(result, dir, writer, where)
             totals.acknowledged += writer.acknowledgementCount
             totals.unacknowledgedSurvivors += result.unacknowledgedSurvivors
-            crashModel.nextRound(result.observed)
-            if (directoryBytes(dir) > databaseBytesMax) {
-              rmSync(dir, { recursive: true, force: true })
-              generation++
-              totals.databases++
-              dir = join(root, `db-${generation}`)
-              crashModel = new CrashModel(model.workloadDefaults, model.mix(seed, generation))
-            }
+            database.nextRound(result.observed)
+            totals.databases = database.count
           }
           console.log(
             `[crash] process crash ${backend}: ${rounds} rounds passed; ${JSON.stringify(totals)}; ` +
