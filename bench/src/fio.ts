@@ -70,30 +70,22 @@ export async function measureDiskLimits(parent: string, runtimeSeconds: number):
   }
   const directory = await mkdtemp(join(parent, 'fio-'))
   try {
+    // write(4 KiB) then fdatasync, again and again for the whole runtime.
+    const fdatasyncWrites = ['--rw=write', '--bs=4k', '--ioengine=sync', '--fdatasync=1', `--runtime=${runtimeSeconds}`, '--time_based']
     const append = await fio(directory, [
       '--name=fdatasync-append-4k',
-      '--rw=write',
-      '--bs=4k',
-      '--ioengine=sync',
-      '--fdatasync=1',
+      ...fdatasyncWrites,
       '--file_append=1',
       '--fallocate=none',
       '--size=4g',
-      `--runtime=${runtimeSeconds}`,
-      '--time_based',
     ])
     await rm(directory, { recursive: true, force: true })
     await mkdir(directory)
     const pair = await fioJobs(directory, [
       '--name=fdatasync-pair-4k',
+      ...fdatasyncWrites,
       '--numjobs=2',
-      '--rw=write',
-      '--bs=4k',
-      '--ioengine=sync',
-      '--fdatasync=1',
       '--size=64m', // laid out (written) before the job starts: the writes go over written space
-      `--runtime=${runtimeSeconds}`,
-      '--time_based',
     ])
     // Each job's file is gone before the next job lays out its own.
     await rm(directory, { recursive: true, force: true })
