@@ -30,7 +30,7 @@ export interface Table {
 }
 
 /** Packs keys the way `getPacked` takes them: repeated (u32 little-endian length, key bytes). */
-export function packKeys(keys: readonly Uint8Array[]): Uint8Array {
+export function packKeys(keys: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
   let bytes = 0
   for (const key of keys) bytes += 4 + key.length
   const packed = new Uint8Array(bytes)
