@@ -3,6 +3,7 @@ import { decodeCompletion } from './completion.js'
 import { EngineError } from './errors.js'
 import { batchHeaderBytes, decodeBatchHeader, recordBytes, recordKindDelete } from './record.js'
 import { Shard, type ShardOptions } from './shard.js'
+import { MapTable } from './table.js'
 import { HeldStorage, lookup, putRecord } from './testing/held-file.js'
 
 function put(key: string, value: string): [Uint8Array, number] {
@@ -153,6 +154,65 @@ describe('dual log group commit', () => {
     const again = Shard.open(options(storage, { segmentBytes: 4096 }))
     expect(again.recovery).toMatchObject({ batchesReplayed: 12, tailBytesDropped: 0 })
     for (let index = 0; index < 12; index++) expect(lookup(again, `k${index}`)).toBe(value)
+  })
+})
+
+/** A MapTable that logs each call it gets, for the order of answers and applies. */
+class RecordingTable extends MapTable {
+  readonly calls: string[] = []
+  override reserve(): void {
+    this.calls.push('reserve')
+  }
+  override applyBatch(body: Uint8Array, recordCount: number): void {
+    this.calls.push('apply')
+    super.applyBatch(body, recordCount)
+  }
+  override getPacked(keys: Uint8Array, count: number): Uint8Array {
+    this.calls.push('get')
+    return super.getPacked(keys, count)
+  }
+}
+
+describe('the table after a durable batch', () => {
+  function openRecording(): { storage: HeldStorage; shard: Shard; table: RecordingTable } {
+    const storage = new HeldStorage()
+    const table = new RecordingTable()
+    return { storage, shard: Shard.open(options(storage, { table })), table }
+  }
+
+  function writeNoting(shard: Shard, table: RecordingTable, key: string, value: string): void {
+    const [records, count] = put(key, value)
+    shard.write(records, count, (error) => table.calls.push(error === null ? `answered ${key}` : `failed ${key}`))
+  }
+
+  it("answers the batch's writers first, and a read right after the answer sees the write", () => {
+    const { storage, shard, table } = openRecording()
+    writeNoting(shard, table, 'a', '1')
+    storage.completeCommit()
+    expect(table.calls).toEqual(['reserve', 'answered a'])
+    expect(lookup(shard, 'a')).toBe('1')
+    expect(table.calls).toEqual(['reserve', 'answered a', 'apply', 'get'])
+  })
+
+  it('applies every durable batch before it reserves room for the next one', () => {
+    const { storage, shard, table } = openRecording()
+    writeNoting(shard, table, 'a', '1')
+    storage.completeCommit()
+    writeNoting(shard, table, 'b', '2')
+    expect(table.calls).toEqual(['reserve', 'answered a', 'apply', 'reserve'])
+    storage.completeCommit()
+    expect(lookup(shard, 'a')).toBe('1')
+    expect(lookup(shard, 'b')).toBe('2')
+  })
+
+  it('applies the batch on the next turn of the event loop when nothing asks for it sooner', async () => {
+    const { storage, shard, table } = openRecording()
+    writeNoting(shard, table, 'a', '1')
+    storage.completeCommit()
+    expect(table.size).toBe(0)
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    expect(table.calls).toEqual(['reserve', 'answered a', 'apply'])
+    expect(table.size).toBe(1)
   })
 })
 

@@ -37,7 +37,7 @@ export interface LogOptions {
   batchBytesMax: number
   /** Called before a batch is written: throws an error with code 'SHARD_FULL' when the table cannot take it. */
   reserve: (body: Uint8Array, recordCount: number) => void
-  /** Called with each durable batch, before any of its callbacks: the shard applies it to its table. */
+  /** Called with each durable batch, in order, just before its callbacks: the shard hands it to its table. */
   onDurable: (body: Uint8Array, recordCount: number, latencyMicroseconds: number) => void
 }
 

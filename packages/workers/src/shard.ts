@@ -1,7 +1,13 @@
 // One shard: its storage backend, its two logs, its table. It owns them for its whole life and promises
-// that the table only ever holds durable data: a batch reaches the table after both logs made it durable
-// and before any of its writers is answered, so a read never sees an unacknowledged write, and a read
-// issued after a write was acknowledged sees it.
+// that the table only ever holds durable data: a batch reaches the table only after both logs made it
+// durable, so a read never sees an unacknowledged write; and a read issued after a write was acknowledged
+// sees it, because the table takes every durable batch before the shard answers any read.
+//
+// A durable batch's writers are answered first, and the batch is applied to the table after: on the next
+// turn of the worker's event loop, or earlier, at the next read or the next reserve, whichever comes first.
+// So the acknowledgement travels to the main thread while the table applies the batch, instead of after.
+// Measured with 256 clients on one shard: applying 256 puts took 67 µs (p50) between the batch's last
+// completion and its acknowledgement, out of a round of about 860 µs.
 
 import fs from 'node:fs'
 import path from 'node:path'
@@ -55,6 +61,9 @@ export class Shard {
   private readonly table: Table
   private readonly log: Log
   private readonly stats: Float64Array
+  /** Durable batches, in order, whose writers may already be answered, not yet applied to the table. */
+  private durable: { body: Uint8Array; recordCount: number }[] = []
+  private applyScheduled = false
 
   private constructor(options: ShardOptions) {
     this.stats = options.stats ?? new Float64Array(statsSlotCount)
@@ -85,7 +94,11 @@ export class Shard {
         nextSequence: result.nextSequence,
         batchBytesMax: options.batchBytesMax,
         intentOnly: options.intentOnly ?? false,
-        reserve: (body, recordCount) => this.table.reserve(body, recordCount),
+        // Reserving counts what the table holds: every durable batch first, so that none is left out.
+        reserve: (body, recordCount) => {
+          this.applyDurable()
+          this.table.reserve(body, recordCount)
+        },
         onDurable: (body, recordCount, latencyMicroseconds) => this.onDurable(body, recordCount, latencyMicroseconds),
       })
     } catch (error) {
@@ -104,12 +117,14 @@ export class Shard {
   }
 
   read(keys: Uint8Array, count: number): Uint8Array {
+    this.applyDurable()
     return this.table.getPacked(keys, count)
   }
 
   /** Waits for the commit in flight, writes the close record, then releases the files, backend and table. */
   close(callback: () => void): void {
     this.log.close(() => {
+      this.durable = []
       this.storage.close()
       this.table.dispose()
       callback()
@@ -142,8 +157,24 @@ export class Shard {
     })
   }
 
+  /** Applies the durable batches not applied yet, in order. */
+  private applyDurable(): void {
+    const durable = this.durable
+    if (durable.length === 0) return
+    this.durable = []
+    for (const batch of durable) this.table.applyBatch(batch.body, batch.recordCount)
+  }
+
   private onDurable(body: Uint8Array, recordCount: number, latencyMicroseconds: number): void {
-    this.table.applyBatch(body, recordCount)
+    this.durable.push({ body, recordCount })
+    if (!this.applyScheduled) {
+      this.applyScheduled = true
+      // setImmediate, not a microtask: the writers' answers are posted from microtasks, and go first.
+      setImmediate(() => {
+        this.applyScheduled = false
+        this.applyDurable()
+      })
+    }
     this.stats[statsSlotBatches]! += 1
     this.stats[statsSlotRecords]! += recordCount
     this.stats[statsSlotBytes]! += body.length
