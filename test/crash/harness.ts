@@ -49,6 +49,12 @@ export function environmentNumber(name: string, fallback: number): number {
   return value
 }
 
+/** Shards of the writer's database in the crash tests that run one (RINGKV_CRASH_SHARDS). */
+export const crashShards = environmentNumber('RINGKV_CRASH_SHARDS', 2)
+
+/** A database that lives across rounds is replaced past this size (RINGKV_CRASH_DB_BYTES_MAX). */
+const roundDatabaseBytesMax = environmentNumber('RINGKV_CRASH_DB_BYTES_MAX', 96 * 1024 * 1024)
+
 /** The base seed of a run: RINGKV_CRASH_SEED replays one; otherwise a fresh one, printed by each test. */
 export const baseSeed = environmentNumber('RINGKV_CRASH_SEED', (Date.now() ^ (process.pid << 16)) >>> 0)
 
@@ -341,7 +347,8 @@ export function expectRecovered(result: CheckResult, dir: string, writer: Writer
 
 /**
  * One database that lives across crash rounds under `root` (each round recovers the last one's log and
- * appends to it), started afresh, in a new directory with a new model, once it grows past `bytesMax`.
+ * appends to it), started afresh, in a new directory with a new model, once it grows past `bytesMax`
+ * (RINGKV_CRASH_DB_BYTES_MAX unless given).
  */
 export class RoundDatabase {
   dir: string
@@ -352,7 +359,7 @@ export class RoundDatabase {
   constructor(
     private readonly root: string,
     private readonly seed: number,
-    private readonly bytesMax: number,
+    private readonly bytesMax: number = roundDatabaseBytesMax,
   ) {
     this.dir = join(root, 'db-0')
     this.crashModel = new CrashModel(model.workloadDefaults, seed)

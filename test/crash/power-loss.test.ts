@@ -16,6 +16,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import {
   baseSeed,
   crashBackends,
+  crashShards,
   environmentNumber,
   expectRecovered,
   model,
@@ -28,8 +29,6 @@ import { announceSkip, destroyAllLoopFileSystems, loopSkipReason, LoopFileSystem
 import { summarizeErrors } from './report.js'
 
 const rounds = environmentNumber('RINGKV_CRASH_ROUNDS', 20)
-const shards = environmentNumber('RINGKV_CRASH_SHARDS', 2)
-const databaseBytesMax = environmentNumber('RINGKV_CRASH_DB_BYTES_MAX', 96 * 1024 * 1024)
 const fileSystems = (process.env.RINGKV_CRASH_FILESYSTEMS ?? 'ext4,xfs').split(',') as FileSystemKind[]
 
 afterAll(destroyAllLoopFileSystems)
@@ -53,14 +52,14 @@ describe('power loss (file system shutdown) on a loop device', () => {
           anyRan.value = true
           const totals = { acknowledged: 0, unacknowledgedSurvivors: 0, earlyCuts: 0, tailBytesDropped: 0, databases: 1 }
           const errorCodes = new Map<string, number>()
-          const database = new RoundDatabase(fileSystem.mountPoint, seed, databaseBytesMax)
+          const database = new RoundDatabase(fileSystem.mountPoint, seed)
           let readyMs = 800
           try {
             for (let round = 1; round <= rounds; round++) {
               const { dir, crashModel } = database
               const where = `${kind} ${backend} round ${round} (model round ${crashModel.round}, seed ${seed})`
               const spawned = performance.now()
-              const writer = new Writer(crashModel.writerConfig(dir, backend, shards))
+              const writer = new Writer(crashModel.writerConfig(dir, backend, crashShards))
               // One cut in five lands while the writer is still starting or recovering; the rest while
               // writes are in flight.
               const early = rng.integer(5) === 0
@@ -81,10 +80,10 @@ describe('power loss (file system shutdown) on a loop device', () => {
               expect(writer.protocolProblems, where).toEqual([])
               summarizeErrors(writer.errors, errorCodes)
               await fileSystem.remount()
-              const result = await crashModel.check(dir, backend, shards, writer.acknowledged)
+              const result = await crashModel.check(dir, backend, crashShards, writer.acknowledged)
               if (result.problems.length > 0) {
                 // Diagnosis for the report: were the lost acknowledgements the ones that arrived after the cut?
-                const atCut = await crashModel.check(dir, backend, shards, acknowledgedAtCut)
+                const atCut = await crashModel.check(dir, backend, crashShards, acknowledgedAtCut)
                 result.problems.push(
                   `(${acknowledgementsAtCut} acknowledgements had arrived when the shutdown returned, ` +
                     `${writer.acknowledgementCount} in all; checked against only the first ones: ` +

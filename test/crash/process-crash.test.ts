@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest'
 import {
   baseSeed,
   crashBackends,
+  crashShards,
   environmentNumber,
   expectRecovered,
   model,
@@ -23,8 +24,6 @@ import {
 import { summarizeErrors } from './report.js'
 
 const rounds = environmentNumber('RINGKV_CRASH_KILL_ROUNDS', 20)
-const shards = environmentNumber('RINGKV_CRASH_SHARDS', 2)
-const databaseBytesMax = environmentNumber('RINGKV_CRASH_DB_BYTES_MAX', 96 * 1024 * 1024)
 
 describe('process crash (SIGKILL), including during recovery', () => {
   for (const backend of crashBackends()) {
@@ -39,14 +38,14 @@ describe('process crash (SIGKILL), including during recovery', () => {
           const rng = model.random(seed)
           const totals = { acknowledged: 0, unacknowledgedSurvivors: 0, recoveryKills: 0, recoveryKillsDuringOpen: 0, databases: 1 }
           const errorCodes = new Map<string, number>()
-          const database = new RoundDatabase(root, seed, databaseBytesMax)
+          const database = new RoundDatabase(root, seed)
           let readyMs = 800
           let openMs = 100
           for (let round = 1; round <= rounds; round++) {
             const { dir, crashModel } = database
             const where = `process crash ${backend} round ${round} (model round ${crashModel.round}, seed ${seed})`
             const spawned = performance.now()
-            const writer = new Writer(crashModel.writerConfig(dir, backend, shards))
+            const writer = new Writer(crashModel.writerConfig(dir, backend, crashShards))
             if (rng.integer(5) === 0) {
               await sleep(rng.next() * readyMs) // while it starts or recovers
             } else {
@@ -64,7 +63,7 @@ describe('process crash (SIGKILL), including during recovery', () => {
             // Kill recovery itself, once or twice, at a random point of its run.
             const recoveryKills = rng.integer(3)
             for (let kill = 0; kill < recoveryKills; kill++) {
-              const reopen = new Writer(crashModel.writerConfig(dir, backend, shards, 'open'))
+              const reopen = new Writer(crashModel.writerConfig(dir, backend, crashShards, 'open'))
               await reopen.openingStarted
               await sleep(rng.next() * openMs * 1.2)
               await reopen.kill()
@@ -74,7 +73,7 @@ describe('process crash (SIGKILL), including during recovery', () => {
               if (reopen.openMs !== undefined) openMs = reopen.openMs
             }
 
-            const result = await crashModel.check(dir, backend, shards, writer.acknowledged)
+            const result = await crashModel.check(dir, backend, crashShards, writer.acknowledged)
             expectRecovered(result, dir, writer, where)
             totals.acknowledged += writer.acknowledgementCount
             totals.unacknowledgedSurvivors += result.unacknowledgedSurvivors
