@@ -63,7 +63,6 @@ export class Shard {
   private readonly stats: Float64Array
   /** Durable batches, in order, whose writers may already be answered, not yet applied to the table. */
   private durable: { body: Uint8Array; recordCount: number }[] = []
-  private applyScheduled = false
 
   private constructor(options: ShardOptions) {
     this.stats = options.stats ?? new Float64Array(statsSlotCount)
@@ -158,7 +157,7 @@ export class Shard {
   }
 
   /** Applies the durable batches not applied yet, in order. */
-  private applyDurable(): void {
+  private readonly applyDurable = (): void => {
     const durable = this.durable
     if (durable.length === 0) return
     this.durable = []
@@ -166,15 +165,10 @@ export class Shard {
   }
 
   private onDurable(body: Uint8Array, recordCount: number, latencyMicroseconds: number): void {
-    this.durable.push({ body, recordCount })
-    if (!this.applyScheduled) {
-      this.applyScheduled = true
-      // setImmediate, not a microtask: the writers' answers are posted from microtasks, and go first.
-      setImmediate(() => {
-        this.applyScheduled = false
-        this.applyDurable()
-      })
-    }
+    // The first batch into an empty queue schedules the apply. setImmediate, not a microtask: the writers'
+    // answers are posted from microtasks, and go first. (A read may empty the queue before it runs; then it
+    // finds the queue empty, or applies batches that came after: both fine.)
+    if (this.durable.push({ body, recordCount }) === 1) setImmediate(this.applyDurable)
     this.stats[statsSlotBatches]! += 1
     this.stats[statsSlotRecords]! += recordCount
     this.stats[statsSlotBytes]! += body.length
