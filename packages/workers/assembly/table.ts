@@ -1,12 +1,12 @@
 // The shard's hash table, in WebAssembly linear memory: key bytes -> value bytes, nothing else.
-// It owns the whole of its memory; `src/wasm-table.ts` is its only caller and crosses into it once per
+// It owns the whole of its memory; `src/table/wasm-table.ts` is its only caller and crosses into it once per
 // batch (apply a batch body in the log's record format; look up a batch of packed keys).
 //
-// The memory is imported: `src/wasm-table.ts` creates it, shared, with the table's limit as its maximum
+// The memory is imported: `src/table/wasm-table.ts` creates it, shared, with the table's limit as its maximum
 // (build flags in package.json). Shared, because V8 counts an unshared memory as its isolate's external
 // memory, and a memory.grow that puts that 64 MiB above its level at the last full GC starts a GC of
 // the worker (external memory pressure) that can free nothing: the memory lives as long as the table.
-// A shared memory is counted against no isolate, so growing it starts no GC (src/wasm-table.ts says
+// A shared memory is counted against no isolate, so growing it starts no GC (src/table/wasm-table.ts says
 // more). No other thread ever sees this memory, and no atomics are used: the table is single-threaded.
 //
 // Memory layout (addresses grow down the table; every address is a byte offset into linear memory):
@@ -45,7 +45,7 @@
 //   |                       | imported memory's maximum)         |                                       |
 //   | slots                 | slotCountMax = 2^29                | statusFull, as above                  |
 //   | key, value            | keyBytesMax, valueBytesMax (the    | the batch is malformed: nothing of it |
-//   |                       | log's own limits, record.ts)       | is applied                            |
+//   |                       | log's own limits, format/record.ts)       | is applied                            |
 //   | read headroom         | scratchHeadroomBytes: 1 MiB, or a  | a batch must leave it spare; reads    |
 //   |                       | sixteenth of a smaller memory      | use it for their keys. A read whose   |
 //   |                       |                                    | answers find no room returns          |
@@ -57,7 +57,7 @@
 // same class), then makes that room (grow memory, move or rehash the index: none of which changes what
 // the table answers), and only then applies the records. Nothing can run out half way.
 
-// Must equal record.ts; the JavaScript side checks the pair when it loads this module.
+// Must equal src/format/record.ts; the JavaScript side checks the pair when it loads this module.
 const keyBytesMaxValue: u32 = 64 * 1024
 const valueBytesMaxValue: u32 = 16 * 1024 * 1024
 const recordHeaderBytes: u32 = 16
@@ -459,7 +459,7 @@ function fail(status: i32, index: u32, offset: u64): i32 {
 }
 
 /**
- * Applies a batch body (record.ts format, CRCs not checked: the shard hands over durable batches)
+ * Applies a batch body (src/format/record.ts format, CRCs not checked: the shard hands over durable batches)
  * copied to `body`. Either all of it or, with a non-zero status, none of it.
  */
 export function applyBatch(body: usize, length: u32, recordCount: u32): i32 {

@@ -82,9 +82,9 @@ function runWorker(table, entries) {
 }
 
 async function measure(tableKind, entries) {
-  const { MapTable } = await import('../dist/table.js')
-  const { WasmTable } = await import('../dist/wasm-table.js')
-  const { encodeRecord, recordBytes, recordKindPut } = await import('../dist/record.js')
+  const { MapTable } = await import('../dist/table/table.js')
+  const { WasmTable } = await import('../dist/table/wasm-table.js')
+  const { encodeRecord, recordBytes, recordKindPut } = await import('../dist/format/record.js')
   setFlagsFromString('--expose-gc')
   const collectGarbage = runInNewContext('gc')
 

@@ -5,7 +5,7 @@
 //   <dir>/ringkv.json      manifest: { "format": 2, "shards": N, "routing": "fnv1a32-mod" }
 //   <dir>/LOCK             flock'ed (exclusive, non-blocking) for as long as the database is open
 //   <dir>/shard-000/ …     one directory per shard, owned by that shard's worker: intent-NNNNNNNN.wal and
-//                          completion-NNNNNNNN.wal segments (completion.ts)
+//                          completion-NNNNNNNN.wal segments (format/segment-files.ts)
 //
 // The shard count is fixed when the directory is created: keys are routed by hash modulo the count, so
 // opening with another count would look for keys in the wrong shard. A different count is refused.
@@ -14,7 +14,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { lockFile } from '@ringkv/wal-native'
 import { EngineError } from './errors.js'
-import { syncDirectory } from './storage.js'
+import { syncDirectory } from './storage/storage.js'
 
 export const manifestName = 'ringkv.json'
 export const lockName = 'LOCK'

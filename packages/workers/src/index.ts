@@ -1,5 +1,16 @@
-// @ringkv/workers: a shard (table, write-ahead log, recovery) and the pieces the façade needs to reach
-// one: the protocol, the directory layout, the record encoder and the error type.
+// @ringkv/workers: what runs in a shard's worker thread (the shard: its table, its two logs, recovery, and
+// the storage under them) and what the façade needs to reach one: the protocol (protocol.ts, everything
+// that crosses the thread boundary), the database directory, the record encoder and the error type.
+//
+// Layout (the arrows point down; nothing imports upward):
+//   worker.ts       the thread's entry point (Piscina)  -> shard.ts
+//   shard.ts        one shard: storage + log + table    -> log/, table/, storage/
+//   log/            group commit (log.ts), segment files (segment-writer.ts), recovery (recovery.ts)
+//   table/          the shard's key -> value table (table.ts interface, wasm-table.ts)
+//   storage/        the backends under the log: io_uring (uring.ts), node:fs (fs.ts)
+//   format/         on-disk bytes: records and batches, completion records, segment names, the checksum
+//   protocol.ts     messages and shared-memory slots that cross threads; errors.ts, directory.ts
+//   testing/        test doubles (simulated and held storage, the seeded simulator): not published
 
 export { EngineError, type EngineErrorCode, type IoFailure } from './errors.js'
 export * from './protocol.js'
@@ -12,10 +23,9 @@ export {
   recordBytes,
   encodeRecord,
   batchHeaderBytes,
-} from './record.js'
-export { absentLength, forEachPackedAnswer, forEachPackedKey, packKeys } from './table.js'
+} from './format/record.js'
 export { DatabaseDirectory, shardDirectory, shardsMax } from './directory.js'
-export type { RecoveryReport } from './recovery.js'
 export { Shard, segmentBytesDefault, type ShardOptions } from './shard.js'
-export { segmentName, segmentNumbers, completionRecordBytes } from './completion.js'
-export type { Storage, StorageFile } from './storage.js'
+export { completionRecordBytes } from './format/completion.js'
+export { segmentName, segmentNumbers, type LogKind } from './format/segment-files.js'
+export type { Storage, StorageFile } from './storage/storage.js'

@@ -7,7 +7,6 @@
 // the batch holding them is durable, so a shard has many tasks in flight at once.
 
 import type { EngineErrorCode, IoFailure } from './errors.js'
-import type { RecoveryReport } from './recovery.js'
 
 export type BackendChoice = 'auto' | 'io_uring' | 'fs'
 export type BackendName = 'io_uring' | 'fs' | 'simulated'
@@ -27,6 +26,25 @@ export interface OpenRequest {
   stats: SharedArrayBuffer
 }
 
+/** What recovery did when the shard opened (log/recovery.ts decides; this is what the caller sees). */
+export interface RecoveryReport {
+  batchesReplayed: number
+  recordsReplayed: number
+  /** Intent bytes of the replayed batches. */
+  bytesReplayed: number
+  /** Non-zero bytes cut from the tail as the unacknowledged in-flight batch (0 for a clean log). */
+  tailBytesDropped: number
+  /** What was dropped from the tail and why, when anything was. */
+  tailReason: string | undefined
+  /** Whether the last thing in the completion log is a close record (a clean shutdown). */
+  cleanShutdown: boolean
+  /** Set when recovery 'truncate' dropped damaged data: exactly what was lost. */
+  repaired:
+    | { firstBatchDropped: number; batchesDropped: number; intentBytesDropped: number; reason: string }
+    | undefined
+  durationMs: number
+}
+
 export interface OpenResponse {
   backend: BackendName
   /** Why this backend runs (e.g. why io_uring could not be set up). */
@@ -35,7 +53,7 @@ export interface OpenResponse {
 }
 
 /**
- * Records for the log, encoded by the façade (record.ts format, CRCs zero: the worker seals them).
+ * Records for the log, encoded by the façade (format/record.ts, CRCs zero: the worker seals them).
  * All of one request lands in one log batch: a request is atomic on its shard.
  */
 export interface WriteRequest {
@@ -44,7 +62,7 @@ export interface WriteRequest {
   recordCount: number
 }
 
-/** Keys packed as (u32 length, bytes)…; the answer is packed values (see table.ts). */
+/** Keys packed as (u32 length, bytes)… (packKeys); the answer is packed values (packAnswers). */
 export interface ReadRequest {
   type: 'read'
   keys: Uint8Array
@@ -91,4 +109,80 @@ export function latencyBucket(microseconds: number): number {
 export function latencyBucketFloor(bucket: number): number {
   const exponent = Math.floor(bucket / latencySubBuckets)
   return 2 ** exponent * (1 + (bucket % latencySubBuckets) / latencySubBuckets)
+}
+
+// Packed keys and answers: how a read request carries its keys and its answer carries the values, one
+// buffer each way however many keys. The table takes and returns them as they are (table/table.ts).
+//   keys:    repeated (u32 little-endian length, key bytes)
+//   answers: repeated (u32 little-endian length, value bytes); a length of 0xFFFFFFFF (`absentLength`)
+//            means "no such key" and carries no bytes.
+
+export const absentLength = 0xffff_ffff
+
+/** Packs keys the way `getPacked` takes them: repeated (u32 little-endian length, key bytes). */
+export function packKeys(keys: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  let bytes = 0
+  for (const key of keys) bytes += 4 + key.length
+  const packed = new Uint8Array(bytes)
+  const view = new DataView(packed.buffer)
+  let offset = 0
+  for (const key of keys) {
+    view.setUint32(offset, key.length, true)
+    packed.set(key, offset + 4)
+    offset += 4 + key.length
+  }
+  return packed
+}
+
+/** Reads packed keys (u32 length, bytes) one by one; shared by every table and by the façade's tests. */
+export function forEachPackedKey(keys: Uint8Array, count: number, visit: (key: Uint8Array) => void): void {
+  const view = new DataView(keys.buffer, keys.byteOffset, keys.byteLength)
+  let offset = 0
+  for (let index = 0; index < count; index++) {
+    const length = view.getUint32(offset, true)
+    offset += 4
+    if (offset + length > keys.length) throw new RangeError(`packed key ${index} runs past its buffer`)
+    visit(keys.subarray(offset, offset + length))
+    offset += length
+  }
+  if (offset !== keys.length) throw new RangeError('packed keys carry bytes after the last key')
+}
+
+/** Packs answers (undefined = absent) the way `getPacked` returns them. */
+export function packAnswers(answers: readonly (Uint8Array | undefined)[]): Uint8Array {
+  let bytes = 0
+  for (const answer of answers) bytes += 4 + (answer === undefined ? 0 : answer.length)
+  const packed = new Uint8Array(bytes)
+  const view = new DataView(packed.buffer)
+  let offset = 0
+  for (const answer of answers) {
+    if (answer === undefined) {
+      view.setUint32(offset, absentLength, true)
+      offset += 4
+    } else {
+      view.setUint32(offset, answer.length, true)
+      packed.set(answer, offset + 4)
+      offset += 4 + answer.length
+    }
+  }
+  return packed
+}
+
+/**
+ * Reads `count` packed answers as `getPacked` returns them, one by one: undefined for an absent key, else
+ * a view into `answers` (not a copy).
+ */
+export function forEachPackedAnswer(answers: Uint8Array, count: number, visit: (value: Uint8Array | undefined) => void): void {
+  const view = new DataView(answers.buffer, answers.byteOffset, answers.byteLength)
+  let offset = 0
+  for (let index = 0; index < count; index++) {
+    const length = view.getUint32(offset, true)
+    offset += 4
+    if (length === absentLength) {
+      visit(undefined)
+    } else {
+      visit(answers.subarray(offset, offset + length))
+      offset += length
+    }
+  }
 }

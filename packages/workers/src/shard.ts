@@ -11,17 +11,19 @@
 
 import fs from 'node:fs'
 import path from 'node:path'
-import { completionRecordBytes, segmentName, type LogKind } from './completion.js'
+import { completionRecordBytes } from './format/completion.js'
+import { segmentName, type LogKind } from './format/segment-files.js'
 import { EngineError } from './errors.js'
-import { Log, type AppendCallback } from './log.js'
+import { Log, type AppendCallback } from './log/log.js'
 import type { BackendChoice } from './protocol.js'
 import { latencyBucket, statsSlotBatches, statsSlotBytes, statsSlotCount, statsSlotLatencyFirst, statsSlotRecords } from './protocol.js'
-import { recover, type LogResumption, type RecoveryReport } from './recovery.js'
-import { SegmentWriter } from './segments.js'
-import type { Storage } from './storage.js'
-import { createStorage } from './storage-uring.js'
-import type { Table } from './table.js'
-import { WasmTable } from './wasm-table.js'
+import { recover, type LogResumption } from './log/recovery.js'
+import { type RecoveryReport } from './protocol.js'
+import { SegmentWriter } from './log/segment-writer.js'
+import type { Storage } from './storage/storage.js'
+import { createStorage } from './storage/uring.js'
+import type { Table } from './table/table.js'
+import { WasmTable } from './table/wasm-table.js'
 
 /** Intent segment size by default. */
 export const segmentBytesDefault = 64 * 1024 * 1024

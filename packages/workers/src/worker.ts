@@ -1,6 +1,9 @@
 // The shard worker's entry point, run by Piscina in a pool of exactly one thread per shard. It holds the
-// shard for the thread's life and turns protocol requests into shard calls. Its event loop is never
-// blocked on the disk: completions arrive as callbacks.
+// shard for the thread's life and turns protocol requests into shard calls. This thread does nothing but
+// its shard, so it may block on the disk: on io_uring, once it has run every message already delivered,
+// it waits on its rings itself ('thread' mode, storage/uring.ts) until its batch's I/O completes; new
+// messages wait meanwhile and form the next batch. On the fs backend the I/O runs on libuv's threadpool
+// and completions arrive as callbacks.
 
 import { EngineError } from './errors.js'
 import type { ErrorDescription, ShardRequest, ShardResponse, OpenResponse } from './protocol.js'

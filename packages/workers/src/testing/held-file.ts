@@ -3,10 +3,11 @@
 // a commit. Zero-filling completes at once. Completed writes are kept as if they had reached the disk.
 
 import type { IoFailure } from '../errors.js'
-import { encodeRecord, recordBytes, recordKindPut } from '../record.js'
+import { encodeRecord, recordBytes, recordKindPut } from '../format/record.js'
 import type { Shard } from '../shard.js'
-import type { Lane, Storage, StorageFile } from '../storage.js'
-import { forEachPackedAnswer, packKeys } from '../table.js'
+import type { Storage, StorageFile } from '../storage/storage.js'
+import type { LogKind } from '../format/segment-files.js'
+import { forEachPackedAnswer, packKeys } from '../protocol.js'
 
 const text = new TextEncoder()
 
@@ -23,7 +24,7 @@ export class HeldFile implements StorageFile {
 
   constructor(
     readonly path: string,
-    readonly lane: Lane,
+    readonly log: LogKind,
     private readonly storage: HeldStorage,
   ) {}
 
@@ -62,10 +63,10 @@ export class HeldStorage implements Storage {
   readonly files = new Map<string, HeldFile>()
   readonly held: HeldWrite[] = []
 
-  open(filePath: string, lane: Lane): StorageFile {
+  open(filePath: string, log: LogKind): StorageFile {
     let file = this.files.get(filePath)
     if (file === undefined) {
-      file = new HeldFile(filePath, lane, this)
+      file = new HeldFile(filePath, log, this)
       this.files.set(filePath, file)
     }
     return file
@@ -84,39 +85,39 @@ export class HeldStorage implements Storage {
     this.files.delete(filePath)
   }
 
-  /** The held writes of one lane. */
-  heldOn(lane: Lane): HeldWrite[] {
-    return this.held.filter((write) => write.file.lane === lane)
+  /** The held writes of one log. */
+  heldOn(log: LogKind): HeldWrite[] {
+    return this.held.filter((write) => write.file.log === log)
   }
 
-  /** Completes the oldest held write of `lane` with success. */
-  complete(lane: Lane): void {
-    const write = this.take(lane)
+  /** Completes the oldest held write of `log` with success. */
+  complete(log: LogKind): void {
+    const write = this.take(log)
     write.file.grow(write.fileOffset + write.buffer.length)
     write.file.contents.set(write.buffer, write.fileOffset)
     write.callback(null)
   }
 
-  /** Completes the oldest held write of each lane: one whole commit. */
+  /** Completes the oldest held write of each log: one whole commit. */
   completeCommit(): void {
     this.complete('intent')
     this.complete('completion')
   }
 
-  fail(lane: Lane, failure: IoFailure): void {
-    this.take(lane).callback(failure)
+  fail(log: LogKind, failure: IoFailure): void {
+    this.take(log).callback(failure)
   }
 
   close(): void {}
 
-  private take(lane: Lane): HeldWrite {
-    const index = this.held.findIndex((write) => write.file.lane === lane)
-    if (index < 0) throw new Error(`no ${lane} write is held`)
+  private take(log: LogKind): HeldWrite {
+    const index = this.held.findIndex((write) => write.file.log === log)
+    if (index < 0) throw new Error(`no ${log} write is held`)
     return this.held.splice(index, 1)[0]!
   }
 }
 
-/** A put record (record.ts format, CRC not yet sealed) for shard unit tests. */
+/** A put record (format/record.ts, CRC not yet sealed) for shard unit tests. */
 export function putRecord(key: string, value: string): Uint8Array {
   const records = new Uint8Array(recordBytes(key.length, value.length))
   encodeRecord(records, new DataView(records.buffer), 0, recordKindPut, text.encode(key), text.encode(value))

@@ -23,10 +23,10 @@
 // - no write stays unanswered while the storage has nothing in flight.
 
 import { EngineError } from '../errors.js'
-import { encodeRecord, recordBytes, recordHeaderBytes, recordKindDelete, recordKindPut } from '../record.js'
+import { encodeRecord, recordBytes, recordHeaderBytes, recordKindDelete, recordKindPut } from '../format/record.js'
 import { Shard, type ShardOptions } from '../shard.js'
-import { noFaults, Prng, SimulatedStorage, type FaultKind, type FaultRates, type FaultRecord } from '../storage-simulated.js'
-import { forEachPackedAnswer, packKeys } from '../table.js'
+import { noFaults, Prng, SimulatedStorage, type FaultKind, type FaultRates, type FaultRecord } from './simulated-storage.js'
+import { forEachPackedAnswer, packKeys } from '../protocol.js'
 
 export interface SimulationOptions {
   seed: number
@@ -345,14 +345,14 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   }
   if (result.ending === 'violation' || result.ending === 'completed') result.faults.push(...storage.faults)
   result.traceDigest = storage.traceDigest
-  result.dualLog = [...storage.files.values()].some((file) => file.lane === 'completion')
+  result.dualLog = [...storage.files.values()].some((file) => file.log === 'completion')
   if (result.violations.length > 0) result.ending = 'violation'
   return result
 }
 
 /** The replay command for one seed. */
 export function replayCommand(seed: number): string {
-  return `RINGKV_SEED=${seed} npx vitest run packages/workers/src/simulation`
+  return `RINGKV_SEED=${seed} npx vitest run packages/workers/src/shard.simulation`
 }
 
 function chooseFaults(prng: Prng, faults: NonNullable<SimulationOptions['faults']>): FaultRates {
@@ -393,8 +393,8 @@ function markBlindSpot(storage: SimulatedStorage, keys: KeyModel[], result: Simu
   const hits = storage.faults.filter(
     (fault) =>
       (fault.kind === 'lost' || fault.kind === 'misdirected') &&
-      fault.lane === 'intent' &&
-      fault.laneWriteIndex >= storage.laneOnDiskMax.intent,
+      fault.log === 'intent' &&
+      fault.logWriteIndex >= storage.logOnDiskMax.intent,
   )
   if (hits.length === 0) return
   const seen = new Set<Request>()

@@ -1,4 +1,4 @@
-// The shard's table in WebAssembly linear memory (assembly/table.ts, built to dist/table.wasm). This
+// The shard's table in WebAssembly linear memory (assembly/table.ts, built to dist/table/table.wasm). This
 // module owns loading that module, copying each batch into it and each batch of answers out of it, and
 // turning its status codes into errors. It promises what `Table` promises, plus: a batch either applies
 // whole or not at all (a full table or a malformed body changes nothing), and a full table is a
@@ -16,8 +16,9 @@
 import { randomFillSync } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { keyBytesMax, RecordFormatError, valueBytesMax } from './record.js'
-import { absentLength, type Table } from './table.js'
+import { keyBytesMax, RecordFormatError, valueBytesMax } from '../format/record.js'
+import { type Table } from './table.js'
+import { absentLength } from '../protocol.js'
 
 const pageBytes = 65536
 /** wasm32 addresses 65536 pages; the table keeps one back so that every address fits in a u32. */
@@ -107,14 +108,14 @@ let compiledModule: object | undefined
 let processKeyWords: Uint32Array | undefined
 
 function wasmPath(): string {
-  // Beside the built JavaScript in dist/; from src/ (tests run the TypeScript), the build's output.
-  const candidates = [new URL('./table.wasm', import.meta.url), new URL('../dist/table.wasm', import.meta.url)]
+  // Beside the built JavaScript in dist/table/; from src/table/ (tests run the TypeScript), the build's output.
+  const candidates = [new URL('./table.wasm', import.meta.url), new URL('../../dist/table/table.wasm', import.meta.url)]
   for (const candidate of candidates) {
     const path = fileURLToPath(candidate)
     if (existsSync(path)) return path
   }
   throw new Error(
-    `table.wasm not found beside ${fileURLToPath(import.meta.url)} nor in ../dist: ` +
+    `table.wasm not found beside ${fileURLToPath(import.meta.url)} nor in dist/table/: ` +
       'run `pnpm --filter @ringkv/workers run build` first',
   )
 }
@@ -185,7 +186,7 @@ export class WasmTable implements Table {
     })
     const exports = instance.exports as unknown as TableExports
     if (exports.keyBytesMax() !== keyBytesMax || exports.valueBytesMax() !== valueBytesMax) {
-      throw new Error('table.wasm was built with other key/value limits than record.ts: rebuild it')
+      throw new Error('table.wasm was built with other key/value limits than format/record.ts: rebuild it')
     }
     if (seed === undefined) {
       processKeyWords ??= randomFillSync(new Uint32Array(4))

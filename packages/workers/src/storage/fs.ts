@@ -2,7 +2,7 @@
 // io_uring, more thread hops. Used where io_uring cannot be set up, or when asked for.
 
 import fs from 'node:fs'
-import type { IoFailure } from './errors.js'
+import type { IoFailure } from '../errors.js'
 import { ioFailure, NodeFile, NodeStorage, type StorageFile } from './storage.js'
 
 class FsFile extends NodeFile {

@@ -2,8 +2,8 @@
 // image plus whole sectors of unsynced writes, a seed gives the same run, and each fault does what its
 // name says.
 import { describe, expect, it } from 'vitest'
-import type { IoFailure } from './errors.js'
-import { Prng, sectorBytes, SimulatedStorage, type SimulatedFile } from './storage-simulated.js'
+import type { IoFailure } from '../errors.js'
+import { Prng, sectorBytes, SimulatedStorage, type SimulatedFile } from './simulated-storage.js'
 
 type Outcome = 'waiting' | null | IoFailure
 
@@ -47,7 +47,7 @@ describe('simulated storage: completion', () => {
     expect(storage.step()).toBe(false)
   })
 
-  it('completes operations of two lanes in every interleaving, by seed', () => {
+  it('completes operations of two logs in every interleaving, by seed', () => {
     const orders = new Set<string>()
     for (let seed = 0; seed < 64; seed++) {
       const storage = new SimulatedStorage({ seed })
@@ -175,7 +175,7 @@ describe('simulated storage: faults', () => {
     storage.runUntilIdle()
     expect(write.outcome).toBeNull()
     expect(storage.crash().read('/d/log')).toEqual(base)
-    expect(storage.faults).toMatchObject([{ kind: 'lost', fileOffset: 512, length: 100, lane: 'intent' }])
+    expect(storage.faults).toMatchObject([{ kind: 'lost', fileOffset: 512, length: 100, log: 'intent' }])
   })
 
   it('misdirected: lands whole at another sector-shifted offset of the same file, not where it should', () => {
@@ -208,10 +208,10 @@ describe('simulated storage: faults', () => {
     }
   })
 
-  it('an injected fault waits for the operation it matches (lane, operation, after)', () => {
+  it('an injected fault waits for the operation it matches (log, operation, after)', () => {
     const { storage, file } = storageWith(8, base)
     const other = storage.open('/d/other', 'completion')
-    storage.inject({ kind: 'writeEio', lane: 'intent', operation: 'writeDurable', after: 1 })
+    storage.inject({ kind: 'writeEio', log: 'intent', operation: 'writeDurable', after: 1 })
     const outcomes = [writeTracked(other, filled(10, 1), 0), writeTracked(file, filled(10, 1), 0)]
     storage.runUntilIdle()
     file.zeroFill(8192, () => {})

@@ -1,11 +1,12 @@
 // One test per row of the decision table in recovery.ts. Each builds real logs with a shard on held
 // storage, then crafts the state the row describes by editing bytes, and reopens.
 import { describe, expect, it } from 'vitest'
-import { completionRecordBytes, decodeCompletion, encodeCompletion, segmentName, type CompletionRecord } from './completion.js'
-import { EngineError } from './errors.js'
+import { completionRecordBytes, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
+import { segmentName } from '../format/segment-files.js'
+import { EngineError } from '../errors.js'
 import { sectorBytes } from './recovery.js'
-import { Shard, type ShardOptions } from './shard.js'
-import { HeldStorage, lookup, putRecord, type HeldFile } from './testing/held-file.js'
+import { Shard, type ShardOptions } from '../shard.js'
+import { HeldStorage, lookup, putRecord, type HeldFile } from '../testing/held-file.js'
 
 const directory = '/held/shard-007'
 

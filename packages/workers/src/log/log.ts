@@ -4,7 +4,7 @@
 // - a request's callback gets null only after the batch holding it was written in full to the intent log
 //   AND its completion record to the completion log, each followed by an fdatasync that succeeded (all
 //   four completions seen with success);
-// - the two logs are written in parallel, each on its own lane (its own ring on io_uring), so a batch
+// - the two logs are written in parallel, each on its own ring on io_uring, so a batch
 //   costs one fdatasync of latency, not two; why, and what recovery can and cannot tell because of it, is
 //   in recovery.ts;
 // - one batch is in flight at a time: requests arriving meanwhile form the next batch, so at a crash only
@@ -14,10 +14,11 @@
 // - a failed write or fdatasync fails its batch and everything queued, and the log accepts nothing after
 //   (fsyncgate: a failed fdatasync may have dropped dirty pages, so a retry could acknowledge lost data).
 
-import { completionRecordBytes, completionStatusClosed, completionStatusWritten, encodeCompletion } from './completion.js'
-import { EngineError, type IoFailure } from './errors.js'
-import { batchHeaderBytes, checksum, encodeBatchHeader, forEachRecord } from './record.js'
-import type { SegmentWriter } from './segments.js'
+import { completionRecordBytes, completionStatusClosed, completionStatusWritten, encodeCompletion } from '../format/completion.js'
+import { EngineError, type IoFailure } from '../errors.js'
+import { batchHeaderBytes, encodeBatchHeader, forEachRecord } from '../format/record.js'
+import { checksum } from '../format/checksum.js'
+import type { SegmentWriter } from './segment-writer.js'
 
 export type AppendCallback = (error: EngineError | null) => void
 
@@ -196,7 +197,7 @@ export class Log {
           'the shard accepts no more writes until it is reopened',
         { cause: failure },
       )
-      // Both logs stop: no more fills or new segments on either lane once the shard refuses writes.
+      // Both logs stop: no more fills or new segments on either log once the shard refuses writes.
       this.intent.halt(failure)
       this.completion.halt(failure)
       const failed = requests.concat(this.pending)

@@ -10,9 +10,9 @@
 //   and one larger than a whole segment gets a segment of its own, as large as it needs.
 
 import path from 'node:path'
-import { segmentName, type LogKind } from './completion.js'
-import type { IoFailure } from './errors.js'
-import { ioFailure, type Storage, type StorageFile } from './storage.js'
+import { segmentName, type LogKind } from '../format/segment-files.js'
+import type { IoFailure } from '../errors.js'
+import { ioFailure, type Storage, type StorageFile } from '../storage/storage.js'
 
 export interface SegmentLocation {
   segment: number

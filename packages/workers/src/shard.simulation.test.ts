@@ -43,7 +43,7 @@ function damagesData(kind: string): boolean {
 function describeFailure(result: SimulationResult): string {
   const lines = [`seed ${result.seed}: ${result.violations.length} violation(s); replay: ${replayCommand(result.seed)}`]
   for (const violation of result.violations.slice(0, 8)) lines.push(`  [generation ${violation.generation}] ${violation.kind}: ${violation.message}`)
-  const faults = result.faults.map((fault) => `${fault.kind} ${fault.lane}#${fault.laneWriteIndex} ${fault.path}@${fault.fileOffset}+${fault.length}${fault.landedAt === undefined ? '' : `->${fault.landedAt}`}`)
+  const faults = result.faults.map((fault) => `${fault.kind} ${fault.log}#${fault.logWriteIndex} ${fault.path}@${fault.fileOffset}+${fault.length}${fault.landedAt === undefined ? '' : `->${fault.landedAt}`}`)
   lines.push(`  faults: ${faults.join('; ') || 'none'}`)
   return lines.join('\n')
 }

@@ -4,10 +4,11 @@
 // ring.ts): once the worker has run everything already delivered to it, it blocks until its I/O completes.
 
 import { probeIoUring, Ring, type RingIoError } from '@ringkv/wal-native'
-import { EngineError, type IoFailure } from './errors.js'
-import type { BackendChoice } from './protocol.js'
-import { FsStorage } from './storage-fs.js'
-import { NodeFile, NodeStorage, type Lane, type Storage, type StorageFile } from './storage.js'
+import { EngineError, type IoFailure } from '../errors.js'
+import type { BackendChoice } from '../protocol.js'
+import { FsStorage } from './fs.js'
+import { NodeFile, NodeStorage, type Storage, type StorageFile } from './storage.js'
+import type { LogKind } from '../format/segment-files.js'
 
 /** SQ entries per shard ring: a batch needs 2 (write + fsync), and a short write 2 more. */
 export const ringEntries = 64
@@ -27,8 +28,8 @@ class UringFile extends NodeFile {
 
 export class UringStorage extends NodeStorage {
   readonly backend = 'io_uring' as const
-  /** The shard's ring pair: one per lane, set up with the storage so that a failure shows at open. */
-  private readonly rings: Record<Lane, Ring>
+  /** The shard's ring pair: one per log, set up with the storage so that a failure shows at open. */
+  private readonly rings: Record<LogKind, Ring>
 
   constructor(readonly reason: string) {
     super()
@@ -42,8 +43,8 @@ export class UringStorage extends NodeStorage {
     }
   }
 
-  open(filePath: string, lane: Lane): StorageFile {
-    return new UringFile(filePath, this.rings[lane])
+  open(filePath: string, log: LogKind): StorageFile {
+    return new UringFile(filePath, this.rings[log])
   }
 
   close(): void {

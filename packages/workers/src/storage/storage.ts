@@ -1,15 +1,17 @@
-// The storage interface under the write-ahead log, and the choice of backend. The log never sees a
+// The storage interface under the write-ahead log, and what the real backends share. The log never sees a
 // syscall: it asks a StorageFile to make bytes durable and is called back once, with success or with the
-// first failure. Three backends answer to it:
-//   io_uring   one write linked to one fdatasync on the shard's ring (storage-uring.ts);
-//   fs         libuv fs: write, then fdatasync (storage-fs.ts), used where io_uring cannot be set up;
-//   simulated  in-memory files with a volatile cache and faults, for seeded tests.
-// Opening, reading back and truncating happen only while a shard opens, so they are synchronous.
+// first failure. Three backends answer to it (the choice between the real ones is createStorage, uring.ts):
+//   io_uring   one write linked to one fdatasync on the log's ring (uring.ts);
+//   fs         libuv fs: write, then fdatasync (fs.ts), used where io_uring cannot be set up;
+//   simulated  in-memory files with a volatile cache and faults, for seeded tests (testing/).
+// Opening a file (when the shard opens, and when a log moves on to its next segment), reading back and
+// truncating (only while the shard opens) are synchronous; writes and zero-fills call back.
 
 import fs from 'node:fs'
 import path from 'node:path'
-import type { IoFailure } from './errors.js'
-import type { BackendName } from './protocol.js'
+import type { IoFailure } from '../errors.js'
+import type { LogKind } from '../format/segment-files.js'
+import type { BackendName } from '../protocol.js'
 
 export interface StorageFile {
   readonly path: string
@@ -32,18 +34,13 @@ export interface StorageFile {
   close(): void
 }
 
-/**
- * Which of the shard's two logs a file belongs to. On io_uring each lane has its own ring, so the small
- * completion writes never queue behind large intent writes.
- */
-export type Lane = 'intent' | 'completion'
 
 export interface Storage {
   readonly backend: BackendName
   /** Why this backend runs: forced by an option, or why io_uring could not be set up. */
   readonly reason: string
   /** Opens a file for the log, creating it (and making its directory entry durable) if missing. */
-  open(filePath: string, lane: Lane): StorageFile
+  open(filePath: string, log: LogKind): StorageFile
   /** A whole file as it is durable now (recovery reads with this; it never creates a file). */
   read(filePath: string): Uint8Array
   /** The names of the files in `directory`, sorted; empty when it does not exist. */
@@ -144,7 +141,7 @@ export abstract class NodeFile implements StorageFile {
 export abstract class NodeStorage implements Storage {
   abstract readonly backend: Storage['backend']
   abstract readonly reason: string
-  abstract open(filePath: string, lane: Lane): StorageFile
+  abstract open(filePath: string, log: LogKind): StorageFile
   abstract close(): void
 
   read(filePath: string): Uint8Array {

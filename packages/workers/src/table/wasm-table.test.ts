@@ -1,5 +1,5 @@
 // The WebAssembly table against the JavaScript Map reference (MapTable): every answer compared, across
-// growths, forced collisions, delete/insert churn, and a full table. Needs dist/table.wasm: run
+// growths, forced collisions, delete/insert churn, and a full table. Needs dist/table/table.wasm: run
 // `pnpm --filter @ringkv/workers run build` first.
 
 import { readFileSync } from 'node:fs'
@@ -8,8 +8,9 @@ import { constants as performanceConstants } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
-import { encodeRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut } from './record.js'
-import { MapTable, packKeys, type Table } from './table.js'
+import { encodeRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut } from '../format/record.js'
+import { MapTable, type Table } from './table.js'
+import { packKeys } from '../protocol.js'
 import { memoryBytesInitial, TableFullError, WasmTable } from './wasm-table.js'
 
 interface Operation {
@@ -139,7 +140,7 @@ describe('WasmTable against MapTable', () => {
 describe('WasmTable hashing', () => {
   test('is SipHash: the reference vector of SipHash-2-4 holds', () => {
     // Key 00..0f, message 00..0e: the paper's test vector (Aumasson and Bernstein, appendix A).
-    const wasmFile = fileURLToPath(new URL('../dist/table.wasm', import.meta.url))
+    const wasmFile = fileURLToPath(new URL('../../dist/table/table.wasm', import.meta.url))
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 100, shared: true })
     const instance = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(wasmFile)), {
       env: { memory, abort: () => { throw new Error('abort') } },
@@ -331,7 +332,7 @@ describe('WasmTable memory and the garbage collector', () => {
 
   test('a worker whose table grows to 256 MiB has no GC started by external memory pressure', async () => {
     // The built modules: a worker cannot load the TypeScript sources the test runner compiles.
-    const distUrl = (name: string): string => new URL(`../dist/${name}`, import.meta.url).href
+    const distUrl = (name: string): string => new URL(`../../dist/${name}`, import.meta.url).href
     const source = `
       const { parentPort, workerData } = require('node:worker_threads')
       const { PerformanceObserver } = require('node:perf_hooks')
@@ -363,7 +364,7 @@ describe('WasmTable memory and the garbage collector', () => {
     const memoryBytesTarget = 256 * 1024 * 1024
     const worker = new Worker(source, {
       eval: true,
-      workerData: { wasmTableUrl: distUrl('wasm-table.js'), recordUrl: distUrl('record.js'), memoryBytesTarget },
+      workerData: { wasmTableUrl: distUrl('table/wasm-table.js'), recordUrl: distUrl('format/record.js'), memoryBytesTarget },
     })
     const result = await new Promise<{ memoryBytes: number; gcFlags: number[] }>((resolve, reject) => {
       worker.once('message', resolve)

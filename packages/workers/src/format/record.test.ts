@@ -1,19 +1,7 @@
 import crc32 from 'crc-32'
 import { describe, expect, it } from 'vitest'
-import {
-  batchHeaderBytes,
-  checksum,
-  decodeBatchHeader,
-  encodeBatchHeader,
-  encodeRecord,
-  forEachRecord,
-  nativeChecksumBytesMin,
-  RecordFormatError,
-  recordBytes,
-  recordKindDelete,
-  recordKindPut,
-  type RecordView,
-} from './record.js'
+import { batchHeaderBytes, decodeBatchHeader, encodeBatchHeader, encodeRecord, forEachRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut, type RecordView } from './record.js'
+import { checksum, nativeChecksumBytesMin } from './checksum.js'
 
 const text = new TextEncoder()
 

@@ -2,7 +2,7 @@
 // order, and decides what to do with whatever is not complete. It owns those decisions and nothing else:
 // it never writes; the shard cuts the logs where recovery says.
 //
-// What the write path guarantees (log.ts, segments.ts), and recovery relies on:
+// What the write path guarantees (log.ts, segment-writer.ts), and recovery relies on:
 // - one batch in flight per shard: batch s+1 is written only after batch s was acknowledged, so at a crash
 //   only the last batch can be incomplete;
 // - a batch is acknowledged only after its intent bytes and its completion record are both durable;
@@ -39,38 +39,16 @@
 // damage of acknowledged data is refused. Writing the logs one after the other would close this gap at the
 // cost of a second fdatasync per batch; ringkv chose latency here, deliberately.
 
-import {
-  completionRecordBytes,
-  completionStatusClosed,
-  decodeCompletion,
-  segmentName,
-  segmentNumbers,
-  type CompletionRecord,
-} from './completion.js'
-import { EngineError } from './errors.js'
-import { batchHeaderBytes, batchMagic, checksum, decodeBatchHeader, forEachRecord, RecordFormatError } from './record.js'
-import type { Storage } from './storage.js'
+import { completionRecordBytes, completionStatusClosed, decodeCompletion, type CompletionRecord } from '../format/completion.js'
+import { segmentName, segmentNumbers } from '../format/segment-files.js'
+import { EngineError } from '../errors.js'
+import { batchHeaderBytes, batchMagic, decodeBatchHeader, forEachRecord, RecordFormatError } from '../format/record.js'
+import { checksum } from '../format/checksum.js'
+import type { RecoveryReport } from '../protocol.js'
+import type { Storage } from '../storage/storage.js'
 
 /** Sector size assumed for tears: a crash leaves each 512-byte sector of a write old or new. */
 export const sectorBytes = 512
-
-export interface RecoveryReport {
-  batchesReplayed: number
-  recordsReplayed: number
-  /** Intent bytes of the replayed batches. */
-  bytesReplayed: number
-  /** Non-zero bytes cut from the tail as the unacknowledged in-flight batch (0 for a clean log). */
-  tailBytesDropped: number
-  /** What was dropped from the tail and why, when anything was. */
-  tailReason: string | undefined
-  /** Whether the last thing in the completion log is a close record (a clean shutdown). */
-  cleanShutdown: boolean
-  /** Set when recovery 'truncate' dropped damaged data: exactly what was lost. */
-  repaired:
-    | { firstBatchDropped: number; batchesDropped: number; intentBytesDropped: number; reason: string }
-    | undefined
-  durationMs: number
-}
 
 /** Where one log continues, and what the shard must cut first. */
 export interface LogResumption {

@@ -1,11 +1,7 @@
-// The completion log's on-disk format, and the segment files of both logs. Owns byte layouts and names;
-// never touches a file.
-//
-// A shard keeps two logs, each a sequence of segment files in the shard's directory:
-//   intent-00000001.wal, intent-00000002.wal, …      batches of records (record.ts), the data itself
-//   completion-00000001.wal, …                        one 64-byte completion record per batch
-// Segments are zero-filled ahead of the write position (segments.ts), so a never-written region reads as
-// zeros and zeros never parse as a batch or a completion record.
+// The completion log's on-disk format: one 64-byte completion record per intent batch (the segment files
+// that hold them are named in segment-files.ts). Owns the byte layout; never touches a file. Segments are
+// zero-filled ahead of the write position (log/segment-writer.ts), so a never-written slot reads as zeros,
+// and zeros never parse as a completion record.
 //
 // completion record (64 bytes, 64-byte aligned, so it never straddles a 512-byte sector: a crash leaves it
 // either old (zeros) or new, never torn)
@@ -22,7 +18,8 @@
 //   | 36     | 4    | status: 1 = batch written, 2 = clean close (no batch; sequence = last batch) |
 //   | 40     | 24   | reserved, zero                                                               |
 
-import { checksum, getSequence, setSequence } from './record.js'
+import { checksum } from './checksum.js'
+import { getSequence, setSequence } from './record.js'
 
 export const completionMagic = 0x43564b52
 export const completionRecordBytes = 64
@@ -75,23 +72,4 @@ export function decodeCompletion(source: Uint8Array): CompletionRecord | 'zero' 
     intentChecksum: view.getUint32(32, true),
     status,
   }
-}
-
-export type LogKind = 'intent' | 'completion'
-
-const segmentPattern = /^(intent|completion)-(\d{8})\.wal$/
-
-export function segmentName(kind: LogKind, segment: number): string {
-  if (!Number.isInteger(segment) || segment < 1 || segment > 99_999_999) throw new RangeError(`bad segment number ${segment}`)
-  return `${kind}-${String(segment).padStart(8, '0')}.wal`
-}
-
-/** The segment numbers of one log among a directory's file names, ascending. */
-export function segmentNumbers(names: readonly string[], kind: LogKind): number[] {
-  const numbers: number[] = []
-  for (const name of names) {
-    const match = segmentPattern.exec(name)
-    if (match !== null && match[1] === kind) numbers.push(Number(match[2]))
-  }
-  return numbers.sort((a, b) => a - b)
 }

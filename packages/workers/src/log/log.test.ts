@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { decodeCompletion } from './completion.js'
-import { EngineError } from './errors.js'
-import { batchHeaderBytes, decodeBatchHeader, recordBytes, recordKindDelete } from './record.js'
-import { Shard, type ShardOptions } from './shard.js'
-import { MapTable } from './table.js'
-import { HeldStorage, lookup, putRecord } from './testing/held-file.js'
+import { decodeCompletion } from '../format/completion.js'
+import { EngineError } from '../errors.js'
+import { batchHeaderBytes, decodeBatchHeader, recordBytes, recordKindDelete } from '../format/record.js'
+import { Shard, type ShardOptions } from '../shard.js'
+import { MapTable } from '../table/table.js'
+import { HeldStorage, lookup, putRecord } from '../testing/held-file.js'
 
 function put(key: string, value: string): [Uint8Array, number] {
   return [putRecord(key, value), 1]
@@ -83,17 +83,17 @@ describe('dual log group commit', () => {
     expect(counts).toEqual([1, 2, 2, 1])
   })
 
-  for (const lane of ['intent', 'completion'] as const) {
-    it(`fails the batch and everything queued when the ${lane} log fails, then refuses writes; reads go on`, () => {
+  for (const log of ['intent', 'completion'] as const) {
+    it(`fails the batch and everything queued when the ${log} log fails, then refuses writes; reads go on`, () => {
       const storage = new HeldStorage()
       const shard = Shard.open(options(storage))
       track(shard, 'kept', 'yes')
       storage.completeCommit()
       const inFlight = track(shard, 'lost', '1')
       const queued = track(shard, 'queued', '2')
-      storage.fail(lane, { operation: 'fsync', errno: 5, code: 'EIO', path: lane })
+      storage.fail(log, { operation: 'fsync', errno: 5, code: 'EIO', path: log })
       expect(inFlight.outcome).toBe('waiting') // the other log's write is still in flight: wait for it
-      storage.complete(lane === 'intent' ? 'completion' : 'intent')
+      storage.complete(log === 'intent' ? 'completion' : 'intent')
       for (const state of [inFlight, queued]) {
         expect(state.outcome).toBeInstanceOf(EngineError)
         expect((state.outcome as EngineError).code).toBe('IO_ERROR')
@@ -243,7 +243,7 @@ describe('a full table', () => {
     let deleted: EngineError | null | undefined
     shard.write(deletion, 1, (error) => (deleted = error))
     expect(deleted?.message).toBeUndefined()
-    expect(storage.held.map((write) => write.file.lane)).toEqual(['intent', 'completion'])
+    expect(storage.held.map((write) => write.file.log)).toEqual(['intent', 'completion'])
     storage.completeCommit()
     expect(deleted).toBeNull()
     expect(lookup(shard, 'k0')).toBeUndefined()

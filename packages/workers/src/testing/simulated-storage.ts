@@ -8,7 +8,7 @@
 //   cache durable, as a real fdatasync does for every dirty page of the file.
 // - Nothing completes by itself: writeDurable queues a write, and only when that write completes does it
 //   queue its fdatasync (a linked pair, as on io_uring); zeroFill the same. `step()` completes one pending
-//   operation chosen by the PRNG across all files and lanes, so the two lanes of a shard complete in any
+//   operation chosen by the PRNG across all files and logs, so the two logs of a shard complete in any
 //   interleaving, like two rings. A completion's state change is made first, then its callback runs.
 // - `crash()` returns a new storage over what survives a power loss: each file's durable image, plus, for
 //   every write that reached the cache but no fdatasync, any subset of its 512-byte sectors (each sector
@@ -33,8 +33,9 @@
 //   back success when the write reaches the cache, and the fdatasync follows later, if ever.
 
 import path from 'node:path'
-import type { IoFailure } from './errors.js'
-import type { Lane, Storage, StorageFile } from './storage.js'
+import type { IoFailure } from '../errors.js'
+import type { Storage, StorageFile } from '../storage/storage.js'
+import type { LogKind } from '../format/segment-files.js'
 
 export const sectorBytes = 512
 
@@ -106,7 +107,7 @@ export interface SimulatedStorageOptions {
 /** A fault to apply to the next operation that matches (in the order operations complete). */
 export interface InjectedFault {
   kind: Exclude<FaultKind, 'bitFlip'>
-  lane?: Lane
+  log?: LogKind
   path?: string
   /** Only this kind of operation (writeEio, writeEnospc, fsyncEio can hit both); any when unset. */
   operation?: 'writeDurable' | 'zeroFill'
@@ -117,12 +118,12 @@ export interface InjectedFault {
 export interface FaultRecord {
   kind: FaultKind
   path: string
-  lane: Lane
+  log: LogKind
   /**
-   * Which writeDurable of its lane this was (0-based, in the order they were issued), or whose fdatasync
+   * Which writeDurable of its log this was (0-based, in the order they were issued), or whose fdatasync
    * (fsyncEio); -1 for a zeroFill or its fdatasync, and for a bit flip.
    */
-  laneWriteIndex: number
+  logWriteIndex: number
   fileOffset: number
   length: number
   /** misdirected: where the bytes landed. bitFlip: the byte that flipped. */
@@ -136,8 +137,8 @@ export interface FaultRecord {
 interface DirtyWrite {
   fileOffset: number
   bytes: Uint8Array
-  /** The writeDurable it came from (its lane's index), or -1 for a zeroFill. */
-  laneWriteIndex: number
+  /** The writeDurable it came from (its log's index), or -1 for a zeroFill. */
+  logWriteIndex: number
 }
 
 interface AcknowledgedRange {
@@ -189,7 +190,7 @@ type Operation =
       bytes: Uint8Array
       fileOffset: number
       /** -1 for a zeroFill. */
-      laneWriteIndex: number
+      logWriteIndex: number
       callback: (failure: IoFailure | null) => void
     }
   | {
@@ -198,7 +199,7 @@ type Operation =
       file: SimulatedFile
       zeroFill: boolean
       /** The write this fdatasync is linked to, for the fault record. */
-      laneWriteIndex: number
+      logWriteIndex: number
       fileOffset: number
       length: number
       acknowledge: AcknowledgedRange | undefined
@@ -217,7 +218,7 @@ export class SimulatedFile implements StorageFile {
   constructor(
     readonly storage: SimulatedStorage,
     readonly path: string,
-    readonly lane: Lane,
+    readonly log: LogKind,
     durable: Uint8Array,
   ) {
     this.durable = new Image(durable)
@@ -269,7 +270,7 @@ export class SimulatedFile implements StorageFile {
   sync(): void {
     for (const write of this.dirty) {
       this.durable.write(write.fileOffset, write.bytes)
-      this.storage.noteOnDisk(this.lane, write.laneWriteIndex)
+      this.storage.noteOnDisk(this.log, write.logWriteIndex)
     }
     this.dirty = []
   }
@@ -283,7 +284,7 @@ export class SimulatedFile implements StorageFile {
       const mode = prng.below(3)
       for (let sector = Math.floor(write.fileOffset / sectorBytes) * sectorBytes; sector < end; sector += sectorBytes) {
         if (mode === 0 || (mode === 2 && !prng.chance(0.5))) continue
-        this.storage.noteOnDisk(this.lane, write.laneWriteIndex)
+        this.storage.noteOnDisk(this.log, write.logWriteIndex)
         const from = Math.max(sector, write.fileOffset)
         const to = Math.min(sector + sectorBytes, end)
         image.write(from, write.bytes.subarray(from - write.fileOffset, to - write.fileOffset))
@@ -317,13 +318,13 @@ export class SimulatedStorage implements Storage {
   completions = 0
   /** writeDurable and zeroFill calls so far (a shard that failed must make no more). */
   writesIssued = 0
-  /** writeDurable calls per lane so far. */
-  readonly laneWrites: Record<Lane, number> = { intent: 0, completion: 0 }
+  /** writeDurable calls per log so far. */
+  readonly logWrites: Record<LogKind, number> = { intent: 0, completion: 0 }
   /**
-   * Per lane, the highest writeDurable index of which any byte reached the durable image (by an
+   * Per log, the highest writeDurable index of which any byte reached the durable image (by an
    * fdatasync, a failed one, or a crash keeping some of its sectors); -1 when none did.
    */
-  readonly laneOnDiskMax: Record<Lane, number> = { intent: -1, completion: -1 }
+  readonly logOnDiskMax: Record<LogKind, number> = { intent: -1, completion: -1 }
   /** A hash of every completion, for determinism checks. */
   traceDigest = 0x811c9dc5
   crashed = false
@@ -332,7 +333,7 @@ export class SimulatedStorage implements Storage {
   private injected: InjectedFault[] = []
   private operationNext = 0
 
-  constructor(options: SimulatedStorageOptions, files?: Map<string, { lane: Lane; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>) {
+  constructor(options: SimulatedStorageOptions, files?: Map<string, { log: LogKind; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>) {
     this.prng = new Prng(options.seed)
     this.rates = { ...noFaults, ...options.faults }
     for (const [kind, rate] of Object.entries(this.rates)) {
@@ -340,7 +341,7 @@ export class SimulatedStorage implements Storage {
     }
     this.acknowledgeBeforeSync = options.acknowledgeBeforeSync ?? false
     for (const [filePath, survivor] of files ?? []) {
-      const file = new SimulatedFile(this, filePath, survivor.lane, survivor.contents)
+      const file = new SimulatedFile(this, filePath, survivor.log, survivor.contents)
       file.acknowledged = survivor.acknowledged
       this.files.set(filePath, file)
     }
@@ -355,11 +356,11 @@ export class SimulatedStorage implements Storage {
     return this.pending.length
   }
 
-  open(filePath: string, lane: Lane): StorageFile {
+  open(filePath: string, log: LogKind): StorageFile {
     this.assertLive()
     let file = this.files.get(filePath)
     if (file === undefined) {
-      file = new SimulatedFile(this, filePath, lane, new Uint8Array(0))
+      file = new SimulatedFile(this, filePath, log, new Uint8Array(0))
       this.files.set(filePath, file)
     }
     file.closed = false
@@ -415,8 +416,8 @@ export class SimulatedStorage implements Storage {
     const record: FaultRecord = {
       kind: 'bitFlip',
       path: file.path,
-      lane: file.lane,
-      laneWriteIndex: -1,
+      log: file.log,
+      logWriteIndex: -1,
       fileOffset,
       length: 1,
       landedAt: fileOffset,
@@ -459,13 +460,13 @@ export class SimulatedStorage implements Storage {
     this.assertLive()
     if (this.prng.chance(this.rates.bitFlip)) this.flipBit()
     this.crashed = true
-    const survivors = new Map<string, { lane: Lane; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>()
+    const survivors = new Map<string, { log: LogKind; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>()
     for (const [filePath, file] of this.files) {
       const contents = file.survivor(this.prng)
       const acknowledged = file.acknowledged
         .filter((range) => range.fileOffset < contents.length)
         .map((range) => ({ fileOffset: range.fileOffset, length: Math.min(range.length, contents.length - range.fileOffset) }))
-      survivors.set(filePath, { lane: file.lane, contents, acknowledged })
+      survivors.set(filePath, { log: file.log, contents, acknowledged })
     }
     this.pending = []
     return new SimulatedStorage(
@@ -481,14 +482,14 @@ export class SimulatedStorage implements Storage {
     return images
   }
 
-  noteOnDisk(lane: Lane, laneWriteIndex: number): void {
-    if (laneWriteIndex > this.laneOnDiskMax[lane]) this.laneOnDiskMax[lane] = laneWriteIndex
+  noteOnDisk(log: LogKind, logWriteIndex: number): void {
+    if (logWriteIndex > this.logOnDiskMax[log]) this.logOnDiskMax[log] = logWriteIndex
   }
 
   queueWrite(file: SimulatedFile, buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
     this.writesIssued++
-    const laneWriteIndex = this.laneWrites[file.lane]++
-    this.enqueue({ kind: 'write', id: this.operationNext++, file, bytes: buffer, fileOffset, laneWriteIndex, callback })
+    const logWriteIndex = this.logWrites[file.log]++
+    this.enqueue({ kind: 'write', id: this.operationNext++, file, bytes: buffer, fileOffset, logWriteIndex, callback })
   }
 
   queueZeroFill(file: SimulatedFile, length: number, callback: (failure: IoFailure | null) => void): void {
@@ -499,7 +500,7 @@ export class SimulatedStorage implements Storage {
       return
     }
     const zeros = new Uint8Array(length - size)
-    this.enqueue({ kind: 'write', id: this.operationNext++, file, bytes: zeros, fileOffset: size, laneWriteIndex: -1, callback })
+    this.enqueue({ kind: 'write', id: this.operationNext++, file, bytes: zeros, fileOffset: size, logWriteIndex: -1, callback })
   }
 
   private enqueue(operation: Operation): void {
@@ -517,7 +518,7 @@ export class SimulatedStorage implements Storage {
     if (operation.kind === 'noop') return () => operation.callback(null)
     if (operation.kind === 'fsync') {
       if (this.takeFault('fsyncEio', file, operation.zeroFill)) {
-        this.record('fsyncEio', file, operation.laneWriteIndex, operation.fileOffset, operation.length)
+        this.record('fsyncEio', file, operation.logWriteIndex, operation.fileOffset, operation.length)
         // The kernel marks the pages clean whether or not they reached the disk.
         const survivor = file.survivor(this.prng)
         file.dirty = []
@@ -533,27 +534,27 @@ export class SimulatedStorage implements Storage {
       return callback === undefined ? undefined : () => callback(null)
     }
 
-    const isZeroFill = operation.laneWriteIndex < 0
+    const isZeroFill = operation.logWriteIndex < 0
     const errno = this.takeFault('writeEio', file, isZeroFill)
       ? { errno: 5, code: 'EIO' as const, kind: 'writeEio' as const }
       : this.takeFault('writeEnospc', file, isZeroFill)
         ? { errno: 28, code: 'ENOSPC' as const, kind: 'writeEnospc' as const }
         : undefined
     if (errno !== undefined) {
-      this.record(errno.kind, file, operation.laneWriteIndex, operation.fileOffset, operation.bytes.length)
+      this.record(errno.kind, file, operation.logWriteIndex, operation.fileOffset, operation.bytes.length)
       return () => operation.callback(failure('write', errno.errno, errno.code, file.path))
     }
     let landedAt = operation.fileOffset
     if (!isZeroFill && this.takeFault('lost', file, false)) {
-      this.record('lost', file, operation.laneWriteIndex, operation.fileOffset, operation.bytes.length, undefined, operation.bytes)
+      this.record('lost', file, operation.logWriteIndex, operation.fileOffset, operation.bytes.length, undefined, operation.bytes)
       landedAt = -1
     } else if (!isZeroFill && this.takeFault('misdirected', file, false)) {
       landedAt = this.misdirect(file, operation.fileOffset, operation.bytes.length)
-      this.record('misdirected', file, operation.laneWriteIndex, operation.fileOffset, operation.bytes.length, landedAt, operation.bytes)
+      this.record('misdirected', file, operation.logWriteIndex, operation.fileOffset, operation.bytes.length, landedAt, operation.bytes)
     }
     if (landedAt >= 0) {
       // The cache keeps its own copy: the caller may reuse its buffer once called back.
-      file.dirty.push({ fileOffset: landedAt, bytes: operation.bytes.slice(), laneWriteIndex: operation.laneWriteIndex })
+      file.dirty.push({ fileOffset: landedAt, bytes: operation.bytes.slice(), logWriteIndex: operation.logWriteIndex })
       this.trace(landedAt, operation.bytes.length, operation.bytes[0] ?? 0, operation.bytes[operation.bytes.length - 1] ?? 0)
     }
     const acknowledge = isZeroFill ? undefined : { fileOffset: operation.fileOffset, length: operation.bytes.length }
@@ -564,7 +565,7 @@ export class SimulatedStorage implements Storage {
       id: this.operationNext++,
       file,
       zeroFill: isZeroFill,
-      laneWriteIndex: operation.laneWriteIndex,
+      logWriteIndex: operation.logWriteIndex,
       fileOffset: operation.fileOffset,
       length: operation.bytes.length,
       acknowledge,
@@ -591,7 +592,7 @@ export class SimulatedStorage implements Storage {
     for (let index = 0; index < this.injected.length; index++) {
       const fault = this.injected[index]!
       if (fault.kind !== kind) continue
-      if (fault.lane !== undefined && fault.lane !== file.lane) continue
+      if (fault.log !== undefined && fault.log !== file.log) continue
       if (fault.path !== undefined && fault.path !== file.path) continue
       if (fault.operation !== undefined && (fault.operation === 'zeroFill') !== isZeroFill) continue
       if ((fault.after ?? 0) > 0) {
@@ -608,7 +609,7 @@ export class SimulatedStorage implements Storage {
   private record(
     kind: FaultKind,
     file: SimulatedFile,
-    laneWriteIndex: number,
+    logWriteIndex: number,
     fileOffset: number,
     length: number,
     landedAt?: number,
@@ -617,8 +618,8 @@ export class SimulatedStorage implements Storage {
     this.faults.push({
       kind,
       path: file.path,
-      lane: file.lane,
-      laneWriteIndex,
+      log: file.log,
+      logWriteIndex,
       fileOffset,
       length,
       ...(landedAt === undefined ? {} : { landedAt }),
