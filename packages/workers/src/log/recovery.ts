@@ -2,49 +2,24 @@
 // order, and decides what to do with whatever is not complete. It owns those decisions and nothing else:
 // it never writes; the shard cuts the logs where recovery says.
 //
-// What the write path guarantees (log.ts, segment-writer.ts), and recovery relies on:
-// - one batch in flight per shard: batch s+1 is written only after batch s was acknowledged, so at a crash
-//   only the last batch can be incomplete;
-// - a batch is acknowledged only after its intent bytes and its completion record are both durable;
-// - the two are written in parallel (one fdatasync of latency instead of two: measured here, p50 255–270 µs
-//   for the pair in parallel against 358–417 µs one after the other, for 4 KiB + 64 B appends), so a crash
-//   can leave either one durable without the other;
-// - segments are zero-filled before they are written, and a crash tears a write at sector granularity
-//   (each 512-byte sector old or new): a torn intent batch shows whole zero sectors (or ends past the end of
-//   the file); a completion record is 64 bytes, 64-byte aligned, inside one sector, so it is never torn.
+// What it decides is the table in recovery-cases.ts, with what the write path guarantees that the table
+// relies on. This module establishes the facts about each place in the logs (is the completion record
+// valid, is the batch it names intact, torn or damaged, is it the last) and does what the one matching
+// case says; it never decides on the facts itself.
 //
-// Decision table. s is a batch sequence; "last" means the last completion record of status "written",
-// with no close record after it (a close record means a clean shutdown: nothing was in flight).
-//
-// | completion log                  | intent log at the recorded place                 | where     | action                         | why |
-// |---------------------------------|--------------------------------------------------|-----------|--------------------------------|-----|
-// | record s valid                  | batch s intact, checksums match the record       | any       | apply                          | complete |
-// | record s valid                  | torn: past the end of file, or a zero sector     | last      | drop s from both logs          | crash between the two parallel writes: s was never acknowledged |
-// | record s valid                  | damaged with no zero sector (not a tear)         | last      | refuse: WAL_CORRUPT            | a crash cannot produce it: damage to a batch that may be acknowledged |
-// | record s valid                  | torn, damaged or missing                         | not last  | refuse: WAL_CORRUPT            | s+1 (or the close) was written only after s was acknowledged |
-// | record damaged (not zero)       | any                                              | any       | refuse: WAL_CORRUPT            | a record cannot be torn: this is damage |
-// | records out of sequence         | any                                              | any       | refuse: WAL_CORRUPT            | a completion record was lost or misplaced |
-// | no record after s               | intact batch s+1, or torn bytes, after batch s   | tail      | drop them                      | the in-flight batch: its completion never became durable, so it was never acknowledged |
-// | no record after s               | an intact batch with sequence > s+1              | anywhere  | refuse: WAL_CORRUPT            | completion records of acknowledged batches are gone |
-// | no segments at all              | no segments at all                               | —         | empty shard                    | new directory |
-//
-// "refuse" means: `open` fails with EngineError('WAL_CORRUPT') whose details name the shard, the file, the
-// batch sequence and the byte range. With the option recovery: 'truncate', recovery instead keeps every
-// batch before the damage, drops the damaged batch and everything after it from both logs, and the report
-// says exactly what (`repaired`).
-//
-// The blind spot of parallel writes: if the disk LOSES or MISDIRECTS the intent write of the very last
-// batch after acknowledging it, the intent log shows zeros there, exactly as after a crash before that
-// write reached the disk. Recovery drops that batch and says so in `tailReason`. Every other loss or
-// damage of acknowledged data is refused. Writing the logs one after the other would close this gap at the
-// cost of a second fdatasync per batch; ringkv chose latency here, deliberately.
+// A `refuse` case makes `open` fail with EngineError('WAL_CORRUPT') whose details name the shard, the
+// case's label, the file, the batch sequence and the byte range. With the option recovery: 'truncate',
+// recovery instead keeps every batch before the damage, drops the damaged batch and everything after it
+// from both logs, and the report says exactly what (`repaired`).
 
 import { completionRecordBytes, completionStatusClosed, decodeCompletion, type CompletionRecord } from '../format/completion.js'
 import { segmentName, segmentNumbers } from '../format/segment-files.js'
+import assert from 'node:assert/strict'
 import { EngineError } from '../errors.js'
 import { batchHeaderBytes, batchMagic, decodeBatchHeader, forEachRecord, RecordFormatError } from '../format/record.js'
 import { checksum } from '../format/checksum.js'
 import type { RecoveryReport } from '../protocol.js'
+import { recoveryCase, type CompletionState, type IntentState, type RecoveryCase } from './recovery-cases.js'
 import type { Storage } from '../storage/storage.js'
 
 /** Sector size assumed for tears: a crash leaves each 512-byte sector of a write old or new. */
@@ -83,8 +58,10 @@ interface Located {
   offset: number
 }
 
+/** A place in the logs that a `refuse` case matched: where it is, and which case. */
 class Damage {
   constructor(
+    readonly recoveryCase: RecoveryCase,
     readonly sequence: number,
     readonly file: string,
     readonly byteRange: [number, number],
@@ -179,9 +156,11 @@ export function recover(
     return contents
   }
 
-  // 1. The completion log: every record, in order, until the first zero slot of the last segment used.
+  // 1. The completion log: every record, in order, until the first zero slot of the last segment used. A
+  //    record that does not hold ends the scan; its case is decided after the batches before it (step 2),
+  //    so that damage to an earlier batch is the one reported.
   const located: Located[] = []
-  let damage: Damage | undefined
+  let completionDamage: { state: CompletionState; sequence: number; file: string; byteRange: [number, number]; reason: string } | undefined
   let completionEnd = { segment: completionSegments[0] ?? 1, offset: 0 }
   let cleanShutdown = false
   let lastSequence = 0
@@ -193,22 +172,35 @@ export function recover(
         const rest = contents.subarray(offset)
         if (!allZero(rest)) {
           const at = offset + rest.findIndex((byte) => byte !== 0)
-          damage = new Damage(lastSequence + 1, filePath('completion', segment), [at, at + completionRecordBytes], 'a completion record follows an empty slot')
+          completionDamage = {
+            state: 'after_empty_slot',
+            sequence: lastSequence + 1,
+            file: filePath('completion', segment),
+            byteRange: [at, at + completionRecordBytes],
+            reason: 'a completion record follows an empty slot',
+          }
         }
         break
       }
       if (decoded === 'damaged') {
-        damage = new Damage(lastSequence + 1, filePath('completion', segment), [offset, offset + completionRecordBytes], 'a completion record fails its checksum')
+        completionDamage = {
+          state: 'damaged',
+          sequence: lastSequence + 1,
+          file: filePath('completion', segment),
+          byteRange: [offset, offset + completionRecordBytes],
+          reason: 'a completion record fails its checksum',
+        }
         break scan
       }
       const closed = decoded.status === completionStatusClosed
       if (decoded.sequence !== (closed ? lastSequence : lastSequence + 1)) {
-        damage = new Damage(
-          lastSequence + 1,
-          filePath('completion', segment),
-          [offset, offset + completionRecordBytes],
-          `completion record for batch ${decoded.sequence} where ${lastSequence + 1} was next`,
-        )
+        completionDamage = {
+          state: 'out_of_sequence',
+          sequence: lastSequence + 1,
+          file: filePath('completion', segment),
+          byteRange: [offset, offset + completionRecordBytes],
+          reason: `completion record for batch ${decoded.sequence} where ${lastSequence + 1} was next`,
+        }
         break scan
       }
       completionEnd = { segment, offset: offset + completionRecordBytes }
@@ -218,10 +210,11 @@ export function recover(
         lastSequence = decoded.sequence
       }
     }
-    if (damage !== undefined) break
+    if (completionDamage !== undefined) break
   }
 
   // 2. The intent batches the completion records point at, in order.
+  let damage: Damage | undefined
   let replayed = 0
   let recordsReplayed = 0
   let bytesReplayed = 0
@@ -233,11 +226,14 @@ export function recover(
     const entry = located[index]!
     const { record } = entry
     const contents = readIntent(record.segment)
+    const range: [number, number] = [record.offset, record.offset + record.length]
     const contiguous =
       (record.segment === intentEnd.segment && record.offset === intentEnd.offset) ||
       (record.segment > intentEnd.segment && record.offset === 0)
     const problem = contiguous ? intentProblem(contents, entry) : 'the batch is not where the previous one ended'
-    if (problem === undefined) {
+    const intent: IntentState = !contiguous ? 'misplaced' : problem === undefined ? 'intact' : looksTorn(contents, range[0], range[1]) ? 'torn' : 'damaged'
+    const found = recoveryCase({ completion: 'valid', intent, last: index === located.length - 1 && !cleanShutdown })
+    if (found.decision === 'apply') {
       apply(contents.subarray(record.offset + batchHeaderBytes, record.offset + record.length), record.recordCount)
       replayed++
       recordsReplayed += record.recordCount
@@ -245,19 +241,21 @@ export function recover(
       intentEnd = { segment: record.segment, offset: record.offset + record.length }
       continue
     }
-    const isLast = index === located.length - 1 && !cleanShutdown
-    const range: [number, number] = [record.offset, record.offset + record.length]
-    if (isLast && contiguous && looksTorn(contents, range[0], range[1])) {
-      // its bytes are counted with the rest of the tail below
-      tailReason =
-        `batch ${record.sequence}: its completion record is durable but its intent bytes are torn (${problem}); ` +
-        "the crash came between the two logs' writes, so it was never acknowledged"
-      keptCompletionEnd = { segment: entry.segment, offset: entry.offset }
-      break
-    }
-    damage = new Damage(record.sequence, filePath('intent', record.segment), range, problem)
+    // Whatever the decision, neither this record nor anything after it is kept.
     keptCompletionEnd = { segment: entry.segment, offset: entry.offset }
+    if (found.decision === 'drop') {
+      // its bytes are counted with the rest of the tail below
+      tailReason = `batch ${record.sequence}: its completion record is durable but its intent bytes are torn (${problem}); ${found.why}`
+    } else {
+      assert.equal(found.decision, 'refuse')
+      damage = new Damage(found, record.sequence, filePath('intent', record.segment), range, problem!)
+    }
     break
+  }
+  if (damage === undefined && completionDamage !== undefined) {
+    const found = recoveryCase({ completion: completionDamage.state, intent: 'unknown', last: false })
+    assert.equal(found.decision, 'refuse')
+    damage = new Damage(found, completionDamage.sequence, completionDamage.file, completionDamage.byteRange, completionDamage.reason)
   }
   if (damage === undefined) {
     // 3. Past the last complete batch: only the in-flight batch (never acknowledged) may be there.
@@ -266,30 +264,34 @@ export function recover(
       const from = segment === intentEnd.segment ? intentEnd.offset : 0
       // Batch replayed+1 may be the in-flight one; anything later was written after it was acknowledged.
       const beyond = findIntactBatch(contents, from, replayed + 2)
-      if (beyond !== undefined) {
+      const dirty = nonZeroEnd(contents, from) - from
+      const found = recoveryCase({ completion: 'none', intent: beyond !== undefined ? 'beyond' : dirty > 0 ? 'in_flight' : 'clean', last: false })
+      if (found.decision === 'refuse') {
         damage = new Damage(
+          found,
           replayed + 1,
           filePath('intent', segment),
-          [beyond.offset, beyond.offset + batchHeaderBytes],
-          `intent batch ${beyond.sequence} is intact but the completion records after batch ${replayed} are missing`,
+          [beyond!.offset, beyond!.offset + batchHeaderBytes],
+          `intent batch ${beyond!.sequence} is intact but the completion records after batch ${replayed} are missing`,
         )
         break
       }
-      const intact = findIntactBatch(contents, from, replayed + 1)
-      const dirty = nonZeroEnd(contents, from) - from
-      if (dirty > 0) {
+      if (found.decision === 'drop') {
+        const intact = findIntactBatch(contents, from, replayed + 1)
         tailBytesDropped += dirty
         tailReason ??=
           intact !== undefined
             ? `batch ${intact.sequence} reached the intent log but its completion record never became durable: never acknowledged`
             : `${dirty} bytes of a torn, never acknowledged batch after batch ${replayed}`
+      } else {
+        assert.equal(found.decision, 'end')
       }
     }
   }
 
   let repaired: RecoveryReport['repaired']
   if (damage !== undefined) {
-    const details = { shard: options.shard, file: damage.file, batchSequence: damage.sequence, byteRange: damage.byteRange, reason: damage.reason }
+    const details = { shard: options.shard, case: damage.recoveryCase.label, file: damage.file, batchSequence: damage.sequence, byteRange: damage.byteRange, reason: damage.reason }
     if (options.mode === 'strict') {
       throw new EngineError(
         'WAL_CORRUPT',
@@ -309,7 +311,7 @@ export function recover(
       firstBatchDropped: replayed + 1,
       batchesDropped: Math.max(0, lastSequence - replayed),
       intentBytesDropped,
-      reason: `${damage.file} bytes ${damage.byteRange[0]}..${damage.byteRange[1]}: ${damage.reason}`,
+      reason: `${damage.file} bytes ${damage.byteRange[0]}..${damage.byteRange[1]}: ${damage.reason} (${damage.recoveryCase.label})`,
     }
     tailReason = undefined
     tailBytesDropped = 0
