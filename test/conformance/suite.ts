@@ -2,7 +2,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { EngineError, chunkBytes, open, type Engine } from '@ringkv/engine'
+import { EngineError, chunkBytes, open, shardOf, type Engine } from '@ringkv/engine'
 import { completionRecordBytes, keyBytesMax, segmentName, shardDirectory, valueBytesMax } from '@ringkv/workers'
 import type { BackendCase } from './backends.js'
 import { childOpen } from './child.js'
@@ -199,6 +199,29 @@ export function suite({ backend, skip }: BackendCase): void {
       await Promise.all([first, second])
       expect((await engine.get('first'))![0]).toBe(1)
       expect((await engine.get('second'))![0]).toBe(1)
+    })
+
+    it('reads the key bytes a get() was called with, when the caller reuses its buffer in the same tick', async () => {
+      const engine = await openDb({ shards: 4 })
+      // Keys of one length, so one buffer can hold each in turn, as a stream's reused chunk would.
+      const keys = Array.from({ length: 64 }, (_, index) => `reuse-${String(index).padStart(2, '0')}`)
+      await Promise.all(keys.map((key) => engine.put(key, `value of ${key}`)))
+      const first = keys[0]!
+      const otherShard = keys.find((key) => shardOf(Buffer.from(key), engine.shards) !== shardOf(Buffer.from(first), engine.shards))!
+      const sameShard = keys.find((key) => key !== first && shardOf(Buffer.from(key), engine.shards) === shardOf(Buffer.from(first), engine.shards))!
+      for (const next of [otherShard, sameShard]) {
+        const buffer = Buffer.from(first)
+        const read = engine.get(buffer)
+        buffer.write(next)
+        expect(text(await read), `get(${first}), then its buffer rewritten to ${next}`).toBe(`value of ${first}`)
+      }
+      // Many reads of one tick through one buffer, each answered for the bytes it had at its call.
+      const buffer = Buffer.alloc(first.length)
+      const reads = keys.map((key) => {
+        buffer.write(key)
+        return engine.get(buffer)
+      })
+      expect((await Promise.all(reads)).map(text)).toEqual(keys.map((key) => `value of ${key}`))
     })
 
     it('rejects bad input with TypeError or RangeError naming the argument, queueing nothing', async () => {

@@ -133,7 +133,10 @@ export class Engine {
 
   get(key: string | Uint8Array): Promise<Uint8Array | undefined> {
     try {
-      const keyData = keyBytes(key)
+      const checked = keyBytes(key)
+      // Reads wait for the end of the tick (one message per shard), and a caller may reuse its buffer
+      // before then (Node's streams do): keep the bytes it has now. A string's encoding is already ours.
+      const keyData = checked === key ? new Uint8Array(checked) : checked
       if (this.closed) return Promise.reject(closedError())
       return this.route(keyData).read(keyData)
     } catch (error) {

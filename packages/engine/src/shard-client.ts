@@ -206,6 +206,7 @@ export class ShardClient {
     return promise
   }
 
+  /** Queues a read for the end of the tick: `key` is read then, so it must be the caller's own copy. */
   read(key: Uint8Array): Promise<Uint8Array | undefined> {
     return new Promise((resolve, reject) => {
       this.readKeys.push(key)
