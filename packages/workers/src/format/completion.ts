@@ -18,11 +18,16 @@
 //   | 36     | 4    | status: 1 = batch written, 2 = clean close (no batch; sequence = last batch) |
 //   | 40     | 24   | reserved, zero                                                               |
 
+import assert from 'node:assert/strict'
 import { checksum } from './checksum.js'
 import { getSequence, setSequence } from './record.js'
 
 export const completionMagic = 0x43564b52
 export const completionRecordBytes = 64
+/** Sector size assumed for tears: a crash leaves each 512-byte sector of a write old or new. */
+export const sectorBytes = 512
+// A completion record must never straddle a sector, or a crash could tear it: recovery relies on this.
+assert.equal(sectorBytes % completionRecordBytes, 0, 'completion records tile a sector')
 export const completionStatusWritten = 1
 export const completionStatusClosed = 2
 

@@ -31,6 +31,7 @@
 // The façade builds record bytes with both CRCs zero (the main thread is the bottleneck at high rates);
 // the shard worker seals them (fills in the CRCs) before they are written.
 
+import assert from 'node:assert/strict'
 import { checksum } from './checksum.js'
 
 export const batchMagic = 0x42564b52
@@ -44,6 +45,8 @@ export const recordKindDelete = 2
 export const keyBytesMax = 64 * 1024
 /** The largest value, in bytes. */
 export const valueBytesMax = 16 * 1024 * 1024
+// Lengths are u32 on disk, and the table keeps a key's length in 24 bits (assembly/table.ts).
+assert(keyBytesMax < 2 ** 24 && recordHeaderBytes + keyBytesMax + valueBytesMax < 2 ** 32, 'record lengths fit their fields')
 
 export function recordBytes(keyLength: number, valueLength: number): number {
   return recordHeaderBytes + keyLength + valueLength

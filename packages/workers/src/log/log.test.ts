@@ -4,6 +4,8 @@ import { EngineError } from '../errors.js'
 import { batchHeaderBytes, decodeBatchHeader, recordBytes, recordKindDelete } from '../format/record.js'
 import { Shard, type ShardOptions } from '../shard.js'
 import { MapTable } from '../table/table.js'
+import { Log } from './log.js'
+import type { SegmentLocation, SegmentWriter } from './segment-writer.js'
 import { HeldStorage, lookup, putRecord } from '../testing/held-file.js'
 
 function put(key: string, value: string): [Uint8Array, number] {
@@ -255,3 +257,34 @@ describe('a full table', () => {
     expect([lookup(reopened, 'k0'), lookup(reopened, `k${written - 1}`), lookup(reopened, 'again')]).toEqual([undefined, value, value])
   })
 })
+
+describe('assertions across the disk', () => {
+  /** A stand-in intent writer that places each append where `place` says, and never completes it. */
+  function placingWriter(place: () => SegmentLocation): SegmentWriter {
+    const writer = {
+      location: { segment: 1, offset: 0 },
+      append: (_buffer: Uint8Array, placed: (location: SegmentLocation) => void) => placed(place()),
+      halt: () => {},
+      close: (callback: () => void) => callback(),
+    }
+    return writer as unknown as SegmentWriter
+  }
+
+  function logOver(intent: SegmentWriter): Log {
+    const completion = placingWriter(() => ({ segment: 1, offset: 0 }))
+    return new Log({ intent, completion, nextSequence: 1, batchBytesMax: 1 << 20, reserve: () => {}, onDurable: () => {} })
+  }
+
+  it('a batch placed where the previous one did not end fails loudly (an assertion), before any completion record', () => {
+    const places: SegmentLocation[] = [{ segment: 1, offset: 64 }]
+    expect(() => logOver(placingWriter(() => places.shift()!)).append(...put('a', '1'), () => {})).toThrow(
+      /batch 1 placed at 1:64, the previous batch ended at 1:0/,
+    )
+  })
+
+  it('a batch at the start of a later segment is where it should be', () => {
+    const log = logOver(placingWriter(() => ({ segment: 2, offset: 0 })))
+    expect(() => log.append(...put('a', '1'), () => {})).not.toThrow()
+  })
+})
+

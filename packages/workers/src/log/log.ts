@@ -14,11 +14,12 @@
 // - a failed write or fdatasync fails its batch and everything queued, and the log accepts nothing after
 //   (fsyncgate: a failed fdatasync may have dropped dirty pages, so a retry could acknowledge lost data).
 
-import { completionRecordBytes, completionStatusClosed, completionStatusWritten, encodeCompletion } from '../format/completion.js'
+import assert from 'node:assert/strict'
+import { completionRecordBytes, completionStatusClosed, completionStatusWritten, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
 import { EngineError, type IoFailure } from '../errors.js'
-import { batchHeaderBytes, encodeBatchHeader, forEachRecord } from '../format/record.js'
+import { batchHeaderBytes, decodeBatchHeader, encodeBatchHeader, forEachRecord, type BatchHeader } from '../format/record.js'
 import { checksum } from '../format/checksum.js'
-import type { SegmentWriter } from './segment-writer.js'
+import type { SegmentLocation, SegmentWriter } from './segment-writer.js'
 
 export type AppendCallback = (error: EngineError | null) => void
 
@@ -54,6 +55,8 @@ export class Log {
   private commitInFlight = false
   private failure: EngineError | undefined
   private closeCallback: (() => void) | undefined
+  /** Where the last batch written to the intent log ended: the next one starts there, or at 0 of a later segment. */
+  private intentEnd: SegmentLocation
 
   constructor(options: LogOptions) {
     if (!(options.batchBytesMax > 0)) throw new RangeError('batchBytesMax must be positive')
@@ -64,6 +67,7 @@ export class Log {
     this.batchBytesMax = options.batchBytesMax
     this.onDurable = options.onDurable
     this.reserve = options.reserve
+    this.intentEnd = options.intent.location
   }
 
   /** The first I/O failure, after which the log refuses writes. */
@@ -97,23 +101,14 @@ export class Log {
   private writeCloseRecord(callback: () => void): void {
     const closeFiles = (): void => this.intent.close(() => this.completion.close(callback))
     if (this.failure !== undefined || this.intentOnly) return closeFiles()
-    const record = new Uint8Array(completionRecordBytes)
-    encodeCompletion(record, {
-      sequence: this.nextSequence - 1,
-      segment: 0,
-      offset: 0,
-      length: 0,
-      recordCount: 0,
-      intentChecksum: 0,
-      status: completionStatusClosed,
-    })
+    const record = sealCompletion(this.nextSequence - 1, { segment: 0, offset: 0 }, 0, 0, 0, completionStatusClosed)
     // A failed close record loses nothing: every batch before it is acknowledged and complete.
     this.completion.append(record, () => {}, () => closeFiles())
   }
 
   private commit(): void {
-    if (this.commitInFlight) throw new Error('assertion: one commit in flight at a time')
-    if (this.pending.length === 0) throw new Error('assertion: a commit needs requests')
+    assert(!this.commitInFlight, 'one commit in flight at a time')
+    assert(this.pending.length > 0, 'a commit needs requests')
     // Take requests in order up to batchBytesMax; the first one always goes, whatever its size.
     let take = 0
     let bodyBytes = 0
@@ -148,7 +143,10 @@ export class Log {
     const sequence = this.nextSequence
     const bodyChecksum = checksum(body)
     const header = buffer.subarray(0, batchHeaderBytes)
-    encodeBatchHeader(header, { sequence, bodyBytes, recordCount, bodyChecksum })
+    const batchHeader: BatchHeader = { sequence, bodyBytes, recordCount, bodyChecksum }
+    encodeBatchHeader(header, batchHeader)
+    // Paired with recovery, which reads it back the same way: a header that would not decode is a bug here.
+    assert.deepEqual(decodeBatchHeader(header), batchHeader, 'the batch header reads back as written')
     // The completion record's checksum of the intent bytes: CRC32 over body then header, continued from
     // the body's CRC so the body is not read a second time.
     const intentChecksum = checksum(header, bodyChecksum)
@@ -164,19 +162,17 @@ export class Log {
     this.intent.append(
       buffer,
       (location) => {
+        // Recovery refuses a batch that is not where the previous one ended ('misplaced'): assert it here,
+        // where the place is chosen, so that a bug in the writer never reaches the disk as damage.
+        assert(
+          (location.segment === this.intentEnd.segment && location.offset === this.intentEnd.offset) ||
+            (location.segment > this.intentEnd.segment && location.offset === 0),
+          `batch ${sequence} placed at ${location.segment}:${location.offset}, the previous batch ended at ${this.intentEnd.segment}:${this.intentEnd.offset}`,
+        )
+        this.intentEnd = { segment: location.segment, offset: location.offset + buffer.length }
         if (this.intentOnly) return
         outstanding++
-        const record = new Uint8Array(completionRecordBytes)
-        encodeCompletion(record, {
-          sequence,
-          segment: location.segment,
-          offset: location.offset,
-          length: buffer.length,
-          recordCount,
-          intentChecksum,
-          status: completionStatusWritten,
-        })
-        this.completion.append(record, () => {}, done)
+        this.completion.append(sealCompletion(sequence, location, buffer.length, recordCount, intentChecksum, completionStatusWritten), () => {}, done)
       },
       done,
     )
@@ -211,4 +207,23 @@ export class Log {
     if (this.pending.length > 0) this.commit()
     else if (this.closeCallback !== undefined) this.closeCallback()
   }
+}
+
+/**
+ * A completion record, encoded and read back: recovery decodes it the same way, so a record that would not
+ * read back as written (a layout bug) fails here, before it is written, not at the next open.
+ */
+function sealCompletion(
+  sequence: number,
+  location: SegmentLocation,
+  length: number,
+  recordCount: number,
+  intentChecksum: number,
+  status: number,
+): Uint8Array {
+  const fields: CompletionRecord = { sequence, segment: location.segment, offset: location.offset, length, recordCount, intentChecksum, status }
+  const record = new Uint8Array(completionRecordBytes)
+  encodeCompletion(record, fields)
+  assert.deepEqual(decodeCompletion(record), fields, 'the completion record reads back as written')
+  return record
 }

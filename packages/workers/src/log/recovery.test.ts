@@ -2,10 +2,9 @@
 // with a shard on held storage, crafts the state the case describes by editing bytes, and reopens. The
 // table itself is checked to give exactly one case for every set of facts that can occur.
 import { describe, expect, it } from 'vitest'
-import { completionRecordBytes, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
+import { completionRecordBytes, sectorBytes, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
 import { segmentName } from '../format/segment-files.js'
 import { EngineError } from '../errors.js'
-import { sectorBytes } from './recovery.js'
 import { completionStates, factsPossible, intentStates, recoveryCase, recoveryCases, type RecoveryFacts } from './recovery-cases.js'
 import { Shard, type ShardOptions } from '../shard.js'
 import { HeldStorage, lookup, putRecord, type HeldFile } from '../testing/held-file.js'

@@ -12,7 +12,7 @@
 // recovery instead keeps every batch before the damage, drops the damaged batch and everything after it
 // from both logs, and the report says exactly what (`repaired`).
 
-import { completionRecordBytes, completionStatusClosed, decodeCompletion, type CompletionRecord } from '../format/completion.js'
+import { completionRecordBytes, sectorBytes, completionStatusClosed, decodeCompletion, type CompletionRecord } from '../format/completion.js'
 import { segmentName, segmentNumbers } from '../format/segment-files.js'
 import assert from 'node:assert/strict'
 import { EngineError } from '../errors.js'
@@ -22,8 +22,6 @@ import type { RecoveryReport } from '../protocol.js'
 import { recoveryCase, type CompletionState, type IntentState, type RecoveryCase } from './recovery-cases.js'
 import type { Storage } from '../storage/storage.js'
 
-/** Sector size assumed for tears: a crash leaves each 512-byte sector of a write old or new. */
-export const sectorBytes = 512
 
 /** Where one log continues, and what the shard must cut first. */
 export interface LogResumption {

@@ -9,6 +9,7 @@
 // - a batch never spans two segments: one that does not fit in the rest of a segment starts the next one,
 //   and one larger than a whole segment gets a segment of its own, as large as it needs.
 
+import assert from 'node:assert/strict'
 import path from 'node:path'
 import { segmentName, type LogKind } from '../format/segment-files.js'
 import type { IoFailure } from '../errors.js'
@@ -71,6 +72,11 @@ export class SegmentWriter {
     this.fillAhead()
   }
 
+  /** Where the next append would go, if it fits in the current segment. */
+  get location(): SegmentLocation {
+    return { segment: this.segment, offset: this.position }
+  }
+
   /** Stops all work of this writer's own (fills, new segments): the log has failed. Appends fail after. */
   halt(failure: IoFailure): void {
     this.failure ??= failure
@@ -81,7 +87,7 @@ export class SegmentWriter {
    * (not called when the append fails before that); `callback` once it is durable, or with the failure.
    */
   append(buffer: Uint8Array, placed: PlacedCallback, callback: AppendCallback): void {
-    if (this.appendInFlight) throw new Error('assertion: one append in flight per log')
+    assert(!this.appendInFlight, 'one append in flight per log')
     this.appendInFlight = true
     this.place(buffer, placed, (failure) => {
       this.appendInFlight = false
@@ -196,7 +202,7 @@ export class SegmentWriter {
   }
 
   private startFill(file: StorageFile, length: number, filled: (length: number) => void): void {
-    if (this.fillInFlight) throw new Error('assertion: one fill in flight per log')
+    assert(!this.fillInFlight, 'one fill in flight per log')
     this.fillInFlight = true
     file.zeroFill(length, (failure) => {
       this.fillInFlight = false
