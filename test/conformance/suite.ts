@@ -201,6 +201,22 @@ export function suite({ backend, skip }: BackendCase): void {
       expect((await engine.get('second'))![0]).toBe(1)
     })
 
+    it('copies a caller-owned Buffer key and value at the call when the caller must wait (Buffer.slice is a view)', async () => {
+      const engine = await openDb({ shards: 1, bytesInFlightMax: 2048 })
+      const key = Buffer.from('buffer-0')
+      const value = Buffer.alloc(1500, 1)
+      const first = engine.put(key, value)
+      key.write('buffer-1')
+      const second = engine.put(key, value) // over the bound: waits
+      key.write('buffer-2')
+      const third = engine.batch([{ type: 'put', key, value }]) // waits too
+      key.write('buffer-9')
+      value.fill(2)
+      await Promise.all([first, second, third])
+      for (const name of ['buffer-0', 'buffer-1', 'buffer-2']) expect((await engine.get(name))?.[0], name).toBe(1)
+      expect(await engine.get('buffer-9')).toBeUndefined()
+    })
+
     it('reads the key bytes a get() was called with, when the caller reuses its buffer in the same tick', async () => {
       const engine = await openDb({ shards: 4 })
       // Keys of one length, so one buffer can hold each in turn, as a stream's reused chunk would.

@@ -193,10 +193,11 @@ export class ShardClient {
     if (!this.hasRoomFor(bytes)) {
       return new Promise<undefined>((resolve, reject) => {
         // Keep the caller's bytes as they are now: a caller may reuse its Uint8Array after the call.
+        // new Uint8Array(bytes) copies; a Buffer's slice() would not (it is a view, like subarray).
         const copies = operations.map((operation) => ({
           kind: operation.kind,
-          key: operation.key.slice(),
-          value: operation.value?.slice(),
+          key: new Uint8Array(operation.key),
+          value: operation.value === undefined ? undefined : new Uint8Array(operation.value),
         }))
         this.blocked.push({ operations: copies, bytes, settler: { resolve, reject } })
       })
