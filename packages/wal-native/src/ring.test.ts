@@ -1,5 +1,7 @@
 // Unit tests of the Ring against the real kernel: every assertion is on a real CQE, a real file, a real errno.
 // Tests that need something this machine may lack (io_uring, root to mount a tmpfs) skip and print why.
+// A programmer error (EBADF, EFAULT) must escape the ring as an uncaught exception: those tests run the ring in
+// a worker thread, as a shard does, and watch the worker fail.
 
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -9,7 +11,26 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ECANCELED, EBADF, errnoName } from './errno.js';
+import {
+  EAGAIN,
+  EBADF,
+  EBADFD,
+  EBUSY,
+  ECANCELED,
+  EDQUOT,
+  EEXIST,
+  EFAULT,
+  EFBIG,
+  EINTR,
+  EINVAL,
+  EIO,
+  ENOSPC,
+  ENXIO,
+  EOPNOTSUPP,
+  EROFS,
+  errnoName,
+  errnoOutcome,
+} from './errno.js';
 import { lockFile } from './lock.js';
 import { type Completion, probeIoUring, Ring, RingIoError, type RingWait, ringEntriesMax } from './ring.js';
 
@@ -46,6 +67,73 @@ function patterned(length: number, seed: number): Buffer {
 
 const waits: RingWait[] = ['threadpool', 'thread'];
 
+let built: { entry: string; nativeEntry: string } | null = null;
+
+/** A worker thread cannot run TypeScript: build the package (once) and load the output. */
+function builtPackage(): { entry: string; nativeEntry: string } {
+  if (built !== null) return built;
+  const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  execFileSync(process.execPath, [tsc, '-b', packageDirectory], { stdio: 'inherit' });
+  built = {
+    entry: pathToFileURL(path.join(packageDirectory, 'dist/index.js')).href,
+    nativeEntry: pathToFileURL(path.join(packageDirectory, 'dist/native.js')).href,
+  };
+  return built;
+}
+
+/** How a worker thread's writeDurable ended: what it reported first, whether it called back, what it threw. */
+interface WorkerWriteOutcome {
+  fd: number | null;
+  /** The fd was closed (fstat said EBADF) right before writeDurable. */
+  fdClosed: boolean | null;
+  /** Free fd numbers kept below `fd`, so that an open elsewhere in the process takes one of them, not `fd`. */
+  freeBelow: number | null;
+  /** The callback's error code (null for success); undefined when it never called back. */
+  calledBack: string | null | undefined;
+  /** The worker's uncaught exception, as the parent sees it. */
+  thrown: (Error & { code?: string; errno?: number; operation?: string }) | undefined;
+  exitCode: number;
+}
+
+/**
+ * In a worker thread, set up a ring waiting on `wait`, prepare `scenario` (in the worker, with `fs` and
+ * wal-native's `native` module in scope; it returns `{ fd, buffer }` and may set `report`), writeDurable it
+ * at offset 0, and report how that ended.
+ */
+async function writeInWorker(wait: RingWait, scenario: string): Promise<WorkerWriteOutcome> {
+  const { entry, nativeEntry } = builtPackage();
+  const workerSource = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const fs = require('node:fs');
+    Promise.all([import(workerData.entry), import(workerData.nativeEntry)]).then(([{ Ring }, native]) => {
+      const ring = Ring.setup(8, { wait: workerData.wait });
+      const report = {};
+      const { fd, buffer } = (() => { ${scenario} })();
+      parentPort.postMessage({ ...report, fd });
+      ring.writeDurable(fd, buffer, 0, (error) =>
+        parentPort.postMessage({ calledBack: error === null ? null : error.code }),
+      );
+    });
+  `;
+  const worker = new Worker(workerSource, {
+    eval: true,
+    workerData: { entry, nativeEntry, wait, directory: temporaryDirectory },
+  });
+  const outcome: WorkerWriteOutcome = {
+    fd: null,
+    fdClosed: null,
+    freeBelow: null,
+    calledBack: undefined,
+    thrown: undefined,
+    exitCode: -1,
+  };
+  worker.on('message', (message: Partial<WorkerWriteOutcome>) => Object.assign(outcome, message));
+  worker.on('error', (error) => (outcome.thrown = error));
+  outcome.exitCode = await new Promise<number>((resolve) => worker.once('exit', resolve));
+  return outcome;
+}
+
 describe.skipIf(ioUringMissing !== null)('Ring', () => {
   it('rejects bad entries with RangeError and probes io_uring as available', () => {
     for (const entries of [0, -1, 1.5, Number.NaN, ringEntriesMax + 1, 2 ** 31]) {
@@ -78,7 +166,7 @@ describe.skipIf(ioUringMissing !== null)('Ring', () => {
       ring.close();
     });
 
-    it('fails a write to a read-only fd with EBADF and cancels its linked fsync', async () => {
+    it('hands a low-level caller the raw -EBADF of a write to a read-only fd and -ECANCELED of its fsync', async () => {
       fs.writeFileSync(path.join(temporaryDirectory, 'readonly.dat'), 'x');
       const fd = temporaryFile('readonly.dat', 'r');
       const ring = Ring.setup(8, { wait });
@@ -87,11 +175,18 @@ describe.skipIf(ioUringMissing !== null)('Ring', () => {
       const completions = await submitAndWait(ring, 2);
       expect(completions.find((completion) => completion.userData === 10)!.result).toBe(-EBADF);
       expect(completions.find((completion) => completion.userData === 11)!.result).toBe(-ECANCELED);
+      expect(ring.inFlight).toBe(0);
+      fs.closeSync(fd);
+      ring.close();
+    });
 
-      const error = await writeDurable(ring, fd, Buffer.from('nope'), 0);
+    it('calls back with an I/O error (ENOSPC from /dev/full) as a RingIoError', async () => {
+      const ring = Ring.setup(8, { wait });
+      const fd = fs.openSync('/dev/full', 'w');
+      const error = await writeDurable(ring, fd, patterned(4096, 6), 0);
       expect(error).toBeInstanceOf(RingIoError);
-      expect(error!.code).toBe('EBADF');
-      expect(error!.errno).toBe(EBADF);
+      expect(error!.code).toBe('ENOSPC');
+      expect(error!.errno).toBe(ENOSPC);
       expect(error!.operation).toBe('write');
       expect(ring.inFlight).toBe(0);
       fs.closeSync(fd);
@@ -144,11 +239,7 @@ describe.skipIf(ioUringMissing !== null)('Ring', () => {
   });
 
   it('keeps a worker thread timer firing during a 64 MiB durable write (wait: threadpool)', async () => {
-    // A worker thread cannot run TypeScript: build the package and load the output.
-    const packageDirectory = fileURLToPath(new URL('..', import.meta.url));
-    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-    execFileSync(process.execPath, [tsc, '-b', packageDirectory], { stdio: 'inherit' });
-    const entry = pathToFileURL(path.join(packageDirectory, 'dist/index.js')).href;
+    const { entry } = builtPackage();
     const file = path.join(temporaryDirectory, 'long-commit.dat');
     const workerSource = `
       const { parentPort, workerData } = require('node:worker_threads');
@@ -200,6 +291,74 @@ describe.skipIf(ioUringMissing !== null)('Ring', () => {
     // A blocked event loop would show one tick and one gap as long as the commit.
     expect(result.ticks).toBeGreaterThanOrEqual(Math.max(3, Math.floor(result.elapsedMs / result.intervalMs / 4)));
     expect(result.gapMaxMs).toBeLessThan(Math.max(50, result.elapsedMs / 4));
+  });
+});
+
+// EBADF and EFAULT from a durable write are bugs in ringkv or its caller: the ring throws RingBugError from where
+// it runs callbacks, the write never calls back, and the thread (here a worker, as for a shard) fails.
+describe.skipIf(ioUringMissing !== null).each(waits)('Ring meeting a programmer error (wait: %s)', (wait) => {
+  function expectBug(outcome: WorkerWriteOutcome, errnoValue: number): void {
+    expect(outcome.calledBack).toBeUndefined();
+    expect(outcome.thrown).toBeDefined();
+    expect(outcome.thrown!.name).toBe('RingBugError');
+    expect(outcome.thrown!.code).toBe(errnoName(errnoValue));
+    expect(outcome.thrown!.errno).toBe(errnoValue);
+    expect(outcome.thrown!.operation).toBe('write');
+    expect(outcome.thrown!.message).toContain(`fd ${outcome.fd} at offset 0`);
+    expect(outcome.exitCode).toBe(1);
+  }
+
+  it('throws RingBugError EBADF for a write to a closed fd, and never calls back', async () => {
+    const outcome = await writeInWorker(
+      wait,
+      `
+      // Sixteen descriptors opened first and closed after the file's: the kernel hands out the lowest free number,
+      // so an open anywhere else in the process takes one of those, and the closed fd's number stays unused.
+      const placeholders = Array.from({ length: 16 }, () => fs.openSync('/dev/null', 'r'));
+      const fd = fs.openSync(workerData.directory + '/closed-' + workerData.wait + '.dat', 'w');
+      fs.closeSync(fd);
+      for (const placeholder of placeholders) fs.closeSync(placeholder);
+      report.freeBelow = placeholders.filter((placeholder) => placeholder < fd).length;
+      try {
+        fs.fstatSync(fd);
+        report.fdClosed = false;
+      } catch (error) {
+        report.fdClosed = error.code === 'EBADF';
+      }
+      return { fd, buffer: Buffer.alloc(4096, 1) };
+      `,
+    );
+    expect(outcome.fdClosed).toBe(true);
+    expect(outcome.freeBelow).toBe(16);
+    expectBug(outcome, EBADF);
+  });
+
+  it('throws RingBugError EBADF for a write to an fd not open for writing', async () => {
+    const outcome = await writeInWorker(
+      wait,
+      `
+      const file = workerData.directory + '/read-only-' + workerData.wait + '.dat';
+      fs.writeFileSync(file, 'x');
+      return { fd: fs.openSync(file, 'r'), buffer: Buffer.from('nope') };
+      `,
+    );
+    expectBug(outcome, EBADF);
+  });
+
+  it('throws RingBugError EFAULT for a write from memory the kernel cannot read', async () => {
+    // A Uint8Array over a PROT_NONE anonymous mapping: a real address the kernel refuses to read (EFAULT), that
+    // stays mapped (so nothing else can be mapped there meanwhile), and that JavaScript never touches.
+    const outcome = await writeInWorker(
+      wait,
+      `
+      const protNone = 0, mapPrivate = 0x02, mapAnonymous = 0x20;
+      const pointer = native.mmap(4096, protNone, mapPrivate | mapAnonymous, -1, 0);
+      if (pointer === native.mapFailed) throw new Error('mmap of a PROT_NONE page failed');
+      const fd = fs.openSync(workerData.directory + '/unreadable-' + workerData.wait + '.dat', 'w');
+      return { fd, buffer: new Uint8Array(native.view(pointer, 4096)) };
+      `,
+    );
+    expectBug(outcome, EFAULT);
   });
 });
 
@@ -292,5 +451,34 @@ describe('errnoName', () => {
     expect(errnoName(28)).toBe('ENOSPC');
     expect(errnoName(125)).toBe('ECANCELED');
     expect(errnoName(4242)).toBe('ERRNO_4242');
+  });
+});
+
+describe('errnoOutcome (the ring\'s errno table)', () => {
+  it("'retry': io_uring_enter is called again after EINTR, EAGAIN and EBUSY", () => {
+    for (const errnoValue of [EINTR, EAGAIN, EBUSY]) expect(errnoOutcome('enter', errnoValue)).toBe('retry');
+  });
+
+  it("'io': I/O failures reach the write callback as RingIoError", () => {
+    for (const errnoValue of [EIO, ENOSPC, EDQUOT, EFBIG, EROFS, EINVAL]) {
+      expect(errnoOutcome('write', errnoValue)).toBe('io');
+    }
+    for (const errnoValue of [EIO, ENOSPC, EDQUOT, EROFS, EINVAL]) expect(errnoOutcome('fsync', errnoValue)).toBe('io');
+  });
+
+  it("'bug': EBADF and EFAULT are programmer errors, for every operation that can meet them", () => {
+    expect(errnoOutcome('write', EBADF)).toBe('bug');
+    expect(errnoOutcome('write', EFAULT)).toBe('bug');
+    expect(errnoOutcome('fsync', EBADF)).toBe('bug');
+    for (const errnoValue of [EBADF, EBADFD, EFAULT, EINVAL, EOPNOTSUPP, EEXIST]) {
+      expect(errnoOutcome('enter', errnoValue)).toBe('bug');
+    }
+  });
+
+  it("'unexpected': an errno outside the table (the error built from it names errno and operation)", () => {
+    expect(errnoOutcome('write', ECANCELED)).toBe('unexpected');
+    expect(errnoOutcome('fsync', ECANCELED)).toBe('unexpected');
+    expect(errnoOutcome('enter', ENXIO)).toBe('unexpected');
+    expect(errnoOutcome('write', 4242)).toBe('unexpected');
   });
 });

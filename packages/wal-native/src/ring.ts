@@ -22,7 +22,13 @@
 //   happen on this thread. In 'thread' mode the thread blocks only in the wait described above.
 // - Completions are reaped first, then callbacks run, never inside the loop that reaps them.
 // - `writeDurable` calls back exactly once: null only after the whole buffer was written and a linked
-//   fdatasync after its last byte succeeded.
+//   fdatasync after its last byte succeeded; a RingIoError for an operating error (errno.ts's 'io' rows, and
+//   errnos outside the table). Or never, when its write or fsync meets a programmer error (errno.ts's 'bug'
+//   rows: EBADF, EFAULT): then the ring throws a RingBugError where it runs callbacks, after the reap; the
+//   other callbacks of that reap still run, and the first exception thrown among them escapes, uncaught (a
+//   shard's worker fails). The low-level calls hand back raw CQEs: `errnoOutcome` says what each errno means.
+// - Assertions (node:assert) stay on in production: the kernel structs' layout is checked when this module
+//   loads, and the ring's invariants at the top of each call.
 //
 // Two ways to use a ring, not to be mixed on one ring (asserted): the low-level liburing-like calls
 // (prepWrite, prepFsync, submitAndWait), where the caller drives submission and waits; or writeDurable, where
@@ -37,31 +43,21 @@
 // Why no IORING_SETUP_SINGLE_ISSUER / DEFER_TASKRUN: the wait runs on a threadpool thread and submissions may
 // come from the JavaScript thread; under those flags an io_uring_enter from the other thread fails with EEXIST.
 
+import assert from 'node:assert/strict';
 import {
-  EAGAIN,
-  EBADF,
-  EBADFD,
-  EBUSY,
   ECANCELED,
-  EDQUOT,
-  EEXIST,
   EFAULT,
-  EFBIG,
   EINTR,
   EINVAL,
   EIO,
-  EISDIR,
   EMFILE,
   ENFILE,
   ENOMEM,
-  ENOSPC,
   ENOSYS,
-  EOPNOTSUPP,
-  EOVERFLOW,
   EPERM,
-  EROFS,
-  ESPIPE,
+  errnoCase,
   errnoName,
+  type RingOperation,
 } from './errno.js';
 import {
   address,
@@ -94,10 +90,99 @@ export const enterRetriesMax = 64;
 /** Consecutive zero-byte write completions before writeDurable reports EIO instead of looping forever. */
 export const zeroProgressWritesMax = 4;
 
-// Kernel ABI (include/uapi/linux/io_uring.h).
+// Kernel ABI (include/uapi/linux/io_uring.h). Each struct's fields are listed whole, in the kernel's order, and
+// checked at load to follow one another and add up to the struct's size, so a mistyped offset cannot pass.
+
+/** struct io_uring_params. */
+const paramsSqEntries = 0;
+const paramsCqEntries = 4;
+const paramsFeatures = 20;
+const paramsSqOff = 40;
+const paramsCqOff = 80;
 const paramsBytes = 120;
+/** struct io_sqring_offsets (params.sq_off): where each field of the SQ ring is in its mapping. */
+const sqOffHead = 0;
+const sqOffTail = 4;
+const sqOffRingMask = 8;
+const sqOffArray = 24;
+/** struct io_cqring_offsets (params.cq_off). */
+const cqOffHead = 0;
+const cqOffTail = 4;
+const cqOffRingMask = 8;
+const cqOffCqes = 20;
+const ringOffsetsBytes = 40;
+/** struct io_uring_sqe: 64 bytes without IORING_SETUP_SQE128, which this ring never sets. */
+const sqeOpcode = 0;
+const sqeFlags = 1;
+const sqeFd = 4;
+const sqeOff = 8;
+const sqeAddr = 16;
+const sqeLen = 24;
+const sqeOpFlags = 28; // rw_flags, fsync_flags …: one union.
+const sqeUserData = 32;
 const sqeBytes = 64;
+/** struct io_uring_cqe: 16 bytes without IORING_SETUP_CQE32, which this ring never sets. */
+const cqeUserData = 0;
+const cqeResult = 8;
+const cqeFlags = 12;
 const cqeBytes = 16;
+
+assertLayout('io_uring_params', paramsBytes, [
+  ['sq_entries', paramsSqEntries, 4],
+  ['cq_entries', paramsCqEntries, 4],
+  ['flags', 8, 4],
+  ['sq_thread_cpu', 12, 4],
+  ['sq_thread_idle', 16, 4],
+  ['features', paramsFeatures, 4],
+  ['wq_fd', 24, 4],
+  ['resv', 28, 3 * 4],
+  ['sq_off', paramsSqOff, ringOffsetsBytes],
+  ['cq_off', paramsCqOff, ringOffsetsBytes],
+]);
+assertLayout('io_sqring_offsets', ringOffsetsBytes, [
+  ['head', sqOffHead, 4],
+  ['tail', sqOffTail, 4],
+  ['ring_mask', sqOffRingMask, 4],
+  ['ring_entries', 12, 4],
+  ['flags', 16, 4],
+  ['dropped', 20, 4],
+  ['array', sqOffArray, 4],
+  ['resv1', 28, 4],
+  ['user_addr', 32, 8],
+]);
+assertLayout('io_cqring_offsets', ringOffsetsBytes, [
+  ['head', cqOffHead, 4],
+  ['tail', cqOffTail, 4],
+  ['ring_mask', cqOffRingMask, 4],
+  ['ring_entries', 12, 4],
+  ['overflow', 16, 4],
+  ['cqes', cqOffCqes, 4],
+  ['flags', 24, 4],
+  ['resv1', 28, 4],
+  ['user_addr', 32, 8],
+]);
+assertLayout('io_uring_sqe', sqeBytes, [
+  ['opcode', sqeOpcode, 1],
+  ['flags', sqeFlags, 1],
+  ['ioprio', 2, 2],
+  ['fd', sqeFd, 4],
+  ['off', sqeOff, 8],
+  ['addr', sqeAddr, 8],
+  ['len', sqeLen, 4],
+  ['op_flags', sqeOpFlags, 4],
+  ['user_data', sqeUserData, 8],
+  ['buf_index', 40, 2],
+  ['personality', 42, 2],
+  ['splice_fd_in', 44, 4],
+  ['addr3', 48, 8],
+  ['__pad2', 56, 8],
+]);
+assertLayout('io_uring_cqe', cqeBytes, [
+  ['user_data', cqeUserData, 8],
+  ['res', cqeResult, 4],
+  ['flags', cqeFlags, 4],
+]);
+
 const offSqRing = 0;
 const offCqRing = 0x8000000;
 const offSqes = 0x10000000;
@@ -111,6 +196,14 @@ const fsyncDatasync = 1 << 0;
 const enterGetEvents = 1 << 0;
 /** Internal userData for writeDurable starts here; low-level callers use their own numbers. */
 const durableUserDataFirst = 2 ** 48;
+
+// Relations between the limits above and the kernel's fields, checked once at load.
+assert.equal(writeBytesMax, 0x7fffffff & -4096, 'writeBytesMax is MAX_RW_COUNT: INT_MAX rounded down to a page');
+assert(writeBytesMax <= 0xffffffff, "writeBytesMax fits the SQE's 32-bit len");
+assert(inlineWriteBytesMax < writeBytesMax, 'inlineWriteBytesMax is below writeBytesMax');
+assert.equal(ringEntriesMax & (ringEntriesMax - 1), 0, 'ringEntriesMax is a power of two, as the kernel rounds to');
+// userData is a JavaScript number: the durable counter must stay exact (2^53 - 2^48 operations is centuries).
+assert(durableUserDataFirst < Number.MAX_SAFE_INTEGER / 2, 'durable userData stays a safe integer');
 
 export class RingSetupError extends Error {
   readonly errno: number;
@@ -134,6 +227,29 @@ export class RingIoError extends Error {
   constructor(operation: 'write' | 'fsync', errnoValue: number, detail: string) {
     super(`${operation} failed: ${errnoName(errnoValue)} (errno ${errnoValue}): ${detail}`);
     this.name = 'RingIoError';
+    this.operation = operation;
+    this.errno = errnoValue;
+    this.code = errnoName(errnoValue);
+  }
+}
+
+/**
+ * A programmer error the kernel reported (errno.ts's 'bug' rows): EBADF or EFAULT from a write or fsync, a ring
+ * fd closed underneath the ring. Never passed to a writeDurable callback: thrown where the ring runs callbacks,
+ * after the reap (the other callbacks of that reap still run), so that it escapes as an uncaught exception
+ * (a shard's worker fails, and the engine reports SHARD_FAILED).
+ */
+export class RingBugError extends Error {
+  readonly operation: RingOperation;
+  readonly errno: number;
+  /** The errno's name: 'EBADF', 'EFAULT' … */
+  readonly code: string;
+
+  constructor(operation: RingOperation, errnoValue: number, detail: string) {
+    super(
+      `${operation} failed: ${errnoName(errnoValue)} (errno ${errnoValue}), a bug in ringkv or its caller: ${detail}`,
+    );
+    this.name = 'RingBugError';
     this.operation = operation;
     this.errno = errnoValue;
     this.code = errnoName(errnoValue);
@@ -175,41 +291,28 @@ function setupReason(errnoValue: number): string {
   }
 }
 
-/** Errnos a write CQE can carry on a regular file, each one an operating error reported to the caller. */
-const writeErrnosExpected = new Set([
-  EIO, // The device failed.
-  ENOSPC, // The file system is full.
-  EDQUOT, // The user's quota is exhausted.
-  EFBIG, // Past RLIMIT_FSIZE or the file system's maximum file size.
-  EBADF, // fd closed, or not open for writing.
-  EINVAL, // fd not writable this way (O_DIRECT alignment, a file kind without write_iter).
-  EFAULT, // The buffer address is not mapped: a bug upstream.
-  EROFS, // The file system was remounted read-only (often after an I/O error).
-  EPERM, // The file is append-only or immutable and the offset is not its end.
-  EOVERFLOW, // offset + length overflows loff_t.
-  ESPIPE, // A positioned write to a pipe or socket.
-  EISDIR, // fd is a directory.
-  EOPNOTSUPP, // The file does not support this operation.
-]);
-
-/** Errnos an fsync CQE can carry, each one an operating error reported to the caller. */
-const fsyncErrnosExpected = new Set([
-  EIO, // Write-back failed: the data written since the last good fsync is in an unknown state.
-  ENOSPC, // Delayed allocation found no space at write-back.
-  EDQUOT, // Delayed allocation exceeded the quota at write-back.
-  EBADF, // fd closed.
-  EINVAL, // fd does not support synchronization (a pipe, a socket).
-  EROFS, // The file system went read-only.
-]);
-
-function ioErrorFor(operation: 'write' | 'fsync', errnoValue: number, fd: number, fileOffset: number): RingIoError {
-  const expected = operation === 'write' ? writeErrnosExpected : fsyncErrnosExpected;
+/** The error for a failed write or fsync CQE, as errno.ts's table says: a RingBugError for its 'bug' rows. */
+function failureFor(
+  operation: 'write' | 'fsync',
+  errnoValue: number,
+  fd: number,
+  fileOffset: number,
+): RingIoError | RingBugError {
+  const row = errnoCase(operation, errnoValue);
   const where = `fd ${fd} at offset ${fileOffset}`;
-  return new RingIoError(
-    operation,
-    errnoValue,
-    expected.has(errnoValue) ? where : `unexpected errno ${errnoValue} from ${operation} (${where})`,
-  );
+  if (row === undefined) {
+    return new RingIoError(operation, errnoValue, `unexpected errno ${errnoValue} from ${operation} (${where})`);
+  }
+  assert(row.outcome === 'io' || row.outcome === 'bug', `${operation} CQE: '${row.outcome}' is not a CQE outcome`);
+  if (row.outcome === 'bug') return new RingBugError(operation, errnoValue, `${where}: ${row.meaning}`);
+  return new RingIoError(operation, errnoValue, `${where}: ${row.meaning}`);
+}
+
+/** The error for a failed io_uring_enter that is not retried (errno.ts's table): `where` names the call. */
+function enterFailureFor(errnoValue: number, where: string): Error {
+  const row = errnoCase('enter', errnoValue);
+  if (row?.outcome === 'bug') return new RingBugError('enter', errnoValue, `${where}: ${row.meaning}`);
+  return new Error(`io_uring_enter failed: unexpected errno ${errnoName(errnoValue)} (errno ${errnoValue}) (${where})`);
 }
 
 /** One writeDurable call: its buffer, how far it got, and the results of its current write + fsync pair. */
@@ -322,16 +425,14 @@ export class Ring {
     this.fd = fd;
     this.mappings = mappings;
     const u32 = (offset: number) => params.getUint32(offset, true);
-    this.sqEntries = u32(0);
-    this.cqEntries = u32(4);
-    const features = u32(20);
+    this.sqEntries = u32(paramsSqEntries);
+    this.cqEntries = u32(paramsCqEntries);
+    const features = u32(paramsFeatures);
     if ((features & featRwCurPos) === 0) {
       throw new RingSetupError(ENOSYS, 'this kernel is older than Linux 5.6 and has no IORING_OP_WRITE; upgrade it.');
     }
-    const sqOff = 40;
-    const cqOff = 80;
-    const sqRingBytes = u32(sqOff + 24) + this.sqEntries * 4; // sq_off.array + the index array
-    const cqRingBytes = u32(cqOff + 20) + this.cqEntries * cqeBytes; // cq_off.cqes + the CQE array
+    const sqRingBytes = u32(paramsSqOff + sqOffArray) + this.sqEntries * 4; // sq_off.array + the index array
+    const cqRingBytes = u32(paramsCqOff + cqOffCqes) + this.cqEntries * cqeBytes; // cq_off.cqes + the CQE array
 
     let sqRingMapping: Mapping;
     let cqRingMapping: Mapping;
@@ -350,11 +451,11 @@ export class Ring {
 
     const sqRingBuffer = view(sqRingMapping.pointer, sqRingMapping.length);
     this.sqRing = new Uint32Array(sqRingBuffer);
-    this.sqHeadIndex = u32(sqOff) / 4;
-    this.sqTailIndex = u32(sqOff + 4) / 4;
-    this.sqMask = this.sqRing[u32(sqOff + 8) / 4]!;
+    this.sqHeadIndex = u32(paramsSqOff + sqOffHead) / 4;
+    this.sqTailIndex = u32(paramsSqOff + sqOffTail) / 4;
+    this.sqMask = this.sqRing[u32(paramsSqOff + sqOffRingMask) / 4]!;
     // Slot i of the index array always names SQE i: SQEs are filled in ring order, as liburing does.
-    const sqArray = new Uint32Array(sqRingBuffer, u32(sqOff + 24), this.sqEntries);
+    const sqArray = new Uint32Array(sqRingBuffer, u32(paramsSqOff + sqOffArray), this.sqEntries);
     for (let index = 0; index < this.sqEntries; index++) sqArray[index] = index;
 
     const sqesBuffer = view(sqesMapping.pointer, sqesMapping.length);
@@ -363,11 +464,11 @@ export class Ring {
 
     const cqRingBuffer = view(cqRingMapping.pointer, cqRingMapping.length);
     this.cqRing = new Uint32Array(cqRingBuffer);
-    this.cqHeadIndex = u32(cqOff) / 4;
-    this.cqTailIndex = u32(cqOff + 4) / 4;
-    this.cqMask = this.cqRing[u32(cqOff + 8) / 4]!;
+    this.cqHeadIndex = u32(paramsCqOff + cqOffHead) / 4;
+    this.cqTailIndex = u32(paramsCqOff + cqOffTail) / 4;
+    this.cqMask = this.cqRing[u32(paramsCqOff + cqOffRingMask) / 4]!;
     this.cqes = new DataView(cqRingBuffer);
-    this.cqesOffset = u32(cqOff + 20);
+    this.cqesOffset = u32(paramsCqOff + cqOffCqes);
 
     this.sqeTail = Atomics.load(this.sqRing, this.sqTailIndex);
   }
@@ -490,7 +591,7 @@ export class Ring {
   // ---- internals --------------------------------------------------------------------------------------------
 
   private assertOpen(caller: string): void {
-    if (this.closed) throw new Error(`${caller}: the ring is closed`);
+    assert(!this.closed, `${caller}: the ring is closed`);
   }
 
   /** Free SQ slots, counting SQEs prepared here but not yet consumed by the kernel. */
@@ -535,16 +636,16 @@ export class Ring {
     const offset = (this.sqeTail & this.sqMask) * sqeBytes;
     const sqe = this.sqes;
     this.sqeBytesView.fill(0, offset, offset + sqeBytes);
-    sqe.setUint8(offset + 0, opcode);
-    sqe.setUint8(offset + 1, flags);
-    sqe.setInt32(offset + 4, fd, true);
-    sqe.setUint32(offset + 8, fileOffset % 2 ** 32, true);
-    sqe.setUint32(offset + 12, Math.floor(fileOffset / 2 ** 32), true);
-    sqe.setBigUint64(offset + 16, bufferAddress, true);
-    sqe.setUint32(offset + 24, length, true);
-    sqe.setUint32(offset + 28, opFlags, true);
-    sqe.setUint32(offset + 32, userData % 2 ** 32, true);
-    sqe.setUint32(offset + 36, Math.floor(userData / 2 ** 32), true);
+    sqe.setUint8(offset + sqeOpcode, opcode);
+    sqe.setUint8(offset + sqeFlags, flags);
+    sqe.setInt32(offset + sqeFd, fd, true);
+    sqe.setUint32(offset + sqeOff, fileOffset % 2 ** 32, true);
+    sqe.setUint32(offset + sqeOff + 4, Math.floor(fileOffset / 2 ** 32), true);
+    sqe.setBigUint64(offset + sqeAddr, bufferAddress, true);
+    sqe.setUint32(offset + sqeLen, length, true);
+    sqe.setUint32(offset + sqeOpFlags, opFlags, true);
+    sqe.setUint32(offset + sqeUserData, userData % 2 ** 32, true);
+    sqe.setUint32(offset + sqeUserData + 4, Math.floor(userData / 2 ** 32), true);
     this.sqeTail = (this.sqeTail + 1) >>> 0;
   }
 
@@ -560,11 +661,12 @@ export class Ring {
     for (let reaped = 0; head !== tail; reaped++) {
       assert(reaped < this.cqEntries, 'reapCompletions: more CQEs than the CQ holds');
       const offset = this.cqesOffset + (head & this.cqMask) * cqeBytes;
-      const userData = this.cqes.getUint32(offset, true) + this.cqes.getUint32(offset + 4, true) * 2 ** 32;
+      const userData =
+        this.cqes.getUint32(offset + cqeUserData, true) + this.cqes.getUint32(offset + cqeUserData + 4, true) * 2 ** 32;
       completions.push({
         userData,
-        result: this.cqes.getInt32(offset + 8, true),
-        flags: this.cqes.getUint32(offset + 12, true),
+        result: this.cqes.getInt32(offset + cqeResult, true),
+        flags: this.cqes.getUint32(offset + cqeFlags, true),
       });
       head = (head + 1) >>> 0;
     }
@@ -602,26 +704,16 @@ export class Ring {
     callback: (error: Error | null) => void,
   ): void {
     if (result >= 0) return callback(null);
-    switch (errnoValue) {
-      case EINTR: // A signal interrupted the wait.
-      case EAGAIN: // The kernel could not allocate requests right now.
-      case EBUSY: // CQ overflow backlog: reaping makes room, so return if anything is ready.
-        if (errnoValue !== EINTR && this.cqReady() > 0) return callback(null);
-        if (retries < enterRetriesMax) return this.enterAndWait(waitCount, retries + 1, callback);
-        return callback(
-          new Error(`io_uring_enter: ${errnoName(errnoValue)} ${enterRetriesMax} times in a row (enterRetriesMax)`),
-        );
-      case EBADF: // The ring fd is not open: closed underneath the ring.
-      case EBADFD: // The ring is disabled.
-      case EFAULT: // An SQE points at unmapped memory.
-      case EINVAL: // Bad flags or arguments.
-      case EOPNOTSUPP: // The fd is not an io_uring.
-      case EEXIST: // SINGLE_ISSUER violated: never set up here.
-      default:
-        return callback(
-          new Error(`io_uring_enter failed: ${errnoName(errnoValue)} (errno ${errnoValue})`),
-        );
+    if (errnoCase('enter', errnoValue)?.outcome !== 'retry') {
+      return callback(enterFailureFor(errnoValue, `ring fd ${this.fd}, waiting for ${waitCount}`));
     }
+    // EAGAIN, EBUSY: the kernel needs CQ space or memory that reaping frees, so return if anything is ready.
+    // EINTR: nothing is wrong; wait again.
+    if (errnoValue !== EINTR && this.cqReady() > 0) return callback(null);
+    if (retries < enterRetriesMax) return this.enterAndWait(waitCount, retries + 1, callback);
+    return callback(
+      new Error(`io_uring_enter: ${errnoName(errnoValue)} ${enterRetriesMax} times in a row (enterRetriesMax)`),
+    );
   }
 
   private cqReady(): number {
@@ -666,14 +758,10 @@ export class Ring {
     const result = ioUringEnter(this.fd, this.unsubmitted(), 0, 0);
     if (result >= 0) return;
     const errnoValue = errno();
-    switch (errnoValue) {
-      case EINTR: // Interrupted before submitting.
-      case EAGAIN: // No memory for requests right now.
-      case EBUSY: // CQ overflow backlog.
-        return; // The outstanding wait returns when something completes; the next wait submits these.
-      default:
-        throw new Error(`io_uring_enter (submit) failed: ${errnoName(errnoValue)} (errno ${errnoValue})`);
-    }
+    // A 'retry' errno needs nothing here: the outstanding wait returns when something completes, and the next
+    // wait submits these.
+    if (errnoCase('enter', errnoValue)?.outcome === 'retry') return;
+    throw enterFailureFor(errnoValue, `ring fd ${this.fd}, submitting`);
   }
 
   private startLoopWait(): void {
@@ -687,6 +775,8 @@ export class Ring {
       // can be trusted to complete, and their buffers may still be read. Fail loudly.
       if (error !== null) throw error;
       const actions = this.completeDurable(this.reapCompletions());
+      // Every action runs, even after one throws (a callback, or a RingBugError for a write that met a bug), so
+      // that the other writes of this reap still call back; the first thrown escapes, uncaught, after the kick.
       let firstThrown: unknown = null;
       for (const action of actions) {
         try {
@@ -726,18 +816,12 @@ export class Ring {
     const fsyncResult = durable.fsyncResult!;
     const remaining = durable.buffer.byteLength - durable.bytesWritten;
     const offset = durable.fileOffset + durable.bytesWritten;
-    if (writeResult < 0) {
-      const error = ioErrorFor('write', -writeResult, durable.fd, offset);
-      return () => durable.callback(error);
-    }
+    if (writeResult < 0) return this.failure(durable, 'write', -writeResult, offset);
     assert(writeResult <= remaining, `write CQE reports ${writeResult} bytes of ${remaining} asked`);
     if (writeResult < remaining) {
       // A short write fails the link: the fsync was canceled (-ECANCELED) or, if the kernel ran it, covers
       // only part of the data. Either way the rest goes again with a new linked fsync.
-      if (fsyncResult < 0 && fsyncResult !== -ECANCELED) {
-        const error = ioErrorFor('fsync', -fsyncResult, durable.fd, offset);
-        return () => durable.callback(error);
-      }
+      if (fsyncResult < 0 && fsyncResult !== -ECANCELED) return this.failure(durable, 'fsync', -fsyncResult, offset);
       durable.bytesWritten += writeResult;
       durable.zeroProgressWrites = writeResult === 0 ? durable.zeroProgressWrites + 1 : 0;
       if (durable.zeroProgressWrites >= zeroProgressWritesMax) {
@@ -758,13 +842,24 @@ export class Ring {
         }
       };
     }
-    if (fsyncResult < 0) {
-      // Includes -ECANCELED after a complete write: nothing should cancel it, so it is reported, not retried.
-      const error = ioErrorFor('fsync', -fsyncResult, durable.fd, offset);
-      return () => durable.callback(error);
-    }
+    // Includes -ECANCELED after a complete write: nothing should cancel it, so it is reported, not retried.
+    if (fsyncResult < 0) return this.failure(durable, 'fsync', -fsyncResult, offset);
     durable.bytesWritten += writeResult;
     return () => durable.callback(null);
+  }
+
+  /**
+   * The action for a failed CQE of `durable`: call back with the RingIoError, or, for a programmer error, throw
+   * the RingBugError from where actions run (never from the reaping loop) and never call back.
+   */
+  private failure(durable: DurableWrite, operation: 'write' | 'fsync', errnoValue: number, offset: number): () => void {
+    const error = failureFor(operation, errnoValue, durable.fd, offset);
+    if (error instanceof RingBugError) {
+      return () => {
+        throw error;
+      };
+    }
+    return () => durable.callback(error);
   }
 }
 
@@ -781,8 +876,18 @@ export function probeIoUring(): { available: true } | { available: false; errno:
   return { available: true };
 }
 
-function assert(condition: boolean, message: string): asserts condition {
-  if (!condition) throw new Error(`assertion failed: ${message}`);
+/** At load: `fields` ([name, offset, bytes], in the kernel's order) follow one another and fill `structBytes`. */
+function assertLayout(
+  struct: string,
+  structBytes: number,
+  fields: ReadonlyArray<readonly [name: string, offset: number, bytes: number]>,
+): void {
+  let end = 0;
+  for (const [name, offset, bytes] of fields) {
+    assert.equal(offset, end, `${struct}.${name} is at ${offset}, but the field before it ends at ${end}`);
+    end = offset + bytes;
+  }
+  assert.equal(end, structBytes, `${struct} is ${structBytes} bytes, but its fields end at ${end}`);
 }
 
 function assertFd(caller: string, fd: number): void {
