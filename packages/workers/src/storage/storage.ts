@@ -7,8 +7,10 @@
 // Opening a file (when the shard opens, and when a log moves on to its next segment), reading back and
 // truncating (only while the shard opens) are synchronous; writes and zero-fills call back.
 
+import assert from 'node:assert/strict'
 import fs from 'node:fs'
 import path from 'node:path'
+import { errnoOutcome } from '@ringkv/wal-native'
 import type { IoFailure } from '../errors.js'
 import type { LogKind } from '../format/segment-files.js'
 import type { BackendName } from '../protocol.js'
@@ -51,14 +53,18 @@ export interface Storage {
   close(): void
 }
 
-/** Turns a Node fs error into an IoFailure (Node's errno is negative; ours is the kernel's, positive). */
+/**
+ * Turns a Node fs error into an IoFailure (Node's errno is negative; ours is the kernel's, positive). A write
+ * or fsync errno that the ring's table (wal-native errno.ts) calls a bug, EBADF or EFAULT on a file this
+ * shard opened and still owns, is not an I/O failure: it throws, so the shard's worker fails loudly on the
+ * fs backend as it does on io_uring, instead of reporting a bug to the caller as IO_ERROR.
+ */
 export function ioFailure(operation: IoFailure['operation'], error: NodeJS.ErrnoException, filePath: string): IoFailure {
-  return {
-    operation,
-    errno: Math.abs(error.errno ?? 5),
-    code: error.code ?? 'EIO',
-    path: filePath,
+  const errno = Math.abs(error.errno ?? 5)
+  if ((operation === 'write' || operation === 'fsync') && errnoOutcome(operation, errno) === 'bug') {
+    assert.fail(`${operation} of ${filePath} failed with ${error.code ?? errno}: a bug in ringkv (a file it owns), not an I/O error`)
   }
+  return { operation, errno, code: error.code ?? 'EIO', path: filePath }
 }
 
 /** fsyncs a directory, so that the entries created in it survive a power loss. */

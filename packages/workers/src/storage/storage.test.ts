@@ -1,0 +1,40 @@
+import { AssertionError } from 'node:assert'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { FsStorage } from './fs.js'
+import { ioFailure } from './storage.js'
+
+function errnoException(code: string, errno: number): NodeJS.ErrnoException {
+  return Object.assign(new Error(code), { code, errno: -errno })
+}
+
+describe('ioFailure: the errno of a node:fs write or fsync', () => {
+  it('an I/O error is an IoFailure with the kernel errno', () => {
+    expect(ioFailure('fsync', errnoException('EIO', 5), '/x')).toEqual({ operation: 'fsync', errno: 5, code: 'EIO', path: '/x' })
+    expect(ioFailure('write', errnoException('ENOSPC', 28), '/x')).toMatchObject({ errno: 28, code: 'ENOSPC' })
+  })
+
+  it('EBADF and EFAULT on our own file are bugs: they throw, never become IO_ERROR', () => {
+    expect(() => ioFailure('write', errnoException('EBADF', 9), '/x')).toThrow(AssertionError)
+    expect(() => ioFailure('fsync', errnoException('EBADF', 9), '/x')).toThrow(/a bug in ringkv/)
+    expect(() => ioFailure('write', errnoException('EFAULT', 14), '/x')).toThrow(AssertionError)
+  })
+
+  it('the fs backend throws on a write to a file whose descriptor was closed under it', async () => {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'ringkv-storage-'))
+    const storage = new FsStorage('test')
+    const file = storage.open(path.join(directory, 'intent-00000001.wal'), 'intent') as { fd: number } & ReturnType<FsStorage['open']>
+    fs.closeSync(file.fd)
+    // node:fs calls back on the threadpool's completion; the throw escapes from that callback.
+    const thrown = await new Promise<unknown>((resolve) => {
+      const listener = (error: unknown): void => resolve(error)
+      process.once('uncaughtException', listener)
+      file.writeDurable(new Uint8Array(512), 0, () => resolve('called back'))
+    })
+    expect(thrown).toBeInstanceOf(AssertionError)
+    expect(String((thrown as Error).message)).toMatch(/write of .* failed with EBADF/)
+    fs.rmSync(directory, { recursive: true, force: true })
+  })
+})
