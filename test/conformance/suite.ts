@@ -2,7 +2,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { EngineError, chunkBytes, open, shardOf, type Engine } from '@ringkv/engine'
+import { EngineError, chunkBytes, open, shardOf, type ArgumentError, type ArgumentErrorCode, type Engine } from '@ringkv/engine'
 import { completionRecordBytes, keyBytesMax, segmentName, shardDirectory, valueBytesMax } from '@ringkv/workers'
 import type { BackendCase } from './backends.js'
 import { childOpen } from './child.js'
@@ -240,35 +240,59 @@ export function suite({ backend, skip }: BackendCase): void {
       expect((await Promise.all(reads)).map(text)).toEqual(keys.map((key) => `value of ${key}`))
     })
 
-    it('rejects bad input with TypeError or RangeError naming the argument, queueing nothing', async () => {
+    it('rejects bad input with TypeError or RangeError naming the argument and a stable code, queueing nothing', async () => {
       const engine = await openDb({ shards: 2 })
-      const bad: [() => Promise<unknown>, ErrorConstructor, RegExp][] = [
-        [() => engine.put(42 as never, 'v'), TypeError, /key must be a string or a Uint8Array/],
-        [() => engine.put('k', { a: 1 } as never), TypeError, /value must be a string or a Uint8Array/],
-        [() => engine.put('', 'v'), RangeError, /key must not be empty/],
-        [() => engine.put(new Uint8Array(0), 'v'), RangeError, /key must not be empty/],
-        [() => engine.put('k'.repeat(keyBytesMax + 1), 'v'), RangeError, /key is 65537 bytes/],
-        [() => engine.put('k', new Uint8Array(valueBytesMax + 1)), RangeError, /value is/],
-        [() => engine.get(null as never), TypeError, /key must be/],
-        [() => engine.delete(undefined as never), TypeError, /key must be/],
-        [() => engine.batch('nope' as never), TypeError, /operations must be an array/],
-        [() => engine.batch([{ type: 'put', key: 'a', value: 'b' }, { type: 'merge', key: 'a' } as never]), TypeError, /operations\[1\]\.type/],
-        [() => engine.batch([{ type: 'put', key: 'a', value: 7 as never }]), TypeError, /operations\[0\]\.value/],
+      const bad: [() => Promise<unknown>, ErrorConstructor, ArgumentErrorCode, RegExp][] = [
+        [() => engine.put(42 as never, 'v'), TypeError, 'INVALID_KEY', /key must be a string or a Uint8Array/],
+        [() => engine.put('k', { a: 1 } as never), TypeError, 'INVALID_VALUE', /value must be a string or a Uint8Array/],
+        [() => engine.put('', 'v'), RangeError, 'INVALID_KEY', /key must not be empty/],
+        [() => engine.put(new Uint8Array(0), 'v'), RangeError, 'INVALID_KEY', /key must not be empty/],
+        [() => engine.put('k'.repeat(keyBytesMax + 1), 'v'), RangeError, 'KEY_TOO_LARGE', /key is 65537 bytes/],
+        [() => engine.put('k', new Uint8Array(valueBytesMax + 1)), RangeError, 'VALUE_TOO_LARGE', /value is/],
+        [() => engine.get(null as never), TypeError, 'INVALID_KEY', /key must be/],
+        [() => engine.get(''), RangeError, 'INVALID_KEY', /key must not be empty/],
+        [() => engine.get(new Uint8Array(keyBytesMax + 1)), RangeError, 'KEY_TOO_LARGE', /key is 65537 bytes/],
+        [() => engine.delete(undefined as never), TypeError, 'INVALID_KEY', /key must be/],
+        [() => engine.delete('k'.repeat(keyBytesMax + 1)), RangeError, 'KEY_TOO_LARGE', /key is 65537 bytes/],
+        [() => engine.batch('nope' as never), TypeError, 'INVALID_ARGUMENT', /operations must be an array/],
+        [() => engine.batch([null as never]), TypeError, 'INVALID_ARGUMENT', /operations\[0\] must be an object/],
+        [() => engine.batch([{ type: 'put', key: 'a', value: 'b' }, { type: 'merge', key: 'a' } as never]), TypeError, 'INVALID_ARGUMENT', /operations\[1\]\.type/],
+        [() => engine.batch([{ type: 'put', key: 'a', value: 7 as never }]), TypeError, 'INVALID_VALUE', /operations\[0\]\.value/],
+        [() => engine.batch([{ type: 'delete', key: 7 as never }]), TypeError, 'INVALID_KEY', /operations\[0\]\.key/],
+        [() => engine.batch([{ type: 'delete', key: '' }]), RangeError, 'INVALID_KEY', /operations\[0\]\.key must not be empty/],
+        [() => engine.batch([{ type: 'delete', key: 'k'.repeat(keyBytesMax + 1) }]), RangeError, 'KEY_TOO_LARGE', /operations\[0\]\.key is/],
+        [() => engine.batch([{ type: 'put', key: 'a', value: new Uint8Array(valueBytesMax + 1) }]), RangeError, 'VALUE_TOO_LARGE', /operations\[0\]\.value is/],
       ]
-      for (const [call, type, message] of bad) {
+      for (const [call, type, code, message] of bad) {
         const error = await call().then(() => undefined, (caught: unknown) => caught)
         expect(error).toBeInstanceOf(type)
+        expect((error as ArgumentError).code, String(error)).toBe(code)
         expect((error as Error).message).toMatch(message)
       }
       expect(engine.stats().shards.reduce((sum, shard) => sum + shard.records + shard.bytesInFlight, 0)).toBe(0)
       expect(await engine.get('a')).toBeUndefined() // the batch with a bad operation wrote nothing
     })
 
-    it('rejects bad options', async () => {
-      await expect(open(directory, { shards: 0 })).rejects.toThrow(RangeError)
-      await expect(open(directory, { shards: 1.5 })).rejects.toThrow(TypeError)
-      await expect(open(directory, { backend: 'spdk' as never })).rejects.toThrow(/options.backend/)
-      await expect(open(directory, { bytesInFlightMax: -1 })).rejects.toThrow(/options.bytesInFlightMax/)
+    it('rejects bad options with TypeError or RangeError naming the option and a stable code', async () => {
+      const bad: [() => Promise<unknown>, ErrorConstructor, ArgumentErrorCode, RegExp][] = [
+        [() => open(directory, { shards: 0 }), RangeError, 'INVALID_OPTION', /options\.shards/],
+        [() => open(directory, { shards: 1.5 }), TypeError, 'INVALID_OPTION', /options\.shards/],
+        [() => open(directory, { backend: 'spdk' as never }), RangeError, 'INVALID_OPTION', /options\.backend/],
+        [() => open(directory, { recovery: 'hope' as never }), RangeError, 'INVALID_OPTION', /options\.recovery/],
+        [() => open(directory, { batchBytesMax: '4M' as never }), TypeError, 'INVALID_OPTION', /options\.batchBytesMax/],
+        [() => open(directory, { bytesInFlightMax: -1 }), RangeError, 'INVALID_OPTION', /options\.bytesInFlightMax/],
+        [() => open(directory, { segmentBytes: 1024 }), RangeError, 'INVALID_OPTION', /options\.segmentBytes/],
+        [() => open(directory, null as never), TypeError, 'INVALID_OPTION', /options must be an object/],
+        [() => open('', { backend }), TypeError, 'INVALID_ARGUMENT', /directory/],
+        [() => open(7 as never, { backend }), TypeError, 'INVALID_ARGUMENT', /directory/],
+      ]
+      for (const [call, type, code, message] of bad) {
+        const error = await call().then(() => undefined, (caught: unknown) => caught)
+        expect(error).toBeInstanceOf(type)
+        expect((error as ArgumentError).code, String(error)).toBe(code)
+        expect((error as Error).message).toMatch(message)
+      }
+      expect(fs.readdirSync(directory)).toEqual([]) // nothing was created
     })
 
     it('answers every call after close with ENGINE_CLOSED, and close twice is fine', async () => {

@@ -16,7 +16,7 @@ import {
   type BackendChoice,
   type RecoveryReport,
 } from '@ringkv/workers'
-import { keyBytes, positiveInteger, valueBytes } from './input.js'
+import { argumentError, keyBytes, positiveIntegerOption, valueBytes } from './input.js'
 import { shardOf } from './routing.js'
 import { ShardClient, type ShardStats, type WriteOperation } from './shard-client.js'
 
@@ -71,18 +71,26 @@ export class Engine {
   ) {}
 
   static async open(directory: string, options: OpenOptions = {}): Promise<Engine> {
-    if (typeof directory !== 'string' || directory.length === 0) throw new TypeError('directory must be a non-empty string')
-    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object')
-    const shards = options.shards === undefined ? undefined : positiveInteger(options.shards, 'options.shards', shardsMax)
+    if (typeof directory !== 'string' || directory.length === 0) {
+      throw argumentError(TypeError, 'INVALID_ARGUMENT', 'directory must be a non-empty string')
+    }
+    if (typeof options !== 'object' || options === null) throw argumentError(TypeError, 'INVALID_OPTION', 'options must be an object')
+    const shards = options.shards === undefined ? undefined : positiveIntegerOption(options.shards, 'options.shards', shardsMax)
     const backend = options.backend ?? 'auto'
-    if (!backends.includes(backend)) throw new RangeError(`options.backend must be one of ${backends.join(', ')}, got ${String(backend)}`)
+    if (!backends.includes(backend)) {
+      throw argumentError(RangeError, 'INVALID_OPTION', `options.backend must be one of ${backends.join(', ')}, got ${String(backend)}`)
+    }
     const recovery = options.recovery ?? 'strict'
-    if (recovery !== 'strict' && recovery !== 'truncate') throw new RangeError(`options.recovery must be 'strict' or 'truncate'`)
-    const batchBytesMax = positiveInteger(options.batchBytesMax ?? 4 * 1024 * 1024, 'options.batchBytesMax', bytesMax)
-    const bytesInFlightMax = positiveInteger(options.bytesInFlightMax ?? 64 * 1024 * 1024, 'options.bytesInFlightMax', bytesMax)
+    if (recovery !== 'strict' && recovery !== 'truncate') {
+      throw argumentError(RangeError, 'INVALID_OPTION', `options.recovery must be 'strict' or 'truncate', got ${String(recovery)}`)
+    }
+    const batchBytesMax = positiveIntegerOption(options.batchBytesMax ?? 4 * 1024 * 1024, 'options.batchBytesMax', bytesMax)
+    const bytesInFlightMax = positiveIntegerOption(options.bytesInFlightMax ?? 64 * 1024 * 1024, 'options.bytesInFlightMax', bytesMax)
 
-    const segmentBytes = positiveInteger(options.segmentBytes ?? segmentBytesDefault, 'options.segmentBytes', bytesMax)
-    if (segmentBytes < segmentBytesMin) throw new RangeError(`options.segmentBytes must be at least ${segmentBytesMin}`)
+    const segmentBytes = positiveIntegerOption(options.segmentBytes ?? segmentBytesDefault, 'options.segmentBytes', bytesMax)
+    if (segmentBytes < segmentBytesMin) {
+      throw argumentError(RangeError, 'INVALID_OPTION', `options.segmentBytes must be at least ${segmentBytesMin}, got ${segmentBytes}`)
+    }
 
     const absolute = path.resolve(directory)
     const lock = DatabaseDirectory.open(absolute, shards, Math.min(shardsMax, os.availableParallelism()))
@@ -150,16 +158,19 @@ export class Engine {
    * no such guarantee.
    */
   async batch(operations: readonly BatchOperation[]): Promise<void> {
-    if (!Array.isArray(operations)) throw new TypeError('operations must be an array')
+    if (!Array.isArray(operations)) throw argumentError(TypeError, 'INVALID_ARGUMENT', 'operations must be an array')
     const perShard = new Map<number, WriteOperation[]>()
     operations.forEach((operation, index) => {
       const name = `operations[${index}]`
-      if (typeof operation !== 'object' || operation === null) throw new TypeError(`${name} must be an object`)
+      if (typeof operation !== 'object' || operation === null) throw argumentError(TypeError, 'INVALID_ARGUMENT', `${name} must be an object`)
       const key = keyBytes(operation.key, `${name}.key`)
       let write: WriteOperation
       if (operation.type === 'put') write = { kind: recordKindPut, key, value: valueBytes(operation.value, `${name}.value`) }
       else if (operation.type === 'delete') write = { kind: recordKindDelete, key, value: undefined }
-      else throw new TypeError(`${name}.type must be 'put' or 'delete', got ${String((operation as { type: unknown }).type)}`)
+      else {
+        const type = String((operation as { type: unknown }).type)
+        throw argumentError(TypeError, 'INVALID_ARGUMENT', `${name}.type must be 'put' or 'delete', got ${type}`)
+      }
       const shard = shardOf(key, this.clients.length)
       const list = perShard.get(shard)
       if (list === undefined) perShard.set(shard, [write])

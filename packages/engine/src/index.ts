@@ -3,5 +3,6 @@
 
 export { open, Engine, threadpoolSizeDefault, type OpenOptions, type BatchOperation, type EngineStats } from './engine.js'
 export { shardOf } from './routing.js'
+export type { ArgumentError, ArgumentErrorCode } from './input.js'
 export { chunkBytes, type ShardStats } from './shard-client.js'
 export { EngineError, type EngineErrorCode, type IoFailure, type RecoveryReport } from '@ringkv/workers'
