@@ -6,7 +6,7 @@
 //   reads made in the same tick travel as one read message;
 // - a write's promise resolves only when the worker says its batch is durable. The writes of one message
 //   are one request to the worker, acknowledged or failed together, so they share one promise: callers of
-//   put() in one chunk get the same Promise object (no promise and no closures per write);
+//   put() and delete() in one chunk get the same Promise object (no promise and no closures per write);
 // - at most `bytesInFlightMax` record bytes are queued or in flight; past that, callers wait in order
 //   (backpressure) instead of memory growing. One request larger than the bound still goes, alone.
 
