@@ -10,6 +10,7 @@
 // - at most `bytesInFlightMax` record bytes are queued or in flight; past that, callers wait in order
 //   (backpressure) instead of memory growing. One request larger than the bound still goes, alone.
 
+import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
 import { Piscina } from 'piscina'
@@ -47,7 +48,9 @@ export const tasksPerShardMax = 4096
  * as well there but made twice as many, smaller batches at 256 clients, and fewer puts/s.
  */
 export const chunkBytes = 64 * 1024
+/** A chunk's buffer: a chunk is posted once it holds chunkBytes, so the slack takes the record that crosses it. */
 const writeBufferBytes = chunkBytes + 1024
+assert(writeBufferBytes > chunkBytes && chunkBytes % 4096 === 0, 'a chunk buffer has room past chunkBytes')
 
 export interface ShardStats {
   shard: number
@@ -126,7 +129,7 @@ export class ShardClient {
   private readKeys: Uint8Array[] = []
   private readSettlers: ReadSettler[] = []
 
-  private flushScheduled = false
+  private postScheduled = false
   private bytesInFlight = 0
   private readonly blocked: Blocked[] = []
   private tasksInFlight = 0
@@ -212,7 +215,7 @@ export class ShardClient {
     return new Promise((resolve, reject) => {
       this.readKeys.push(key)
       this.readSettlers.push({ resolve, reject })
-      this.scheduleFlush()
+      this.schedulePost()
     })
   }
 
@@ -242,9 +245,9 @@ export class ShardClient {
     }
   }
 
-  /** Flushes what is queued, waits until nothing is queued or in flight, closes the shard and its thread. */
+  /** Posts what is queued to the worker, waits until nothing is queued or in flight, closes the shard and its thread. */
   async close(): Promise<void> {
-    this.flush()
+    this.post()
     if (this.tasksInFlight > 0 || this.blocked.length > 0) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
     }
@@ -269,7 +272,7 @@ export class ShardClient {
 
   /** Sends the current chunk first if `bytes` would not fit in it; counts them in flight. */
   private makeRoom(bytes: number): void {
-    if (this.writeCount > 0 && this.writeUsed + bytes > this.writeBuffer.length) this.flushWrites()
+    if (this.writeCount > 0 && this.writeUsed + bytes > this.writeBuffer.length) this.postWrites()
     if (bytes > this.writeBuffer.length) {
       // One request larger than a chunk travels alone, in a buffer of its own size.
       this.writeBuffer = new Uint8Array(bytes)
@@ -288,23 +291,24 @@ export class ShardClient {
 
   /** Sends the chunk once it is full enough; otherwise at the end of the tick. */
   private afterEnqueue(): void {
-    if (this.writeUsed >= chunkBytes) this.flushWrites()
-    else this.scheduleFlush()
+    if (this.writeUsed >= chunkBytes) this.postWrites()
+    else this.schedulePost()
   }
 
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return
-    this.flushScheduled = true
-    setImmediate(() => this.flush())
+  private schedulePost(): void {
+    if (this.postScheduled) return
+    this.postScheduled = true
+    setImmediate(() => this.post())
   }
 
-  private flush(): void {
-    this.flushScheduled = false
-    if (this.writeCount > 0) this.flushWrites()
-    if (this.readKeys.length > 0) this.flushReads()
+  private post(): void {
+    this.postScheduled = false
+    if (this.writeCount > 0) this.postWrites()
+    if (this.readKeys.length > 0) this.postReads()
   }
 
-  private flushWrites(): void {
+  private postWrites(): void {
+    assert(this.writeCount > 0 && this.writeUsed <= this.writeBuffer.length, 'a write message holds records, within its buffer')
     const records = this.writeBuffer.subarray(0, this.writeUsed)
     const recordCount = this.writeCount
     const settlers: Settler[] = this.chunkLate
@@ -332,7 +336,7 @@ export class ShardClient {
     )
   }
 
-  private flushReads(): void {
+  private postReads(): void {
     const packed = packKeys(this.readKeys)
     const count = this.readKeys.length
     const settlers = this.readSettlers
