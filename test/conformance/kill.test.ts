@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { open } from '@ringkv/engine'
-import { backendCases } from './backends.js'
+import { backendCases, type BackendCase } from './backends.js'
 // @ts-expect-error a plain ESM module shared with the writer child
 import { stateAfter } from './kill-plan.mjs'
 import { temporaryDirectory } from './temp.js'
@@ -16,7 +16,7 @@ const clients = 64
 
 type State = Map<string, string | null>
 
-async function killRound(backend: string, delayMs: number): Promise<{ acknowledged: number; keys: number }> {
+async function killRound(backend: BackendCase['backend'], delayMs: number): Promise<{ acknowledged: number; keys: number }> {
   const { directory, remove } = temporaryDirectory(`kill-${backend}`)
   try {
     const child = spawn(process.execPath, [writer, directory, backend, '2', String(clients)], { stdio: ['ignore', 'pipe', 'inherit'] })
