@@ -118,11 +118,16 @@ function progress(total) {
   let pointStart = started
   const draw = () => {
     if (!process.stderr.isTTY) return
-    const fraction = Math.min(1, (done * perPointMs + Math.min(perPointMs, Math.max(0, performance.now() - pointStart))) / (total * perPointMs))
+    const fraction = Math.min(
+      1,
+      (done * perPointMs + Math.min(perPointMs, Math.max(0, performance.now() - pointStart))) / (total * perPointMs),
+    )
     const width = 30
     const filled = Math.round(fraction * width)
     const seconds = ((performance.now() - started) / 1000).toFixed(0)
-    process.stderr.write(`\r[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%  ${label.padEnd(24)} ${seconds}s `)
+    process.stderr.write(
+      `\r[${'█'.repeat(filled)}${'░'.repeat(width - filled)}] ${String(Math.round(fraction * 100)).padStart(3)}%  ${label.padEnd(24)} ${seconds}s `,
+    )
   }
   const timer = setInterval(draw, 100)
   return {
@@ -190,7 +195,9 @@ function chart(results, counts) {
   const y = (value) => top + plotHeight - (value / yMax) * plotHeight
   const colors = { io_uring: '#2563eb', fs: '#ea580c' }
   const parts = []
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif">`)
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif">`,
+  )
   parts.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`)
   parts.push(`<text x="${left}" y="28" font-size="18" font-weight="600" fill="#111827">ringkv: durable puts/s by shard count</text>`)
   const subtitles = [
@@ -213,8 +220,12 @@ function chart(results, counts) {
     parts.push(`<text x="${x(cores) + 6}" y="${top + 12}" font-size="11" fill="#6b7280">cores</text>`)
   }
   parts.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${top + plotHeight}" y2="${top + plotHeight}" stroke="#6b7280"/>`)
-  parts.push(`<text x="${left + plotWidth / 2}" y="${height - 15}" font-size="13" text-anchor="middle" fill="#111827">shards (one worker thread and one log each)</text>`)
-  parts.push(`<text transform="translate(20 ${top + plotHeight / 2}) rotate(-90)" font-size="13" text-anchor="middle" fill="#111827">durable puts/s</text>`)
+  parts.push(
+    `<text x="${left + plotWidth / 2}" y="${height - 15}" font-size="13" text-anchor="middle" fill="#111827">shards (one worker thread and one log each)</text>`,
+  )
+  parts.push(
+    `<text transform="translate(20 ${top + plotHeight / 2}) rotate(-90)" font-size="13" text-anchor="middle" fill="#111827">durable puts/s</text>`,
+  )
   BACKENDS.forEach((backend, index) => {
     const points = results.filter((result) => result.backend === backend)
     if (points.length === 0) return
@@ -224,15 +235,21 @@ function chart(results, counts) {
     for (const point of points) {
       const cx = x(point.shards).toFixed(1)
       const cy = y(point.putsPerSecond).toFixed(1)
-      parts.push(`<circle cx="${cx}" cy="${cy}" r="4" fill="${color}"><title>${backend}, ${point.shards} shards: ${integer.format(point.putsPerSecond)} puts/s, p50 ${ms(point.p50Ms)} ms, p99 ${ms(point.p99Ms)} ms</title></circle>`)
+      parts.push(
+        `<circle cx="${cx}" cy="${cy}" r="4" fill="${color}"><title>${backend}, ${point.shards} shards: ${integer.format(point.putsPerSecond)} puts/s, p50 ${ms(point.p50Ms)} ms, p99 ${ms(point.p99Ms)} ms</title></circle>`,
+      )
       // The label goes above the point when this line is the higher one here, below when it is the lower.
       const other = results.find((result) => result.backend !== backend && result.shards === point.shards)
       const above = other === undefined || point.putsPerSecond >= other.putsPerSecond
-      parts.push(`<text x="${cx}" y="${Number(cy) + (above ? -10 : 19)}" font-size="11" text-anchor="middle" fill="${color}">${shortCount(point.putsPerSecond)}</text>`)
+      parts.push(
+        `<text x="${cx}" y="${Number(cy) + (above ? -10 : 19)}" font-size="11" text-anchor="middle" fill="${color}">${shortCount(point.putsPerSecond)}</text>`,
+      )
     }
     const legendY = top + 8 + index * 18
     parts.push(`<line x1="${left + 14}" x2="${left + 38}" y1="${legendY}" y2="${legendY}" stroke="${color}" stroke-width="2.5"/>`)
-    parts.push(`<text x="${left + 44}" y="${legendY + 4}" font-size="12" fill="#111827">${backend === 'fs' ? 'fs (libuv write + fdatasync)' : 'io_uring (linked write → fdatasync)'}</text>`)
+    parts.push(
+      `<text x="${left + 44}" y="${legendY + 4}" font-size="12" fill="#111827">${backend === 'fs' ? 'fs (libuv write + fdatasync)' : 'io_uring (linked write → fdatasync)'}</text>`,
+    )
   })
   parts.push('</svg>')
   return `${parts.join('\n')}\n`
@@ -266,7 +283,9 @@ for (const { backend, shards } of plan) {
 }
 bar.stop()
 
-console.log(`Durable puts at concurrency ${CONCURRENCY}, ${MEASURE_MS / 1000} s per point after ${WARMUP_MS} ms of warm-up (${cores} cores):\n`)
+console.log(
+  `Durable puts at concurrency ${CONCURRENCY}, ${MEASURE_MS / 1000} s per point after ${WARMUP_MS} ms of warm-up (${cores} cores):\n`,
+)
 console.log(table(results))
 for (const [backend, reason] of skipped) console.log(`\n${backend} skipped: ${reason}`)
 await writeFile(svgPath, chart(results, counts))

@@ -24,7 +24,9 @@ interface Report {
 
 test('the benchmark runs every engine in smoke mode and writes its JSON', () => {
   // bench/ is not part of `pnpm run build` (packages only), so the test builds it.
-  execFileSync(process.execPath, [join(repository, 'node_modules/typescript/bin/tsc'), '-b', join(repository, 'bench')], { stdio: 'inherit' })
+  execFileSync(process.execPath, [join(repository, 'node_modules/typescript/bin/tsc'), '-b', join(repository, 'bench')], {
+    stdio: 'inherit',
+  })
   const out = join(workDirectory, 'smoke.json')
   const stdout = execFileSync(
     process.execPath,

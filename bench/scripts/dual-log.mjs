@@ -81,7 +81,9 @@ console.log(`\nDurable puts, 1 shard, ${backend}, ${os.cpus().length} cores, med
 console.log('| log | concurrency | puts/s | p50 µs | p99 µs |')
 console.log('|---|---:|---:|---:|---:|')
 for (const row of rows) {
-  console.log(`| ${row.mode === 'dual' ? 'intent + completion' : 'intent only'} | ${row.concurrency} | ${Math.round(row.putsPerSecond).toLocaleString('en')} | ${Math.round(row.p50)} | ${Math.round(row.p99)} |`)
+  console.log(
+    `| ${row.mode === 'dual' ? 'intent + completion' : 'intent only'} | ${row.concurrency} | ${Math.round(row.putsPerSecond).toLocaleString('en')} | ${Math.round(row.p50)} | ${Math.round(row.p99)} |`,
+  )
 }
 
 // Recovery: load the records in batches of 1,000, close, and time the reopen.

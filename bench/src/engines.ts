@@ -205,7 +205,12 @@ async function openBetterSqlite3(directory: string): Promise<Engine> {
     close: async () => {
       database.close()
     },
-    describe: () => ({ journalMode, synchronous: 'FULL', groups: committer.groups, sqlite: database.prepare('select sqlite_version() v').pluck().get() }),
+    describe: () => ({
+      journalMode,
+      synchronous: 'FULL',
+      groups: committer.groups,
+      sqlite: database.prepare('select sqlite_version() v').pluck().get(),
+    }),
   }
 }
 

@@ -108,7 +108,10 @@ function parseOptions(argv: string[]): Options {
         if (!Number.isInteger(options.rounds) || options.rounds < 1) throw new RangeError('--rounds must be a positive integer')
         break
       case '--engines':
-        options.engines = value().split(',').map((name) => name.trim()).filter(Boolean)
+        options.engines = value()
+          .split(',')
+          .map((name) => name.trim())
+          .filter(Boolean)
         break
       case '--out':
         options.out = resolve(value())
@@ -197,7 +200,9 @@ async function commandOutput(command: string, arguments_: string[]): Promise<str
 async function describeMachine(directory: string) {
   const mount = await commandOutput('findmnt', ['-n', '-o', 'SOURCE,FSTYPE,OPTIONS', '-T', directory])
   const device = mount?.split(/\s+/)[0]
-  const columns = device?.startsWith('/dev/') ? (await commandOutput('lsblk', ['-dn', '-o', 'NAME,SIZE,ROTA', device]))?.split(/\s+/) : undefined
+  const columns = device?.startsWith('/dev/')
+    ? (await commandOutput('lsblk', ['-dn', '-o', 'NAME,SIZE,ROTA', device]))?.split(/\s+/)
+    : undefined
   const disk = columns?.length === 3 ? `${columns[0]}, ${columns[1]}, rotational=${columns[2]}` : undefined
   // The tree the engine was built from: a dirty tree means uncommitted engine changes were measured too.
   const commit = await commandOutput('git', ['-C', repositoryDirectory, 'describe', '--always', '--dirty', '--exclude', '*'])
@@ -220,7 +225,10 @@ async function main(): Promise<void> {
   const machine = await describeMachine(options.directory)
   // --note is a remark about the run, not part of how it was measured, so the command leaves it out.
   const measuredArguments = process.argv.slice(2).filter((argument, index, all) => argument !== '--note' && all[index - 1] !== '--note')
-  const command = ['pnpm bench', ...measuredArguments.map((argument) => (/^[\w./=,:-]+$/.test(argument) ? argument : JSON.stringify(argument)))].join(' ')
+  const command = [
+    'pnpm bench',
+    ...measuredArguments.map((argument) => (/^[\w./=,:-]+$/.test(argument) ? argument : JSON.stringify(argument))),
+  ].join(' ')
 
   let specs = engineSpecs(machine.cores)
   if (options.engines) specs = specs.filter((spec) => options.engines!.some((name) => spec.label.includes(name)))
@@ -234,7 +242,9 @@ async function main(): Promise<void> {
 
   const work = await mkdtemp(join(options.directory, 'ringkv-bench-'))
   const log = (text: string) => process.stderr.write(`bench: ${text}\n`)
-  log(`${options.mode} mode, ${settings.rounds} round(s), ${specs.length} engines, in ${work}; load average ${machine.loadAverageAtStart.join(' ')}`)
+  log(
+    `${options.mode} mode, ${settings.rounds} round(s), ${specs.length} engines, in ${work}; load average ${machine.loadAverageAtStart.join(' ')}`,
+  )
   const startedAt = new Date()
   const startMs = performance.now()
   try {
@@ -260,11 +270,15 @@ async function main(): Promise<void> {
           continue
         }
         results.get(spec.label)!.push(result)
-        log(`round ${round}/${settings.rounds} ${spec.label}: ${result.error ? `FAILED: ${result.error.split('\n')[0]}` : 'ok'} (${seconds} s)`)
+        log(
+          `round ${round}/${settings.rounds} ${spec.label}: ${result.error ? `FAILED: ${result.error.split('\n')[0]}` : 'ok'} (${seconds} s)`,
+        )
       }
     }
 
-    const summaries = specs.filter((spec) => leftOut[spec.label] === undefined).map((spec) => summarise(spec.label, results.get(spec.label)!, settings.concurrencies))
+    const summaries = specs
+      .filter((spec) => leftOut[spec.label] === undefined)
+      .map((spec) => summarise(spec.label, results.get(spec.label)!, settings.concurrencies))
     const targets = checkTargets(summaries, disk)
     const tables = markdown({ summaries, disk, targets, leftOut, ...settings })
     const loadAverageAtEnd = os.loadavg().map((value) => Number(value.toFixed(2)))
@@ -296,7 +310,9 @@ async function main(): Promise<void> {
     log(`wrote ${out} (${durationSeconds.toFixed(0)} s in all; load average at end ${loadAverageAtEnd.join(' ')})`)
 
     if (options.markdown ?? options.mode === 'full') {
-      const versions = Object.entries(report.versions).map(([name, version]) => `${name} ${version ?? 'missing'}`).join(', ')
+      const versions = Object.entries(report.versions)
+        .map(([name, version]) => `${name} ${version ?? 'missing'}`)
+        .join(', ')
       const page = [
         '# Benchmarks',
         '',

@@ -112,7 +112,11 @@ export function checkTargets(summaries: Summary[], disk: DiskLimits): TargetChec
   const other256 = best(summaries, puts256, false)
   // The hand-written node:fs log counts as an engine here (the strictest reading of the target); the best
   // library engine is named beside it.
-  const library256 = best(summaries.filter((summary) => summary.label !== 'node:fs log'), puts256, false)
+  const library256 = best(
+    summaries.filter((summary) => summary.label !== 'node:fs log'),
+    puts256,
+    false,
+  )
   const besideLibrary =
     ringkv256 && library256 && library256 !== other256
       ? `; ${(puts256(ringkv256) / puts256(library256)).toFixed(2)}× ${library256.label} ${count(puts256(library256))}/s`
@@ -141,11 +145,13 @@ export function checkTargets(summaries: Summary[], disk: DiskLimits): TargetChec
   const fioP50 = disk.fdatasyncAppend4KiB?.latencyUsP50
   const ratio1 = ringkv1 && fioP50 !== undefined ? -p50At1(ringkv1) / fioP50 : Number.NaN
   checks.push({
-    target: 'p50 at concurrency 1 ≤ 1.25× one fdatasync\'d 4 KiB append (fio)',
+    target: "p50 at concurrency 1 ≤ 1.25× one fdatasync'd 4 KiB append (fio)",
     measured:
       ringkv1 && fioP50 !== undefined
         ? `${ringkv1.label} ${milliseconds(-p50At1(ringkv1))} ms vs fio ${milliseconds(fioP50)} ms` +
-          (disk.parallelPair4KiB ? ` (two files in parallel, the dual log's floor: ${milliseconds(disk.parallelPair4KiB.latencyUsP50)} ms)` : '')
+          (disk.parallelPair4KiB
+            ? ` (two files in parallel, the dual log's floor: ${milliseconds(disk.parallelPair4KiB.latencyUsP50)} ms)`
+            : '')
         : `not measured${disk.skippedReason ? ` (${disk.skippedReason})` : ''}`,
     ratio: ratio1,
     threshold: 1.25,
@@ -186,7 +192,10 @@ export function markdown(context: ReportContext): string {
     `### Durable puts/s (median of ${context.rounds} round${context.rounds === 1 ? '' : 's'}; c = concurrent clients, each awaiting its own put)\n\n` +
       table(
         ['engine', ...concurrencies.map((concurrency) => `c=${concurrency}`)],
-        summaries.map((summary) => [summary.label, ...concurrencies.map((concurrency) => count(putsAt(summary, concurrency)?.opsPerSecond ?? Number.NaN))]),
+        summaries.map((summary) => [
+          summary.label,
+          ...concurrencies.map((concurrency) => count(putsAt(summary, concurrency)?.opsPerSecond ?? Number.NaN)),
+        ]),
       ),
   )
 
@@ -228,10 +237,18 @@ export function markdown(context: ReportContext): string {
           ['fio job', 'result'],
           [
             ["fdatasync'd 4 KiB appends, 1 writer", `${count(append.perSecond)}/s`],
-            ['one append, p50 (write + fdatasync)', `${milliseconds(append.latencyUsP50)} ms (${milliseconds(append.writeLatencyUsP50)} + ${milliseconds(append.fdatasyncLatencyUsP50)})`],
+            [
+              'one append, p50 (write + fdatasync)',
+              `${milliseconds(append.latencyUsP50)} ms (${milliseconds(append.writeLatencyUsP50)} + ${milliseconds(append.fdatasyncLatencyUsP50)})`,
+            ],
             ['fdatasync p99', `${milliseconds(append.fdatasyncLatencyUsP99)} ms`],
             ...(disk.parallelPair4KiB
-              ? [["two files at once, each 4 KiB write + fdatasync over written space, p50 (the dual log's floor)", `${milliseconds(disk.parallelPair4KiB.latencyUsP50)} ms`]]
+              ? [
+                  [
+                    "two files at once, each 4 KiB write + fdatasync over written space, p50 (the dual log's floor)",
+                    `${milliseconds(disk.parallelPair4KiB.latencyUsP50)} ms`,
+                  ],
+                ]
               : []),
             ['sequential write, 1 MiB O_DIRECT, 16 in flight', `${count(disk.sequentialWrite.mebibytesPerSecond)} MiB/s`],
           ],
@@ -263,7 +280,9 @@ export function markdown(context: ReportContext): string {
   if (failures.length > 0) {
     sections.push(
       '### Failed runs\n\n' +
-        failures.map((summary) => `- ${summary.label}: ${summary.failures.length} failed; first: ${summary.failures[0]!.split('\n')[0]}`).join('\n'),
+        failures
+          .map((summary) => `- ${summary.label}: ${summary.failures.length} failed; first: ${summary.failures[0]!.split('\n')[0]}`)
+          .join('\n'),
     )
   }
   return sections.join('\n\n')

@@ -9,10 +9,11 @@ const clients = Number(clientsText)
 
 let lines = []
 function report(line) {
-  if (lines.length === 0) setImmediate(() => {
-    process.stdout.write(lines.join(''))
-    lines = []
-  })
+  if (lines.length === 0)
+    setImmediate(() => {
+      process.stdout.write(lines.join(''))
+      lines = []
+    })
   lines.push(line)
 }
 

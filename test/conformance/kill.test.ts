@@ -77,7 +77,9 @@ for (const { backend, skip } of backendCases) {
       for (let round = 0; round < rounds; round++) {
         const delayMs = 100 + Math.floor(Math.random() * 400)
         const { acknowledged, keys } = await killRound(backend, delayMs)
-        console.log(`[kill ${backend}] round ${round}: killed after ${delayMs} ms; ${acknowledged} acknowledged steps; ${keys} keys checked`)
+        console.log(
+          `[kill ${backend}] round ${round}: killed after ${delayMs} ms; ${acknowledged} acknowledged steps; ${keys} keys checked`,
+        )
         expect(acknowledged).toBeGreaterThan(0)
       }
     })

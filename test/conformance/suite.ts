@@ -142,7 +142,10 @@ export function suite({ backend, skip }: BackendCase): void {
       await engine.close()
       const intent = segment('intent')
       fs.truncateSync(intent, dataEnd(intent) - 3)
-      const error = await open(directory, { backend }).then(() => undefined, (caught: unknown) => caught)
+      const error = await open(directory, { backend }).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      )
       expect(error).toBeInstanceOf(EngineError)
       expect((error as EngineError).code).toBe('WAL_CORRUPT')
       expect((error as EngineError).details).toMatchObject({ shard: 0, batchSequence: 5 })
@@ -224,7 +227,9 @@ export function suite({ backend, skip }: BackendCase): void {
       await Promise.all(keys.map((key) => engine.put(key, `value of ${key}`)))
       const first = keys[0]!
       const otherShard = keys.find((key) => shardOf(Buffer.from(key), engine.shards) !== shardOf(Buffer.from(first), engine.shards))!
-      const sameShard = keys.find((key) => key !== first && shardOf(Buffer.from(key), engine.shards) === shardOf(Buffer.from(first), engine.shards))!
+      const sameShard = keys.find(
+        (key) => key !== first && shardOf(Buffer.from(key), engine.shards) === shardOf(Buffer.from(first), engine.shards),
+      )!
       for (const next of [otherShard, sameShard]) {
         const buffer = Buffer.from(first)
         const read = engine.get(buffer)
@@ -256,15 +261,33 @@ export function suite({ backend, skip }: BackendCase): void {
         [() => engine.delete('k'.repeat(keyBytesMax + 1)), RangeError, 'KEY_TOO_LARGE', /key is 65537 bytes/],
         [() => engine.batch('nope' as never), TypeError, 'INVALID_ARGUMENT', /operations must be an array/],
         [() => engine.batch([null as never]), TypeError, 'INVALID_ARGUMENT', /operations\[0\] must be an object/],
-        [() => engine.batch([{ type: 'put', key: 'a', value: 'b' }, { type: 'merge', key: 'a' } as never]), TypeError, 'INVALID_ARGUMENT', /operations\[1\]\.type/],
+        [
+          () => engine.batch([{ type: 'put', key: 'a', value: 'b' }, { type: 'merge', key: 'a' } as never]),
+          TypeError,
+          'INVALID_ARGUMENT',
+          /operations\[1\]\.type/,
+        ],
         [() => engine.batch([{ type: 'put', key: 'a', value: 7 as never }]), TypeError, 'INVALID_VALUE', /operations\[0\]\.value/],
         [() => engine.batch([{ type: 'delete', key: 7 as never }]), TypeError, 'INVALID_KEY', /operations\[0\]\.key/],
         [() => engine.batch([{ type: 'delete', key: '' }]), RangeError, 'INVALID_KEY', /operations\[0\]\.key must not be empty/],
-        [() => engine.batch([{ type: 'delete', key: 'k'.repeat(keyBytesMax + 1) }]), RangeError, 'KEY_TOO_LARGE', /operations\[0\]\.key is/],
-        [() => engine.batch([{ type: 'put', key: 'a', value: new Uint8Array(valueBytesMax + 1) }]), RangeError, 'VALUE_TOO_LARGE', /operations\[0\]\.value is/],
+        [
+          () => engine.batch([{ type: 'delete', key: 'k'.repeat(keyBytesMax + 1) }]),
+          RangeError,
+          'KEY_TOO_LARGE',
+          /operations\[0\]\.key is/,
+        ],
+        [
+          () => engine.batch([{ type: 'put', key: 'a', value: new Uint8Array(valueBytesMax + 1) }]),
+          RangeError,
+          'VALUE_TOO_LARGE',
+          /operations\[0\]\.value is/,
+        ],
       ]
       for (const [call, type, code, message] of bad) {
-        const error = await call().then(() => undefined, (caught: unknown) => caught)
+        const error = await call().then(
+          () => undefined,
+          (caught: unknown) => caught,
+        )
         expect(error).toBeInstanceOf(type)
         expect((error as ArgumentError).code, String(error)).toBe(code)
         expect((error as Error).message).toMatch(message)
@@ -287,7 +310,10 @@ export function suite({ backend, skip }: BackendCase): void {
         [() => open(7 as never, { backend }), TypeError, 'INVALID_ARGUMENT', /directory/],
       ]
       for (const [call, type, code, message] of bad) {
-        const error = await call().then(() => undefined, (caught: unknown) => caught)
+        const error = await call().then(
+          () => undefined,
+          (caught: unknown) => caught,
+        )
         expect(error).toBeInstanceOf(type)
         expect((error as ArgumentError).code, String(error)).toBe(code)
         expect((error as Error).message).toMatch(message)
@@ -311,7 +337,10 @@ export function suite({ backend, skip }: BackendCase): void {
 
     it('refuses a second open of the same directory with ENGINE_LOCKED, and frees it on close', async () => {
       const engine = await openDb({ shards: 2 })
-      const error = await open(directory, { backend }).then(() => undefined, (caught: unknown) => caught)
+      const error = await open(directory, { backend }).then(
+        () => undefined,
+        (caught: unknown) => caught,
+      )
       expect(error).toBeInstanceOf(EngineError)
       expect((error as EngineError).code).toBe('ENGINE_LOCKED')
       await engine.put('still', 'works')

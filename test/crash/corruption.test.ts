@@ -93,7 +93,8 @@ function batchRanges(bytes: Buffer): [number, number][] | undefined {
   return ranges
 }
 
-type Outcome = { kind: 'corrupt' } | { kind: 'opened'; batchesKept: number | undefined; wrong: string | undefined } | { kind: 'other'; detail: string }
+type Outcome =
+  { kind: 'corrupt' } | { kind: 'opened'; batchesKept: number | undefined; wrong: string | undefined } | { kind: 'other'; detail: string }
 
 /** Opens the damaged directory and classifies what happened against the known states. */
 async function classify(dir: string, states: State[]): Promise<Outcome> {
@@ -118,7 +119,9 @@ async function classify(dir: string, states: State[]): Promise<Outcome> {
       const state = states[index]!
       if ([...keys].every((key) => seen.get(key) === state.get(key))) return { kind: 'opened', batchesKept: index, wrong: undefined }
     }
-    const wrong = [...keys].filter((key) => seen.get(key) !== states.at(-1)!.get(key)).map((key) => `${key}=${JSON.stringify(seen.get(key))}`)
+    const wrong = [...keys]
+      .filter((key) => seen.get(key) !== states.at(-1)!.get(key))
+      .map((key) => `${key}=${JSON.stringify(seen.get(key))}`)
     return { kind: 'opened', batchesKept: undefined, wrong: wrong.slice(0, 4).join(', ') }
   } finally {
     await db.close()
@@ -150,13 +153,7 @@ interface Tally {
   failures: string[]
 }
 
-async function damageEveryFile(
-  dir: string,
-  states: State[],
-  mode: 'flip' | 'cut',
-  everyByteMax: number,
-  seed: number,
-): Promise<Tally> {
+async function damageEveryFile(dir: string, states: State[], mode: 'flip' | 'cut', everyByteMax: number, seed: number): Promise<Tally> {
   const saved = snapshot(dir)
   const rng = model.random(seed)
   const tally: Tally = { corrupt: 0, intact: 0, tornTail: 0, silentPrefix: 0, failures: [] }
@@ -181,7 +178,8 @@ async function damageEveryFile(
       const inFinalBatch = ranges !== undefined && batchIndex === ranges.length - 1
       const wholeBefore = ranges?.filter(([, end]) => end <= position).length
       if (outcome.kind === 'other') {
-        if (manifest) tally.corrupt++ // a damaged manifest may be refused with any clear error
+        if (manifest)
+          tally.corrupt++ // a damaged manifest may be refused with any clear error
         else tally.failures.push(`${where}: ${outcome.detail}`)
         continue
       }

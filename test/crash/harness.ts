@@ -254,7 +254,9 @@ export class CrashModel {
    * The first is what the last acknowledged write left; the second, if any, what the client's next
    * operation (possibly in flight at the crash) writes.
    */
-  allowedValues(acknowledged: number[]): Map<string, { acknowledged: Uint8Array | undefined; inFlight?: Uint8Array | undefined; source: string }> {
+  allowedValues(
+    acknowledged: number[],
+  ): Map<string, { acknowledged: Uint8Array | undefined; inFlight?: Uint8Array | undefined; source: string }> {
     const allowed = new Map<string, { acknowledged: Uint8Array | undefined; inFlight?: Uint8Array | undefined; source: string }>()
     for (const [key, value] of this.baseline) allowed.set(key, { acknowledged: value, source: `before round ${this.round}` })
     for (let client = 0; client < this.workload.clients; client++) {
@@ -269,9 +271,7 @@ export class CrashModel {
           settled.add(key)
           allowed.set(key, {
             acknowledged:
-              write.type === 'put'
-                ? model.valueOf(this.seed, this.round, client, sequence, writeIndex, write.valueLength)
-                : undefined,
+              write.type === 'put' ? model.valueOf(this.seed, this.round, client, sequence, writeIndex, write.valueLength) : undefined,
             source: `round ${this.round} client ${client} sequence ${sequence} (acknowledged)`,
           })
         })
@@ -342,7 +342,10 @@ export function expectRecovered(result: CheckResult, dir: string, writer: Writer
     `${where}: after recovery\n${writer.describe()}\nrecovery ${JSON.stringify(result.recovery)}\n${describeDirectory(dir)}`,
   ).toEqual([])
   const reports = (result.recovery ?? []) as { repaired?: unknown }[]
-  expect(reports.filter((report) => report.repaired !== undefined), `${where}: recovery repaired damage`).toEqual([])
+  expect(
+    reports.filter((report) => report.repaired !== undefined),
+    `${where}: recovery repaired damage`,
+  ).toEqual([])
 }
 
 /**

@@ -73,7 +73,9 @@ describe('I/O errors while running (ext4 on a loop device)', () => {
         const counts = expectHonestFailure(writer, where, ['EROFS', 'EIO'])
         await fileSystem.remount()
         expectRecovered(await crashModel.check(dir, backend, shards, writer.acknowledged), dir, writer, where)
-        console.log(`[crash] ${where}: ${writer.acknowledgementCount} acknowledged, errors ${JSON.stringify(Object.fromEntries(counts))}; recovered`)
+        console.log(
+          `[crash] ${where}: ${writer.acknowledgementCount} acknowledged, errors ${JSON.stringify(Object.fromEntries(counts))}; recovered`,
+        )
       } finally {
         fileSystem.destroy()
       }
@@ -90,7 +92,12 @@ describe('I/O errors while running (ext4 on a loop device)', () => {
         const seed = model.mix(baseSeed, 5, backend === 'io_uring' ? 1 : 2)
         const where = `ENOSPC ${backend} (RINGKV_CRASH_SEED=${baseSeed})`
         const dir = join(fileSystem.mountPoint, 'db')
-        const workload: Workload = { ...model.workloadDefaults, valueBytesMax: 32 * 1024, largeValueOneIn: 8, largeValueBytesMax: 512 * 1024 }
+        const workload: Workload = {
+          ...model.workloadDefaults,
+          valueBytesMax: 32 * 1024,
+          largeValueOneIn: 8,
+          largeValueBytesMax: 512 * 1024,
+        }
         const crashModel = new CrashModel(workload, seed)
         const writer = new Writer(crashModel.writerConfig(dir, backend, shards))
         const exit = await writerFinished(writer, 60_000)
@@ -99,7 +106,9 @@ describe('I/O errors while running (ext4 on a loop device)', () => {
         const counts = expectHonestFailure(writer, where, ['ENOSPC'])
         rmSync(filler)
         expectRecovered(await crashModel.check(dir, backend, shards, writer.acknowledged), dir, writer, where)
-        console.log(`[crash] ${where}: ${writer.acknowledgementCount} acknowledged, errors ${JSON.stringify(Object.fromEntries(counts))}; recovered`)
+        console.log(
+          `[crash] ${where}: ${writer.acknowledgementCount} acknowledged, errors ${JSON.stringify(Object.fromEntries(counts))}; recovered`,
+        )
       } finally {
         fileSystem.destroy()
       }

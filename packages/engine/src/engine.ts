@@ -54,8 +54,7 @@ export interface OpenOptions {
 }
 
 export type BatchOperation =
-  | { type: 'put'; key: string | Uint8Array; value: string | Uint8Array }
-  | { type: 'delete'; key: string | Uint8Array }
+  { type: 'put'; key: string | Uint8Array; value: string | Uint8Array } | { type: 'delete'; key: string | Uint8Array }
 
 export interface EngineStats {
   shards: ShardStats[]
@@ -171,7 +170,8 @@ export class Engine {
     const perShard = new Map<number, WriteOperation[]>()
     operations.forEach((operation, index) => {
       const name = `operations[${index}]`
-      if (typeof operation !== 'object' || operation === null) throw argumentError(TypeError, 'INVALID_ARGUMENT', `${name} must be an object`)
+      if (typeof operation !== 'object' || operation === null)
+        throw argumentError(TypeError, 'INVALID_ARGUMENT', `${name} must be an object`)
       const key = keyBytes(operation.key, `${name}.key`)
       let write: WriteOperation
       if (operation.type === 'put') write = { kind: recordKindPut, key, value: valueBytes(operation.value, `${name}.value`) }

@@ -13,8 +13,8 @@ export {
   ringEntriesMax,
   writeBytesMax,
   zeroProgressWritesMax,
-} from './ring.js';
-export type { Completion, RingOptions, RingWait } from './ring.js';
-export { lockFile } from './lock.js';
-export { errnoCases, errnoName, errnoOutcome } from './errno.js';
-export type { ErrnoCase, ErrnoOutcome, RingOperation } from './errno.js';
+} from './ring.js'
+export type { Completion, RingOptions, RingWait } from './ring.js'
+export { lockFile } from './lock.js'
+export { errnoCases, errnoName, errnoOutcome } from './errno.js'
+export type { ErrnoCase, ErrnoOutcome, RingOperation } from './errno.js'

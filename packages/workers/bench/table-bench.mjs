@@ -174,7 +174,9 @@ async function measure(tableKind, entries) {
   if (process.env.TABLE_BENCH_GC_LOG !== undefined) {
     for (const entry of pauses) {
       const kind = gcKindNames[entry.detail?.kind] ?? '-'
-      console.error(`${tableKind} gc at ${entry.startTime.toFixed(1)} ms: ${kind} ${entry.duration.toFixed(2)} ms flags ${entry.detail?.flags}`)
+      console.error(
+        `${tableKind} gc at ${entry.startTime.toFixed(1)} ms: ${kind} ${entry.duration.toFixed(2)} ms flags ${entry.detail?.flags}`,
+      )
     }
   }
   const worstIn = ([from, to]) =>

@@ -99,7 +99,10 @@ function readManifest(manifestPath: string): Manifest {
     throw new EngineError('WAL_CORRUPT', `${manifestPath} is not valid JSON`, { cause: error })
   }
   if (manifest.format !== formatVersion || manifest.routing !== routingName) {
-    throw new EngineError('WAL_CORRUPT', `${manifestPath} has format ${manifest.format} / routing ${manifest.routing}; this version reads format ${formatVersion} / ${routingName}`)
+    throw new EngineError(
+      'WAL_CORRUPT',
+      `${manifestPath} has format ${manifest.format} / routing ${manifest.routing}; this version reads format ${formatVersion} / ${routingName}`,
+    )
   }
   if (!Number.isInteger(manifest.shards) || manifest.shards < 1 || manifest.shards > shardsMax) {
     throw new EngineError('WAL_CORRUPT', `${manifestPath} records an impossible shard count ${manifest.shards}`)

@@ -39,9 +39,7 @@ export interface RecoveryReport {
   /** Whether the last thing in the completion log is a close record (a clean shutdown). */
   cleanShutdown: boolean
   /** Set when recovery 'truncate' dropped damaged data: exactly what was lost. */
-  repaired:
-    | { firstBatchDropped: number; batchesDropped: number; intentBytesDropped: number; reason: string }
-    | undefined
+  repaired: { firstBatchDropped: number; batchesDropped: number; intentBytesDropped: number; reason: string } | undefined
   durationMs: number
 }
 
@@ -101,7 +99,7 @@ export const statsBytes = statsSlotCount * Float64Array.BYTES_PER_ELEMENT
 export function latencyBucket(microseconds: number): number {
   const value = Math.max(1, Math.floor(microseconds))
   const exponent = Math.min(31, 31 - Math.clz32(value))
-  const step = Math.floor(((value / 2 ** exponent) - 1) * latencySubBuckets)
+  const step = Math.floor((value / 2 ** exponent - 1) * latencySubBuckets)
   return exponent * latencySubBuckets + Math.min(latencySubBuckets - 1, step)
 }
 

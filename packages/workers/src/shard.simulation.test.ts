@@ -42,8 +42,12 @@ function damagesData(kind: string): boolean {
 
 function describeFailure(result: SimulationResult): string {
   const lines = [`seed ${result.seed}: ${result.violations.length} violation(s); replay: ${replayCommand(result.seed)}`]
-  for (const violation of result.violations.slice(0, 8)) lines.push(`  [generation ${violation.generation}] ${violation.kind}: ${violation.message}`)
-  const faults = result.faults.map((fault) => `${fault.kind} ${fault.log}#${fault.logWriteIndex} ${fault.path}@${fault.fileOffset}+${fault.length}${fault.landedAt === undefined ? '' : `->${fault.landedAt}`}`)
+  for (const violation of result.violations.slice(0, 8))
+    lines.push(`  [generation ${violation.generation}] ${violation.kind}: ${violation.message}`)
+  const faults = result.faults.map(
+    (fault) =>
+      `${fault.kind} ${fault.log}#${fault.logWriteIndex} ${fault.path}@${fault.fileOffset}+${fault.length}${fault.landedAt === undefined ? '' : `->${fault.landedAt}`}`,
+  )
   lines.push(`  faults: ${faults.join('; ') || 'none'}`)
   return lines.join('\n')
 }
@@ -91,28 +95,36 @@ function judge(chosen: SimulationResult[]): void {
 }
 
 describe('shard simulation on simulated storage', () => {
-  it(`crashes only (the fault-free half of ${seeds.length} seeds): every open succeeds, every acknowledged write survives`, async () => {
-    const all = await runSeeds()
-    judge(all.filter((result) => result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
-  }, runTimeoutMs)
+  it(
+    `crashes only (the fault-free half of ${seeds.length} seeds): every open succeeds, every acknowledged write survives`,
+    async () => {
+      const all = await runSeeds()
+      judge(all.filter((result) => result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
+    },
+    runTimeoutMs,
+  )
 
-  it('with faults (the other half): damage to acknowledged data is reported (WAL_CORRUPT), never hidden', async (context) => {
-    const all = await runSeeds()
-    const faulty = all.filter((result) => !(result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
-    if (!all.some((result) => result.dualLog)) {
-      // The v0 single log cannot tell damage to its last batch from a torn tail (recovery.ts says so): a bit
-      // flip there, or a lost write followed by a failed one, is dropped silently. The completion log of
-      // the dual log closes that gap; until a shard writes one, this test reports what it saw and skips.
-      const failures = faulty.filter((result) => unknownViolations(result).length > 0)
-      console.warn(
-        `SKIPPED: the shard writes no completion log (v0), which cannot detect damage to its last batch; ` +
-          `${failures.length} of ${faulty.length} fault seeds show that gap: ${failures.map((failure) => failure.seed).join(', ')}`,
-      )
-      context.skip()
-      return
-    }
-    judge(faulty)
-  }, runTimeoutMs)
+  it(
+    'with faults (the other half): damage to acknowledged data is reported (WAL_CORRUPT), never hidden',
+    async (context) => {
+      const all = await runSeeds()
+      const faulty = all.filter((result) => !(result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
+      if (!all.some((result) => result.dualLog)) {
+        // The v0 single log cannot tell damage to its last batch from a torn tail (recovery.ts says so): a bit
+        // flip there, or a lost write followed by a failed one, is dropped silently. The completion log of
+        // the dual log closes that gap; until a shard writes one, this test reports what it saw and skips.
+        const failures = faulty.filter((result) => unknownViolations(result).length > 0)
+        console.warn(
+          `SKIPPED: the shard writes no completion log (v0), which cannot detect damage to its last batch; ` +
+            `${failures.length} of ${faulty.length} fault seeds show that gap: ${failures.map((failure) => failure.seed).join(', ')}`,
+        )
+        context.skip()
+        return
+      }
+      judge(faulty)
+    },
+    runTimeoutMs,
+  )
 
   it('is deterministic: the same seed gives the same run', async () => {
     for (const seed of seeds.slice(0, 5)) {

@@ -75,19 +75,33 @@ export class Shard {
     if (options.storage === undefined) fs.mkdirSync(options.directory, { recursive: true })
     this.storage = options.storage ?? createStorage(options.backend)
     try {
-      const result = recover(this.storage, { mode: options.recovery, shard: options.shard, directory: options.directory }, (body, count) => {
-        try {
-          this.table.applyBatch(body, count)
-        } catch (error) {
-          if ((error as { code?: unknown }).code !== 'SHARD_FULL') throw error
-          throw new EngineError('SHARD_FULL', `shard ${options.shard}: the log holds more than the table can: ${(error as Error).message}`, {
-            cause: error,
-          })
-        }
-      })
+      const result = recover(
+        this.storage,
+        { mode: options.recovery, shard: options.shard, directory: options.directory },
+        (body, count) => {
+          try {
+            this.table.applyBatch(body, count)
+          } catch (error) {
+            if ((error as { code?: unknown }).code !== 'SHARD_FULL') throw error
+            throw new EngineError(
+              'SHARD_FULL',
+              `shard ${options.shard}: the log holds more than the table can: ${(error as Error).message}`,
+              {
+                cause: error,
+              },
+            )
+          }
+        },
+      )
       this.recovery = result.report
       // Cut the completion log first: then no completion record ever points at intent bytes already cut.
-      const completion = this.resume('completion', result.completion, completionSegmentBytes(segmentBytes), completionFillStepBytesMax, options.directory)
+      const completion = this.resume(
+        'completion',
+        result.completion,
+        completionSegmentBytes(segmentBytes),
+        completionFillStepBytesMax,
+        options.directory,
+      )
       const intent = this.resume('intent', result.intent, segmentBytes, intentFillStepBytesMax, options.directory)
       this.log = new Log({
         intent,

@@ -1,6 +1,17 @@
 import crc32 from 'crc-32'
 import { describe, expect, it } from 'vitest'
-import { batchHeaderBytes, decodeBatchHeader, encodeBatchHeader, encodeRecord, forEachRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut, type RecordView } from './record.js'
+import {
+  batchHeaderBytes,
+  decodeBatchHeader,
+  encodeBatchHeader,
+  encodeRecord,
+  forEachRecord,
+  RecordFormatError,
+  recordBytes,
+  recordKindDelete,
+  recordKindPut,
+  type RecordView,
+} from './record.js'
 import { checksum, nativeChecksumBytesMin } from './checksum.js'
 
 const text = new TextEncoder()

@@ -79,7 +79,10 @@ export interface RecordView {
 }
 
 export class RecordFormatError extends Error {
-  constructor(message: string, readonly offset: number) {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
     super(message)
     this.name = 'RecordFormatError'
   }

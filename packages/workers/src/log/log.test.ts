@@ -12,7 +12,6 @@ function put(key: string, value: string): [Uint8Array, number] {
   return [putRecord(key, value), 1]
 }
 
-
 function options(storage: HeldStorage, extra: Partial<ShardOptions> = {}): ShardOptions {
   return { directory: '/held/shard-000', shard: 0, backend: 'auto', batchBytesMax: 1 << 20, recovery: 'strict', storage, ...extra }
 }
@@ -287,4 +286,3 @@ describe('assertions across the disk', () => {
     expect(() => log.append(...put('a', '1'), () => {})).not.toThrow()
   })
 })
-

@@ -15,7 +15,14 @@
 //   (fsyncgate: a failed fdatasync may have dropped dirty pages, so a retry could acknowledge lost data).
 
 import assert from 'node:assert/strict'
-import { completionRecordBytes, completionStatusClosed, completionStatusWritten, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
+import {
+  completionRecordBytes,
+  completionStatusClosed,
+  completionStatusWritten,
+  decodeCompletion,
+  encodeCompletion,
+  type CompletionRecord,
+} from '../format/completion.js'
 import { EngineError, type IoFailure } from '../errors.js'
 import { batchHeaderBytes, decodeBatchHeader, encodeBatchHeader, forEachRecord, type BatchHeader } from '../format/record.js'
 import { checksum } from '../format/checksum.js'
@@ -75,7 +82,6 @@ export class Log {
     return this.failure
   }
 
-
   /**
    * Queues records (record.ts format, CRCs not yet filled in) for the next commit. They are sealed here,
    * at once, so a malformed request fails alone instead of poisoning a batch.
@@ -103,7 +109,11 @@ export class Log {
     if (this.failure !== undefined || this.intentOnly) return closeFiles()
     const record = sealCompletion(this.nextSequence - 1, { segment: 0, offset: 0 }, 0, 0, 0, completionStatusClosed)
     // A failed close record loses nothing: every batch before it is acknowledged and complete.
-    this.completion.append(record, () => {}, () => closeFiles())
+    this.completion.append(
+      record,
+      () => {},
+      () => closeFiles(),
+    )
   }
 
   private commit(): void {
@@ -172,7 +182,11 @@ export class Log {
         this.intentEnd = { segment: location.segment, offset: location.offset + buffer.length }
         if (this.intentOnly) return
         outstanding++
-        this.completion.append(sealCompletion(sequence, location, buffer.length, recordCount, intentChecksum, completionStatusWritten), () => {}, done)
+        this.completion.append(
+          sealCompletion(sequence, location, buffer.length, recordCount, intentChecksum, completionStatusWritten),
+          () => {},
+          done,
+        )
       },
       done,
     )
@@ -221,7 +235,15 @@ function sealCompletion(
   intentChecksum: number,
   status: number,
 ): Uint8Array {
-  const fields: CompletionRecord = { sequence, segment: location.segment, offset: location.offset, length, recordCount, intentChecksum, status }
+  const fields: CompletionRecord = {
+    sequence,
+    segment: location.segment,
+    offset: location.offset,
+    length,
+    recordCount,
+    intentChecksum,
+    status,
+  }
   const record = new Uint8Array(completionRecordBytes)
   encodeCompletion(record, fields)
   assert.deepEqual(decodeCompletion(record), fields, 'the completion record reads back as written')

@@ -19,7 +19,6 @@ function write(shard: Shard, key: string, value: string): void {
   shard.write(putRecord(key, value), 1, () => {})
 }
 
-
 /** A shard that acknowledged `count` batches (key k<i> = value of 600 bytes) and then "crashed". */
 function crashedAfter(count: number): { storage: HeldStorage; intent: HeldFile; completion: HeldFile; records: CompletionRecord[] } {
   const storage = new HeldStorage()
@@ -96,7 +95,10 @@ describe('recovery decision table', () => {
   caseTest('damaged_last', 'record valid, last batch damaged with no zero sector: refused, since a crash cannot do that', () => {
     const { storage, intent, records } = crashedAfter(4)
     intent.contents[records[3]!.offset + 200]! ^= 0x04
-    expectCorrupt(reopen(storage), 'damaged_last', { batchSequence: 4, byteRange: [records[3]!.offset, records[3]!.offset + records[3]!.length] })
+    expectCorrupt(reopen(storage), 'damaged_last', {
+      batchSequence: 4,
+      byteRange: [records[3]!.offset, records[3]!.offset + records[3]!.length],
+    })
   })
 
   caseTest('broken_before_last', 'record valid, batch damaged before the last: refused', () => {
@@ -121,7 +123,11 @@ describe('recovery decision table', () => {
     const last = crashedAfter(2)
     const lastRecord = last.records[1]!
     // point the last record at a segment that does not exist, as if the intent write never landed
-    encodeCompletion(last.completion.contents.subarray(completionRecordBytes, 2 * completionRecordBytes), { ...lastRecord, segment: 2, offset: 0 })
+    encodeCompletion(last.completion.contents.subarray(completionRecordBytes, 2 * completionRecordBytes), {
+      ...lastRecord,
+      segment: 2,
+      offset: 0,
+    })
     expect((reopen(last.storage) as Shard).recovery.batchesReplayed).toBe(1)
 
     const earlier = crashedAfter(3)
@@ -132,7 +138,10 @@ describe('recovery decision table', () => {
   caseTest('completion_damaged', 'a damaged completion record: refused, even at the end', () => {
     const { storage, completion } = crashedAfter(3)
     completion.contents[2 * completionRecordBytes + 20]! ^= 0x01
-    expectCorrupt(reopen(storage), 'completion_damaged', { batchSequence: 3, byteRange: [2 * completionRecordBytes, 3 * completionRecordBytes] })
+    expectCorrupt(reopen(storage), 'completion_damaged', {
+      batchSequence: 3,
+      byteRange: [2 * completionRecordBytes, 3 * completionRecordBytes],
+    })
   })
 
   caseTest('completion_out_of_sequence', 'completion records out of sequence: refused', () => {
@@ -171,7 +180,10 @@ describe('recovery decision table', () => {
   caseTest('misplaced', 'record valid, but its batch is not where the previous one ended: refused', () => {
     const { storage, completion, records } = crashedAfter(3)
     // record 2 points 64 bytes past where batch 1 ended; every checksum of the record itself holds
-    encodeCompletion(completion.contents.subarray(completionRecordBytes, 2 * completionRecordBytes), { ...records[1]!, offset: records[1]!.offset + 64 })
+    encodeCompletion(completion.contents.subarray(completionRecordBytes, 2 * completionRecordBytes), {
+      ...records[1]!,
+      offset: records[1]!.offset + 64,
+    })
     expectCorrupt(reopen(storage), 'misplaced', { batchSequence: 2 })
   })
 
@@ -193,7 +205,13 @@ describe('recovery decision table', () => {
     shard.close(() => {})
     storage.complete('completion') // the close record
     const again = reopen(storage) as Shard
-    expect(again.recovery).toMatchObject({ batchesReplayed: 2, tailBytesDropped: 0, tailReason: undefined, cleanShutdown: true, repaired: undefined })
+    expect(again.recovery).toMatchObject({
+      batchesReplayed: 2,
+      tailBytesDropped: 0,
+      tailReason: undefined,
+      cleanShutdown: true,
+      repaired: undefined,
+    })
   })
 
   it("with recovery 'truncate', keeps the prefix before the damage and reports exactly what it dropped", () => {

@@ -12,7 +12,13 @@
 // recovery instead keeps every batch before the damage, drops the damaged batch and everything after it
 // from both logs, and the report says exactly what (`repaired`).
 
-import { completionRecordBytes, sectorBytes, completionStatusClosed, decodeCompletion, type CompletionRecord } from '../format/completion.js'
+import {
+  completionRecordBytes,
+  sectorBytes,
+  completionStatusClosed,
+  decodeCompletion,
+  type CompletionRecord,
+} from '../format/completion.js'
 import { segmentName, segmentNumbers } from '../format/segment-files.js'
 import assert from 'node:assert/strict'
 import { EngineError } from '../errors.js'
@@ -21,7 +27,6 @@ import { checksum } from '../format/checksum.js'
 import type { RecoveryReport } from '../protocol.js'
 import { recoveryCase, type CompletionState, type IntentState, type RecoveryCase } from './recovery-cases.js'
 import type { Storage } from '../storage/storage.js'
-
 
 /** Where one log continues, and what the shard must cut first. */
 export interface LogResumption {
@@ -229,7 +234,13 @@ export function recover(
       (record.segment === intentEnd.segment && record.offset === intentEnd.offset) ||
       (record.segment > intentEnd.segment && record.offset === 0)
     const problem = contiguous ? intentProblem(contents, entry) : 'the batch is not where the previous one ended'
-    const intent: IntentState = !contiguous ? 'misplaced' : problem === undefined ? 'intact' : looksTorn(contents, range[0], range[1]) ? 'torn' : 'damaged'
+    const intent: IntentState = !contiguous
+      ? 'misplaced'
+      : problem === undefined
+        ? 'intact'
+        : looksTorn(contents, range[0], range[1])
+          ? 'torn'
+          : 'damaged'
     const found = recoveryCase({ completion: 'valid', intent, last: index === located.length - 1 && !cleanShutdown })
     if (found.decision === 'apply') {
       apply(contents.subarray(record.offset + batchHeaderBytes, record.offset + record.length), record.recordCount)
@@ -263,7 +274,11 @@ export function recover(
       // Batch replayed+1 may be the in-flight one; anything later was written after it was acknowledged.
       const beyond = findIntactBatch(contents, from, replayed + 2)
       const dirty = nonZeroEnd(contents, from) - from
-      const found = recoveryCase({ completion: 'none', intent: beyond !== undefined ? 'beyond' : dirty > 0 ? 'in_flight' : 'clean', last: false })
+      const found = recoveryCase({
+        completion: 'none',
+        intent: beyond !== undefined ? 'beyond' : dirty > 0 ? 'in_flight' : 'clean',
+        last: false,
+      })
       if (found.decision === 'refuse') {
         damage = new Damage(
           found,
@@ -289,7 +304,14 @@ export function recover(
 
   let repaired: RecoveryReport['repaired']
   if (damage !== undefined) {
-    const details = { shard: options.shard, case: damage.recoveryCase.label, file: damage.file, batchSequence: damage.sequence, byteRange: damage.byteRange, reason: damage.reason }
+    const details = {
+      shard: options.shard,
+      case: damage.recoveryCase.label,
+      file: damage.file,
+      batchSequence: damage.sequence,
+      byteRange: damage.byteRange,
+      reason: damage.reason,
+    }
     if (options.mode === 'strict') {
       throw new EngineError(
         'WAL_CORRUPT',

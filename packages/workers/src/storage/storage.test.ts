@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { FsStorage } from './fs.js'
-import { ioFailure } from './storage.js'
+import { ioFailure, type Storage } from './storage.js'
 
 function errnoException(code: string, errno: number): NodeJS.ErrnoException {
   return Object.assign(new Error(code), { code, errno: -errno })
@@ -24,7 +24,7 @@ describe('ioFailure: the errno of a node:fs write or fsync', () => {
 
   it('the fs backend throws on a write to a file whose descriptor was closed under it', async () => {
     const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'ringkv-storage-'))
-    const storage = new FsStorage('test')
+    const storage: Storage = new FsStorage('test')
     const file = storage.open(path.join(directory, 'intent-00000001.wal'), 'intent') as { fd: number } & ReturnType<FsStorage['open']>
     fs.closeSync(file.fd)
     // node:fs calls back on the threadpool's completion; the throw escapes from that callback.

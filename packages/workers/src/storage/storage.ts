@@ -36,7 +36,6 @@ export interface StorageFile {
   close(): void
 }
 
-
 export interface Storage {
   readonly backend: BackendName
   /** Why this backend runs: forced by an option, or why io_uring could not be set up. */
@@ -167,7 +166,6 @@ export abstract class NodeStorage implements Storage {
 
 /** Zero-filling writes this much at a time, off the event loop (libuv threadpool). */
 const zeroFillChunkBytes = 1024 * 1024
-
 
 function pathDirectory(filePath: string): string {
   return path.dirname(filePath)

@@ -14,7 +14,10 @@ import type { LogKind } from '../format/segment-files.js'
 export const ringEntries = 64
 
 class UringFile extends NodeFile {
-  constructor(filePath: string, private readonly ring: Ring) {
+  constructor(
+    filePath: string,
+    private readonly ring: Ring,
+  ) {
     super(filePath)
   }
 

@@ -110,7 +110,8 @@ describe('WasmTable against MapTable', () => {
       for (let number = start; number < start + 1000; number++) {
         operations.push({ kind: 'put', key: keyOf(number, 8 + (number % 20)), value: valueOf(number % 200, number) })
         // Overwrite and delete earlier keys as it goes.
-        if (number % 3 === 0) operations.push({ kind: 'put', key: keyOf(number >> 1, 8 + ((number >> 1) % 20)), value: valueOf(number % 50, -number) })
+        if (number % 3 === 0)
+          operations.push({ kind: 'put', key: keyOf(number >> 1, 8 + ((number >> 1) % 20)), value: valueOf(number % 50, -number) })
         if (number % 5 === 0) operations.push({ kind: 'delete', key: keyOf(number >> 2, 8 + ((number >> 2) % 20)) })
       }
       apply([table, model], operations)
@@ -137,13 +138,25 @@ describe('WasmTable against MapTable', () => {
   })
 })
 
+// The project's lib (ES2022, no DOM) does not declare the WebAssembly API: the little this test uses.
+declare const WebAssembly: {
+  Memory: new (descriptor: { initial: number; maximum: number; shared: boolean }) => { readonly buffer: ArrayBufferLike }
+  Module: new (bytes: Uint8Array) => object
+  Instance: new (module: object, imports: object) => { readonly exports: object }
+}
+
 describe('WasmTable hashing', () => {
   test('is SipHash: the reference vector of SipHash-2-4 holds', () => {
     // Key 00..0f, message 00..0e: the paper's test vector (Aumasson and Bernstein, appendix A).
     const wasmFile = fileURLToPath(new URL('../../dist/table/table.wasm', import.meta.url))
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 100, shared: true })
     const instance = new WebAssembly.Instance(new WebAssembly.Module(readFileSync(wasmFile)), {
-      env: { memory, abort: () => { throw new Error('abort') } },
+      env: {
+        memory,
+        abort: () => {
+          throw new Error('abort')
+        },
+      },
     })
     const exports = instance.exports as unknown as {
       init(a: number, b: number, c: number, d: number, pagesMax: number): number
@@ -152,7 +165,10 @@ describe('WasmTable hashing', () => {
     }
     expect(exports.init(0x03020100, 0x07060504, 0x0b0a0908, 0x0f0e0d0c, 100)).toBe(0)
     const pointer = exports.inputReserve(15)
-    new Uint8Array(memory.buffer).set(Array.from({ length: 15 }, (_, index) => index), pointer)
+    new Uint8Array(memory.buffer).set(
+      Array.from({ length: 15 }, (_, index) => index),
+      pointer,
+    )
     expect(BigInt.asUintN(64, exports.hashForTest(pointer, 15, 2, 4))).toBe(0xa129ca6149be45e5n)
   })
 
@@ -174,16 +190,31 @@ describe('WasmTable hashing', () => {
       const key = keyOf(number, 4 + (number % 13))
       if ((table.debugHash(key) & 0xfffn) === 0x5a5n) colliding.push(key)
     }
-    apply([table, model], colliding.map((key, index) => ({ kind: 'put', key, value: valueOf(index % 40, index) })))
+    apply(
+      [table, model],
+      colliding.map((key, index) => ({ kind: 'put', key, value: valueOf(index % 40, index) })),
+    )
     expect(table.debugStats().probeDistanceMax).toBeGreaterThanOrEqual(95)
     expectSameAnswers(table, model, colliding)
     // Delete every other one from the middle of the run, overwrite the rest, put some back.
-    apply([table, model], colliding.filter((_, index) => index % 2 === 1).map((key) => ({ kind: 'delete', key })))
+    apply(
+      [table, model],
+      colliding.filter((_, index) => index % 2 === 1).map((key) => ({ kind: 'delete', key })),
+    )
     expectSameAnswers(table, model, colliding)
-    apply([table, model], colliding.filter((_, index) => index % 4 === 0).map((key, index) => ({ kind: 'put', key, value: valueOf(300, index) })))
-    apply([table, model], colliding.filter((_, index) => index % 4 === 1).map((key, index) => ({ kind: 'put', key, value: valueOf(3, index) })))
+    apply(
+      [table, model],
+      colliding.filter((_, index) => index % 4 === 0).map((key, index) => ({ kind: 'put', key, value: valueOf(300, index) })),
+    )
+    apply(
+      [table, model],
+      colliding.filter((_, index) => index % 4 === 1).map((key, index) => ({ kind: 'put', key, value: valueOf(3, index) })),
+    )
     expectSameAnswers(table, model, colliding)
-    apply([table, model], colliding.map((key) => ({ kind: 'delete', key })))
+    apply(
+      [table, model],
+      colliding.map((key) => ({ kind: 'delete', key })),
+    )
     expectSameAnswers(table, model, colliding)
     expect(table.debugStats().probeDistanceMax).toBe(0)
   })
@@ -221,7 +252,10 @@ describe('WasmTable space', () => {
     const table = WasmTable.create({ seed: 4 })
     const keys = Array.from({ length: 1000 }, (_, number) => keyOf(number))
     const overwrite = (length: number, stamp: number): void =>
-      apply([table], keys.map((key, index) => ({ kind: 'put', key, value: valueOf(length, stamp + index) })))
+      apply(
+        [table],
+        keys.map((key, index) => ({ kind: 'put', key, value: valueOf(length, stamp + index) })),
+      )
     overwrite(100, 0)
     overwrite(300, 1)
     const settled = table.debugStats().arenaBytesUsed
@@ -317,7 +351,7 @@ function fillWithLargeValues(table: WasmTable, memoryBytesTarget: number, firstK
 }
 
 describe('WasmTable memory and the garbage collector', () => {
-  test('the memory is shared, so growing it adds nothing to V8\'s external memory', () => {
+  test("the memory is shared, so growing it adds nothing to V8's external memory", () => {
     // Unshared, V8 counts the whole memory as the isolate's external memory, and growth by 64 MiB
     // since the last full GC starts a full GC (external memory pressure).
     const table = WasmTable.create({ seed: 12 })

@@ -193,7 +193,7 @@ export class WasmTable implements Table {
     }
     const keyWords = seed === undefined ? processKeyWords! : keyWordsFromSeed(seed)
     const status = exports.init(keyWords[0]!, keyWords[1]!, keyWords[2]!, keyWords[3]!, pagesMax)
-    if (status === (exports.statusFull.value)) {
+    if (status === exports.statusFull.value) {
       throw new RangeError(`options.memoryBytesMax ${memoryBytesMax} cannot hold even an empty table`)
     }
     return new WasmTable(exports, memory, pagesMax * pageBytes)
@@ -242,7 +242,7 @@ export class WasmTable implements Table {
     if (status === this.statusFull) {
       throw new TableFullError(`shard table is full: no room for the answers to ${count} keys`)
     }
-    if (status === (exports.statusAnswersNoRoom.value)) {
+    if (status === exports.statusAnswersNoRoom.value) {
       return this.packAnswersFromEntries(pointer + keys.length + foundBytes - 4 * count, count)
     }
     if (status !== 0) this.throwFormatError(status)

@@ -78,7 +78,10 @@ export class HeldStorage implements Storage {
 
   list(directory: string): string[] {
     const prefix = `${directory}/`
-    return [...this.files.keys()].filter((name) => name.startsWith(prefix)).map((name) => name.slice(prefix.length)).sort()
+    return [...this.files.keys()]
+      .filter((name) => name.startsWith(prefix))
+      .map((name) => name.slice(prefix.length))
+      .sort()
   }
 
   remove(filePath: string): void {

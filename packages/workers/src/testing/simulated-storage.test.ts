@@ -116,9 +116,7 @@ describe('simulated storage: crash', () => {
         const to = Math.min(sector + sectorBytes, offset + length)
         const seen = survivor.subarray(from, to)
         const wasNew = seen.length === to - from && Buffer.from(seen).equals(Buffer.from(fresh.subarray(from - offset, to - offset)))
-        const wasOld =
-          seen.length === 0 ||
-          [...seen].every((byte, index) => byte === (from + index < old.length ? old[from + index] : 0))
+        const wasOld = seen.length === 0 || [...seen].every((byte, index) => byte === (from + index < old.length ? old[from + index] : 0))
         expect(wasNew || wasOld, `seed ${seed}, sector at ${sector}`).toBe(true)
         mix.push(wasNew ? 'n' : 'o')
       }
@@ -153,7 +151,9 @@ describe('simulated storage: crash', () => {
       const outcomes: string[] = []
       for (let index = 0; index < 40; index++) {
         const file = files[index % 2]!
-        file.writeDurable(new Prng(index).fill(new Uint8Array(700)), index * 700, (failure) => outcomes.push(`${index}:${failure?.code ?? 'ok'}`))
+        file.writeDurable(new Prng(index).fill(new Uint8Array(700)), index * 700, (failure) =>
+          outcomes.push(`${index}:${failure?.code ?? 'ok'}`),
+        )
         if (index % 3 === 0) storage.step()
       }
       storage.step()
@@ -197,7 +197,10 @@ describe('simulated storage: faults', () => {
   })
 
   it('writeEio and writeEnospc: the callback gets the errno, nothing is applied, no fdatasync runs', () => {
-    for (const [kind, errno, code] of [['writeEio', 5, 'EIO'], ['writeEnospc', 28, 'ENOSPC']] as const) {
+    for (const [kind, errno, code] of [
+      ['writeEio', 5, 'EIO'],
+      ['writeEnospc', 28, 'ENOSPC'],
+    ] as const) {
       const { storage, file } = storageWith(7, base)
       storage.inject({ kind })
       const write = writeTracked(file, filled(100, 0x55), 0)
@@ -210,7 +213,7 @@ describe('simulated storage: faults', () => {
 
   it('an injected fault waits for the operation it matches (log, operation, after)', () => {
     const { storage, file } = storageWith(8, base)
-    const other = storage.open('/d/other', 'completion')
+    const other = storage.open('/d/other', 'completion') as SimulatedFile
     storage.inject({ kind: 'writeEio', log: 'intent', operation: 'writeDurable', after: 1 })
     const outcomes = [writeTracked(other, filled(10, 1), 0), writeTracked(file, filled(10, 1), 0)]
     storage.runUntilIdle()
@@ -269,7 +272,7 @@ describe('simulated storage: faults', () => {
 
   it('rates: a rate of 1 hits every operation it can', () => {
     const storage = new SimulatedStorage({ seed: 10, faults: { lost: 1 } })
-    const file = storage.open('/d/log', 'intent')
+    const file = storage.open('/d/log', 'intent') as SimulatedFile
     for (let index = 0; index < 5; index++) writeTracked(file, filled(10, 1), index * 10)
     file.zeroFill(4096, () => {}) // a zero fill is never lost
     storage.runUntilIdle()

@@ -333,7 +333,10 @@ export class SimulatedStorage implements Storage {
   private injected: InjectedFault[] = []
   private operationNext = 0
 
-  constructor(options: SimulatedStorageOptions, files?: Map<string, { log: LogKind; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>) {
+  constructor(
+    options: SimulatedStorageOptions,
+    files?: Map<string, { log: LogKind; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>,
+  ) {
     this.prng = new Prng(options.seed)
     this.rates = { ...noFaults, ...options.faults }
     for (const [kind, rate] of Object.entries(this.rates)) {

@@ -182,7 +182,11 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       const shard = Shard.open(shardOptions)
       const repaired = (shard.recovery as { repaired?: unknown }).repaired
       if (!faulty && repaired !== undefined) {
-        violate('damage-reported-without-faults', generation, `recovery repaired damage with no fault injected: ${JSON.stringify(repaired)}`)
+        violate(
+          'damage-reported-without-faults',
+          generation,
+          `recovery repaired damage with no fault injected: ${JSON.stringify(repaired)}`,
+        )
       }
       return shard
     } catch (error) {
@@ -221,7 +225,14 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       let offset = 0
       const finalStates = new Map<KeyModel, KeyState>()
       for (const write of writes) {
-        offset = encodeRecord(records, view, offset, write.state === undefined ? recordKindDelete : recordKindPut, write.key.bytes, write.state)
+        offset = encodeRecord(
+          records,
+          view,
+          offset,
+          write.state === undefined ? recordKindDelete : recordKindPut,
+          write.key.bytes,
+          write.state,
+        )
         finalStates.set(write.key, write.state)
       }
       const request: Request = {
@@ -444,7 +455,9 @@ function checkReadAfterAcknowledgement(shard: Shard, request: Request, violate: 
   keys.forEach((key, index) => {
     const expected = request.finalStates.get(key)
     if (!sameState(answers[index], expected)) {
-      violate(`key ${key.name} reads ${describeState(answers[index])} right after request ${request.id} set it to ${describeState(expected)}`)
+      violate(
+        `key ${key.name} reads ${describeState(answers[index])} right after request ${request.id} set it to ${describeState(expected)}`,
+      )
     }
   })
 }
