@@ -10,6 +10,21 @@ import { temporaryDirectory } from './temp.js'
 
 const text = (value: Uint8Array | undefined): string | undefined => (value === undefined ? undefined : Buffer.from(value).toString())
 
+/** A call that must fail with an argument error: its class, its code, and what its message names. */
+type ArgumentCase = [() => Promise<unknown>, ErrorConstructor, ArgumentErrorCode, RegExp]
+
+async function expectArgumentErrors(cases: readonly ArgumentCase[]): Promise<void> {
+  for (const [call, type, code, message] of cases) {
+    const error = await call().then(
+      () => undefined,
+      (caught: unknown) => caught,
+    )
+    expect(error).toBeInstanceOf(type)
+    expect((error as ArgumentError).code, String(error)).toBe(code)
+    expect((error as Error).message).toMatch(message)
+  }
+}
+
 export function suite({ backend, skip }: BackendCase): void {
   describe.skipIf(skip !== undefined)(`engine on ${backend}`, () => {
     let directory: string
@@ -247,7 +262,7 @@ export function suite({ backend, skip }: BackendCase): void {
 
     it('rejects bad input with TypeError or RangeError naming the argument and a stable code, queueing nothing', async () => {
       const engine = await openDb({ shards: 2 })
-      const bad: [() => Promise<unknown>, ErrorConstructor, ArgumentErrorCode, RegExp][] = [
+      const bad: ArgumentCase[] = [
         [() => engine.put(42 as never, 'v'), TypeError, 'INVALID_KEY', /key must be a string or a Uint8Array/],
         [() => engine.put('k', { a: 1 } as never), TypeError, 'INVALID_VALUE', /value must be a string or a Uint8Array/],
         [() => engine.put('', 'v'), RangeError, 'INVALID_KEY', /key must not be empty/],
@@ -283,21 +298,13 @@ export function suite({ backend, skip }: BackendCase): void {
           /operations\[0\]\.value is/,
         ],
       ]
-      for (const [call, type, code, message] of bad) {
-        const error = await call().then(
-          () => undefined,
-          (caught: unknown) => caught,
-        )
-        expect(error).toBeInstanceOf(type)
-        expect((error as ArgumentError).code, String(error)).toBe(code)
-        expect((error as Error).message).toMatch(message)
-      }
+      await expectArgumentErrors(bad)
       expect(engine.stats().shards.reduce((sum, shard) => sum + shard.records + shard.bytesInFlight, 0)).toBe(0)
       expect(await engine.get('a')).toBeUndefined() // the batch with a bad operation wrote nothing
     })
 
     it('rejects bad options with TypeError or RangeError naming the option and a stable code', async () => {
-      const bad: [() => Promise<unknown>, ErrorConstructor, ArgumentErrorCode, RegExp][] = [
+      const bad: ArgumentCase[] = [
         [() => open(directory, { shards: 0 }), RangeError, 'INVALID_OPTION', /options\.shards/],
         [() => open(directory, { shards: 1.5 }), TypeError, 'INVALID_OPTION', /options\.shards/],
         [() => open(directory, { backend: 'spdk' as never }), RangeError, 'INVALID_OPTION', /options\.backend/],
@@ -309,15 +316,7 @@ export function suite({ backend, skip }: BackendCase): void {
         [() => open('', { backend }), TypeError, 'INVALID_ARGUMENT', /directory/],
         [() => open(7 as never, { backend }), TypeError, 'INVALID_ARGUMENT', /directory/],
       ]
-      for (const [call, type, code, message] of bad) {
-        const error = await call().then(
-          () => undefined,
-          (caught: unknown) => caught,
-        )
-        expect(error).toBeInstanceOf(type)
-        expect((error as ArgumentError).code, String(error)).toBe(code)
-        expect((error as Error).message).toMatch(message)
-      }
+      await expectArgumentErrors(bad)
       expect(fs.readdirSync(directory)).toEqual([]) // nothing was created
     })
 

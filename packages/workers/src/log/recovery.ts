@@ -167,6 +167,14 @@ export function recover(
   let completionEnd = { segment: completionSegments[0] ?? 1, offset: 0 }
   let cleanShutdown = false
   let lastSequence = 0
+  /** A completion record at `at` of `segment` that does not hold: it ends the scan. */
+  const completionProblem = (state: CompletionState, segment: number, at: number, reason: string): typeof completionDamage => ({
+    state,
+    sequence: lastSequence + 1,
+    file: filePath('completion', segment),
+    byteRange: [at, at + completionRecordBytes],
+    reason,
+  })
   scan: for (const segment of completionSegments) {
     const contents = storage.read(filePath('completion', segment))
     for (let offset = 0; offset < contents.length; offset += completionRecordBytes) {
@@ -175,35 +183,22 @@ export function recover(
         const rest = contents.subarray(offset)
         if (!allZero(rest)) {
           const at = offset + rest.findIndex((byte) => byte !== 0)
-          completionDamage = {
-            state: 'after_empty_slot',
-            sequence: lastSequence + 1,
-            file: filePath('completion', segment),
-            byteRange: [at, at + completionRecordBytes],
-            reason: 'a completion record follows an empty slot',
-          }
+          completionDamage = completionProblem('after_empty_slot', segment, at, 'a completion record follows an empty slot')
         }
         break
       }
       if (decoded === 'damaged') {
-        completionDamage = {
-          state: 'damaged',
-          sequence: lastSequence + 1,
-          file: filePath('completion', segment),
-          byteRange: [offset, offset + completionRecordBytes],
-          reason: 'a completion record fails its checksum',
-        }
+        completionDamage = completionProblem('damaged', segment, offset, 'a completion record fails its checksum')
         break scan
       }
       const closed = decoded.status === completionStatusClosed
       if (decoded.sequence !== (closed ? lastSequence : lastSequence + 1)) {
-        completionDamage = {
-          state: 'out_of_sequence',
-          sequence: lastSequence + 1,
-          file: filePath('completion', segment),
-          byteRange: [offset, offset + completionRecordBytes],
-          reason: `completion record for batch ${decoded.sequence} where ${lastSequence + 1} was next`,
-        }
+        completionDamage = completionProblem(
+          'out_of_sequence',
+          segment,
+          offset,
+          `completion record for batch ${decoded.sequence} where ${lastSequence + 1} was next`,
+        )
         break scan
       }
       completionEnd = { segment, offset: offset + completionRecordBytes }
