@@ -16,7 +16,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
-import { open } from '@ringkv/engine'
+import { open, shardsDefault } from '@ringkv/engine'
 
 const quick = process.argv.includes('--quick') || process.env.RINGKV_SCALING_QUICK === '1'
 const svgFlag = process.argv.indexOf('--svg')
@@ -158,7 +158,8 @@ function table(results) {
   const lines = ['| backend | shards | durable puts/s | p50 ms | p99 ms |', '|---|---:|---:|---:|---:|']
   for (const result of results) {
     const backend = result.backendsUsed === result.backend ? result.backend : `${result.backend} (ran ${result.backendsUsed})`
-    lines.push(`| ${backend} | ${result.shards} | ${integer.format(result.putsPerSecond)} | ${ms(result.p50Ms)} | ${ms(result.p99Ms)} |`)
+    const shards = result.shards === shardsDefault() ? `${result.shards} (default)` : String(result.shards)
+    lines.push(`| ${backend} | ${shards} | ${integer.format(result.putsPerSecond)} | ${ms(result.p50Ms)} | ${ms(result.p99Ms)} |`)
   }
   return lines.join('\n')
 }
@@ -215,13 +216,19 @@ function chart(results, counts) {
   for (const shards of counts) {
     parts.push(`<text x="${x(shards)}" y="${top + plotHeight + 20}" font-size="12" text-anchor="middle" fill="#374151">${shards}</text>`)
   }
-  if (counts.includes(cores)) {
-    parts.push(`<line x1="${x(cores)}" x2="${x(cores)}" y1="${top}" y2="${top + plotHeight}" stroke="#9ca3af" stroke-dasharray="4 4"/>`)
-    parts.push(`<text x="${x(cores) + 6}" y="${top + 12}" font-size="11" fill="#6b7280">cores</text>`)
-  }
+  // Dashed lines: the core count, and the shard count a new directory gets when `shards` is not given.
+  const marks = [
+    [cores, 'cores'],
+    [shardsDefault(), 'default'],
+  ]
+  marks.forEach(([shards, label], index) => {
+    if (!counts.includes(shards)) return
+    parts.push(`<line x1="${x(shards)}" x2="${x(shards)}" y1="${top}" y2="${top + plotHeight}" stroke="#9ca3af" stroke-dasharray="4 4"/>`)
+    parts.push(`<text x="${x(shards) + 6}" y="${top + 12 + index * 14}" font-size="11" fill="#6b7280">${label}</text>`)
+  })
   parts.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${top + plotHeight}" y2="${top + plotHeight}" stroke="#6b7280"/>`)
   parts.push(
-    `<text x="${left + plotWidth / 2}" y="${height - 15}" font-size="13" text-anchor="middle" fill="#111827">shards (one worker thread and one log each)</text>`,
+    `<text x="${left + plotWidth / 2}" y="${height - 15}" font-size="13" text-anchor="middle" fill="#111827">shards (one worker thread and its two logs each)</text>`,
   )
   parts.push(
     `<text transform="translate(20 ${top + plotHeight / 2}) rotate(-90)" font-size="13" text-anchor="middle" fill="#111827">durable puts/s</text>`,

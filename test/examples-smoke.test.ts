@@ -7,6 +7,7 @@ import os from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, expect, test } from 'vitest'
+import { shardsDefault } from '@ringkv/engine'
 
 const examples = fileURLToPath(new URL('../examples/', import.meta.url))
 const workDirectory = mkdtempSync(join(os.tmpdir(), 'ringkv-examples-smoke-'))
@@ -33,16 +34,24 @@ test('examples/scaling.js --quick prints a row per shard count and backend and w
       continue
     }
     for (const shards of shardCounts) {
-      const row = rows.find((line) => line.startsWith(`| ${backend}`) && line.split('|')[2]!.trim() === String(shards))
+      const row = rows.find(
+        (line) => line.startsWith(`| ${backend}`) && line.split('|')[2]!.trim().replace(' (default)', '') === String(shards),
+      )
       expect(row, `${backend} ×${shards}`).toBeDefined()
       const putsPerSecond = Number(row!.split('|')[3]!.replaceAll(',', '').trim())
       expect(putsPerSecond, `${backend} ×${shards}`).toBeGreaterThan(0)
     }
   }
 
+  // The default shard count is marked in the table and on the chart.
+  for (const row of rows)
+    expect(row.split('|')[2]!.includes('(default)')).toBe(row.split('|')[2]!.trim() === `${shardsDefault()} (default)`)
+  expect(rows.some((line) => line.includes('(default)'))).toBe(true)
+
   expect(existsSync(svg)).toBe(true)
   const chart = readFileSync(svg, 'utf8')
   expect(chart.startsWith('<svg')).toBe(true)
   expect(chart).toContain('<polyline')
+  expect(chart).toContain('>default</text>')
   expect(chart.trimEnd().endsWith('</svg>')).toBe(true)
 })

@@ -1,8 +1,18 @@
 // The behavioural suite: the same tests for every backend (abstract-level's shared suite pattern).
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { EngineError, chunkBytes, open, shardOf, type ArgumentError, type ArgumentErrorCode, type Engine } from '@ringkv/engine'
+import {
+  EngineError,
+  chunkBytes,
+  open,
+  shardOf,
+  shardsDefault,
+  type ArgumentError,
+  type ArgumentErrorCode,
+  type Engine,
+} from '@ringkv/engine'
 import { completionRecordBytes, keyBytesMax, segmentName, shardDirectory, valueBytesMax } from '@ringkv/workers'
 import type { BackendCase } from './backends.js'
 import { childOpen } from './child.js'
@@ -97,6 +107,16 @@ export function suite({ backend, skip }: BackendCase): void {
       await engine.close()
       engine = await openDb()
       await check(engine)
+    })
+
+    it('gives a new directory one shard per two cores (at least one) by default, and keeps it', async () => {
+      const expected = Math.max(1, Math.floor(os.availableParallelism() / 2))
+      expect(shardsDefault()).toBe(expected)
+      let engine = await openDb()
+      expect(engine.shards).toBe(expected)
+      await engine.close()
+      engine = await openDb()
+      expect(engine.shards).toBe(expected)
     })
 
     it('restores everything after close and reopen, with the recorded shard count', async () => {

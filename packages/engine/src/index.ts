@@ -1,7 +1,7 @@
 // @ringkv/engine: a durable key-value store. Every write's promise resolves only after an fdatasync
 // covering it has succeeded.
 
-export { open, Engine, threadpoolSizeDefault, type OpenOptions, type BatchOperation, type EngineStats } from './engine.js'
+export { open, Engine, shardsDefault, threadpoolSizeDefault, type OpenOptions, type BatchOperation, type EngineStats } from './engine.js'
 export { shardOf } from './routing.js'
 export type { ArgumentError, ArgumentErrorCode } from './input.js'
 export { chunkBytes, type ShardStats } from './shard-client.js'
