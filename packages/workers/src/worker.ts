@@ -4,7 +4,16 @@
 // it waits on its rings itself ('thread' mode, storage/uring.ts) until its batch's I/O completes; new
 // messages wait meanwhile and form the next batch. On the fs backend the I/O runs on libuv's threadpool
 // and completions arrive as callbacks.
+//
+// A bug found on this thread stops it at once: an assertion (node:assert's AssertionError) or a
+// RingBugError (EBADF, EFAULT), wherever it is thrown. Thrown from an I/O callback, it is uncaught already.
+// Thrown while a request runs, it would only reject that request's task while the shard went on with a
+// log in an unknown state (a batch submitted, its completion record never written, its writers failed,
+// its table apply still to come), so it is re-thrown outside the task: the worker ends, Piscina fails
+// every task in flight, and the façade answers them all SHARD_FAILED. Nothing is acknowledged after a bug.
 
+import { AssertionError } from 'node:assert'
+import { RingBugError } from '@ringkv/wal-native'
 import { EngineError } from './errors.js'
 import type { ErrorDescription, ShardRequest, ShardResponse, OpenResponse } from './protocol.js'
 import { Shard } from './shard.js'
@@ -19,9 +28,45 @@ function describe(error: unknown): ErrorDescription {
     if (error.details !== undefined) description.details = error.details
     return description
   }
-  // Anything else is a bug or an environment failure: the shard cannot go on.
+  // Anything else fails this request (a bug also stops the worker: see `failure`).
   const message = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
   return { code: 'SHARD_FAILED', message }
+}
+
+/** Whether `error` is a bug in ringkv (see the top), not a failure of this one request. */
+export function isBug(error: unknown): boolean {
+  return error instanceof AssertionError || error instanceof RingBugError
+}
+
+/**
+ * Ends the worker with `error` as an uncaught exception (on the next tick: a throw here would only reject
+ * the task). The request is never answered: the task stays pending until the worker's end fails it.
+ */
+function stopOnBug(error: unknown): Promise<never> {
+  process.nextTick(() => {
+    throw error
+  })
+  return new Promise<never>(() => {})
+}
+
+/** A failed request's answer; a bug stops the worker instead, and is never answered. */
+function failure(error: unknown): ShardResponse<never> | Promise<never> {
+  if (isBug(error)) return stopOnBug(error)
+  return { ok: false, error: describe(error) }
+}
+
+/**
+ * The answer of a request that completes later: `start` calls `answer` once. What `start` throws is the
+ * request's failure, and a bug stops the worker (see the top), instead of the Promise swallowing it.
+ */
+export function answerWhenDone(start: (answer: (response: ShardResponse<unknown>) => void) => void): Promise<ShardResponse<unknown>> {
+  return new Promise((resolve) => {
+    try {
+      start(resolve)
+    } catch (error) {
+      resolve(failure(error))
+    }
+  })
 }
 
 function notOpen(): ShardResponse<never> {
@@ -29,6 +74,14 @@ function notOpen(): ShardResponse<never> {
 }
 
 export default function handle(request: ShardRequest): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
+  try {
+    return dispatch(request)
+  } catch (error) {
+    return failure(error)
+  }
+}
+
+function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
   switch (request.type) {
     case 'open': {
       if (shard !== undefined) return { ok: false, error: { code: 'SHARD_FAILED', message: 'the shard is already open' } }
@@ -45,7 +98,7 @@ export default function handle(request: ShardRequest): ShardResponse<unknown> | 
           stats: new Float64Array(request.stats),
         })
       } catch (error) {
-        return { ok: false, error: describe(error) }
+        return failure(error)
       }
       const value: OpenResponse = { backend: shard.storage.backend, backendReason: shard.storage.reason, recovery: shard.recovery }
       return { ok: true, value }
@@ -53,9 +106,9 @@ export default function handle(request: ShardRequest): ShardResponse<unknown> | 
     case 'write': {
       const open = shard
       if (open === undefined) return notOpen()
-      return new Promise((resolve) => {
+      return answerWhenDone((answer) => {
         open.write(request.records, request.recordCount, (error) => {
-          resolve(error === null ? { ok: true, value: undefined } : { ok: false, error: describe(error) })
+          answer(error === null ? { ok: true, value: undefined } : { ok: false, error: describe(error) })
         })
       })
     }
@@ -67,7 +120,7 @@ export default function handle(request: ShardRequest): ShardResponse<unknown> | 
       const open = shard
       if (open === undefined) return { ok: true, value: undefined }
       shard = undefined
-      return new Promise((resolve) => open.close(() => resolve({ ok: true, value: undefined })))
+      return answerWhenDone((answer) => open.close(() => answer({ ok: true, value: undefined })))
     }
   }
 }

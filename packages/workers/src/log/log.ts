@@ -6,9 +6,9 @@
 //   four completions seen with success);
 // - the two logs are written in parallel, each on its own ring on io_uring, so a batch
 //   costs one fdatasync of latency, not two; why, and what recovery can and cannot tell because of it, is
-//   in recovery.ts;
+//   in recovery-cases.ts;
 // - one batch is in flight at a time: requests arriving meanwhile form the next batch, so at a crash only
-//   the last batch can be partly on disk (recovery.ts relies on this);
+//   the last batch can be partly on disk (recovery-cases.ts relies on this);
 // - a clean close appends a close record to the completion log, so that after a clean shutdown nothing is
 //   ambiguous at the tail;
 // - a failed write or fdatasync fails its batch and everything queued, and the log accepts nothing after
@@ -172,13 +172,18 @@ export class Log {
     this.intent.append(
       buffer,
       (location) => {
-        // Recovery refuses a batch that is not where the previous one ended ('misplaced'): assert it here,
-        // where the place is chosen, so that a bug in the writer never reaches the disk as damage.
-        assert(
+        // Recovery refuses a batch that is not where the previous one ended ('misplaced'). Asserted here,
+        // before its completion record exists: the intent write is already submitted, but without a
+        // completion record recovery drops it as the in-flight batch, and the failed assertion stops the
+        // worker (worker.ts), so the batch is never acknowledged nor applied.
+        const placedRight =
           (location.segment === this.intentEnd.segment && location.offset === this.intentEnd.offset) ||
-            (location.segment > this.intentEnd.segment && location.offset === 0),
-          `batch ${sequence} placed at ${location.segment}:${location.offset}, the previous batch ended at ${this.intentEnd.segment}:${this.intentEnd.offset}`,
-        )
+          (location.segment > this.intentEnd.segment && location.offset === 0)
+        if (!placedRight) {
+          assert.fail(
+            `batch ${sequence} placed at ${location.segment}:${location.offset}, the previous batch ended at ${this.intentEnd.segment}:${this.intentEnd.offset}`,
+          )
+        }
         this.intentEnd = { segment: location.segment, offset: location.offset + buffer.length }
         if (this.intentOnly) return
         outstanding++
