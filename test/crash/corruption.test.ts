@@ -1,5 +1,5 @@
 // Corruption on disk, in a closed database: flip a byte or cut a file at many positions, reopen, and hold
-// recovery to its table (packages/workers/src/log/recovery.ts). Driven by the files the directory holds, not
+// recovery to its table (packages/workers/src/log/recovery-cases.ts). Driven by the files the directory holds, not
 // by their names, so it keeps working when the layout changes (segments, a completion log).
 //
 // For every damaged copy the outcome must be one of:

@@ -110,7 +110,7 @@ describe('shard simulation on simulated storage', () => {
       const all = await runSeeds()
       const faulty = all.filter((result) => !(result.faults.length === 0 && Object.values(result.faultRates).every((rate) => rate === 0)))
       if (!all.some((result) => result.dualLog)) {
-        // The v0 single log cannot tell damage to its last batch from a torn tail (recovery.ts says so): a bit
+        // The v0 single log cannot tell damage to its last batch from a torn tail (recovery-cases.ts says so): a bit
         // flip there, or a lost write followed by a failed one, is dropped silently. The completion log of
         // the dual log closes that gap; until a shard writes one, this test reports what it saw and skips.
         const failures = faulty.filter((result) => unknownViolations(result).length > 0)

@@ -127,14 +127,15 @@ export function factsPossible(facts: RecoveryFacts): boolean {
 
 /** The one case that matches `facts`. Facts that match no case, or several, are a bug in this table. */
 export function recoveryCase(facts: RecoveryFacts): RecoveryCase {
-  assert(factsPossible(facts), `recovery facts that cannot occur: ${JSON.stringify(facts)}`)
+  // The messages are built only when an assertion fails: this runs once per batch during recovery.
+  if (!factsPossible(facts)) assert.fail(`recovery facts that cannot occur: ${JSON.stringify(facts)}`)
   let found: RecoveryCase | undefined
   for (const candidate of recoveryCases) {
     if (!matches(candidate.completion, facts.completion) || !matches(candidate.intent, facts.intent)) continue
     if (candidate.last !== 'any' && candidate.last !== facts.last) continue
-    assert(found === undefined, `recovery facts ${JSON.stringify(facts)} match both ${found?.label} and ${candidate.label}`)
+    if (found !== undefined) assert.fail(`recovery facts ${JSON.stringify(facts)} match both ${found.label} and ${candidate.label}`)
     found = candidate
   }
-  assert(found !== undefined, `recovery facts ${JSON.stringify(facts)} match no case`)
+  if (found === undefined) assert.fail(`recovery facts ${JSON.stringify(facts)} match no case`)
   return found
 }

@@ -235,6 +235,26 @@ describe('recovery decision table', () => {
   })
 })
 
+describe('which damage is reported when there are two', () => {
+  it('a torn last batch followed by a damaged completion record: refused for the record (completion_damaged)', () => {
+    const { storage, intent, completion, records } = crashedAfter(3)
+    intent.truncate(records[2]!.offset + 100) // batch 3 torn: on its own, torn_last would drop it
+    completion.grow(4 * completionRecordBytes)
+    completion.contents.fill(0x33, 3 * completionRecordBytes, 4 * completionRecordBytes) // a damaged record 4
+    expectCorrupt(reopen(storage), 'completion_damaged', { batchSequence: 4 })
+    const repaired = reopen(storage, { recovery: 'truncate' }) as Shard
+    expect(repaired.recovery.batchesReplayed).toBe(2)
+    expect(repaired.recovery.repaired).toMatchObject({ firstBatchDropped: 3 })
+  })
+
+  it('a damaged earlier batch and a damaged completion record later: the earlier batch is reported (broken_before_last)', () => {
+    const { storage, intent, completion, records } = crashedAfter(4)
+    intent.contents[records[1]!.offset + 200]! ^= 0x10
+    completion.contents[3 * completionRecordBytes + 20]! ^= 0x01
+    expectCorrupt(reopen(storage), 'broken_before_last', { batchSequence: 2 })
+  })
+})
+
 describe('recovery decision table as data', () => {
   const everyFacts: RecoveryFacts[] = []
   for (const completion of completionStates) {

@@ -135,7 +135,7 @@ function findIntactBatch(contents: Uint8Array, from: number, low: number): { off
 }
 
 /**
- * Replays a shard's logs into `apply`, batch by batch, following the table above. Throws
+ * Replays a shard's logs into `apply`, batch by batch, as the table in recovery-cases.ts decides. Throws
  * EngineError('WAL_CORRUPT') when acknowledged data is damaged and mode is 'strict'.
  */
 export function recover(

@@ -1,4 +1,4 @@
-// One log's appends across its segment files (one lane: the intent log or the completion log). Owns the
+// One log's appends across its segment files (the intent log or the completion log). Owns the
 // current segment, the append position, and the zero-filled region ahead of it. Promises:
 // - appends land in order, one at a time (the caller waits for each before the next);
 // - an append goes into space already zero-filled and made durable, so its fdatasync has no file size or

@@ -116,7 +116,8 @@ export abstract class NodeFile implements StorageFile {
     try {
       size = fs.fstatSync(this.fd).size
     } catch (error) {
-      // On the write path an error must reach the log as a failure, never escape as an exception.
+      // On the write path an I/O error must reach the log as a failure, never escape as an exception (a
+      // bug, EBADF on our own fd, does escape: ioFailure throws it, and the worker stops: worker.ts).
       const failure = ioFailure('write', error as NodeJS.ErrnoException, this.path)
       return queueMicrotask(() => callback(failure))
     }
