@@ -216,7 +216,8 @@ function chart(results, counts) {
   for (const shards of counts) {
     parts.push(`<text x="${x(shards)}" y="${top + plotHeight + 20}" font-size="12" text-anchor="middle" fill="#374151">${shards}</text>`)
   }
-  // Dashed lines: the core count, and the shard count a new directory gets when `shards` is not given.
+  // Dashed lines: the core count, and the shard count a new directory gets when `shards` is not given;
+  // labelled at the foot of the plot, clear of the legend.
   const marks = [
     [cores, 'cores'],
     [shardsDefault(), 'default'],
@@ -224,7 +225,7 @@ function chart(results, counts) {
   marks.forEach(([shards, label], index) => {
     if (!counts.includes(shards)) return
     parts.push(`<line x1="${x(shards)}" x2="${x(shards)}" y1="${top}" y2="${top + plotHeight}" stroke="#9ca3af" stroke-dasharray="4 4"/>`)
-    parts.push(`<text x="${x(shards) + 6}" y="${top + 12 + index * 14}" font-size="11" fill="#6b7280">${label}</text>`)
+    parts.push(`<text x="${x(shards) + 6}" y="${top + plotHeight - 8 - index * 14}" font-size="11" fill="#6b7280">${label}</text>`)
   })
   parts.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${top + plotHeight}" y2="${top + plotHeight}" stroke="#6b7280"/>`)
   parts.push(
