@@ -26,7 +26,7 @@ import {
 import { EngineError, type IoFailure } from '../errors.js'
 import { batchHeaderBytes, decodeBatchHeader, encodeBatchHeader, forEachRecord, type BatchHeader } from '../format/record.js'
 import { checksum } from '../format/checksum.js'
-import type { SegmentLocation, SegmentWriter } from './segment-writer.js'
+import { followsOn, type SegmentLocation, type SegmentWriter } from './segment-writer.js'
 
 export type AppendCallback = (error: EngineError | null) => void
 
@@ -176,10 +176,7 @@ export class Log {
         // before its completion record exists: the intent write is already submitted, but without a
         // completion record recovery drops it as the in-flight batch, and the failed assertion stops the
         // worker (worker.ts), so the batch is never acknowledged nor applied.
-        const placedRight =
-          (location.segment === this.intentEnd.segment && location.offset === this.intentEnd.offset) ||
-          (location.segment > this.intentEnd.segment && location.offset === 0)
-        if (!placedRight) {
+        if (!followsOn(this.intentEnd, location)) {
           assert.fail(
             `batch ${sequence} placed at ${location.segment}:${location.offset}, the previous batch ended at ${this.intentEnd.segment}:${this.intentEnd.offset}`,
           )

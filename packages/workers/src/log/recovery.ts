@@ -26,6 +26,7 @@ import { batchHeaderBytes, batchMagic, decodeBatchHeader, forEachRecord, RecordF
 import { checksum } from '../format/checksum.js'
 import type { RecoveryReport } from '../protocol.js'
 import { recoveryCase, type CompletionState, type IntentState, type RecoveryCase } from './recovery-cases.js'
+import { followsOn } from './segment-writer.js'
 import type { Storage } from '../storage/storage.js'
 
 /** Where one log continues, and what the shard must cut first. */
@@ -225,9 +226,7 @@ export function recover(
     const { record } = entry
     const contents = readIntent(record.segment)
     const range: [number, number] = [record.offset, record.offset + record.length]
-    const contiguous =
-      (record.segment === intentEnd.segment && record.offset === intentEnd.offset) ||
-      (record.segment > intentEnd.segment && record.offset === 0)
+    const contiguous = followsOn(intentEnd, record)
     const problem = contiguous ? intentProblem(contents, entry) : 'the batch is not where the previous one ended'
     const intent: IntentState = !contiguous
       ? 'misplaced'

@@ -20,6 +20,15 @@ export interface SegmentLocation {
   offset: number
 }
 
+/**
+ * Whether an append at `start` follows on from a log that ended at `end`: where it ended, or at offset 0
+ * of a later segment. The writer only ever places appends so; the log asserts it as it writes, and
+ * recovery refuses a batch that does not ('misplaced').
+ */
+export function followsOn(end: SegmentLocation, start: SegmentLocation): boolean {
+  return (start.segment === end.segment && start.offset === end.offset) || (start.segment > end.segment && start.offset === 0)
+}
+
 export interface SegmentWriterOptions {
   storage: Storage
   directory: string
