@@ -56,6 +56,7 @@ import {
   ENOSYS,
   EPERM,
   errnoCase,
+  errnoOutcome,
   errnoName,
   type RingOperation,
 } from './errno.js'
@@ -696,7 +697,7 @@ export class Ring {
     callback: (error: Error | null) => void,
   ): void {
     if (result >= 0) return callback(null)
-    if (errnoCase('enter', errnoValue)?.outcome !== 'retry') {
+    if (errnoOutcome('enter', errnoValue) !== 'retry') {
       return callback(enterFailureFor(errnoValue, `ring fd ${this.fd}, waiting for ${waitCount}`))
     }
     // EAGAIN, EBUSY: the kernel needs CQ space or memory that reaping frees, so return if anything is ready.
@@ -750,7 +751,7 @@ export class Ring {
     const errnoValue = errno()
     // A 'retry' errno needs nothing here: the outstanding wait returns when something completes, and the next
     // wait submits these.
-    if (errnoCase('enter', errnoValue)?.outcome === 'retry') return
+    if (errnoOutcome('enter', errnoValue) === 'retry') return
     throw enterFailureFor(errnoValue, `ring fd ${this.fd}, submitting`)
   }
 

@@ -34,7 +34,7 @@ function describe(error: unknown): ErrorDescription {
 }
 
 /** Whether `error` is a bug in ringkv (see the top), not a failure of this one request. */
-export function isBug(error: unknown): boolean {
+function isBug(error: unknown): boolean {
   return error instanceof AssertionError || error instanceof RingBugError
 }
 
