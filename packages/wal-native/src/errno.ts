@@ -81,11 +81,8 @@ export function errnoName(errno: number): string {
   return names.get(errno) ?? `ERRNO_${errno}`
 }
 
-/**
- * What can fail with an errno inside the ring: io_uring_enter on the ring fd, or a write, fsync or
- * sync_file_range CQE.
- */
-export type RingOperation = 'enter' | 'write' | 'fsync' | 'syncRange'
+/** What can fail with an errno inside the ring: io_uring_enter on the ring fd, or a write or fsync CQE. */
+export type RingOperation = 'enter' | 'write' | 'fsync'
 
 /**
  * What the ring does with an errno:
@@ -174,31 +171,6 @@ export const errnoCases: readonly ErrnoCase[] = [
     errno: EBADF,
     outcome: 'bug',
     meaning: 'the fd was closed before the fsync ran; the caller must own it until the callback',
-  },
-
-  // A sync_file_range CQE (IORING_OP_SYNC_FILE_RANGE, WAIT_BEFORE | WRITE | WAIT_AFTER), linked after a write:
-  // write-back of the range to the device, reporting write-back errors as fsync does.
-  {
-    operation: 'syncRange',
-    errno: EIO,
-    outcome: 'io',
-    meaning: 'write-back failed: the data written since the last good fsync is in an unknown state',
-  },
-  { operation: 'syncRange', errno: ENOSPC, outcome: 'io', meaning: 'delayed allocation found no space at write-back' },
-  { operation: 'syncRange', errno: EDQUOT, outcome: 'io', meaning: 'delayed allocation exceeded the quota at write-back' },
-  { operation: 'syncRange', errno: EROFS, outcome: 'io', meaning: 'the file system went read-only' },
-  { operation: 'syncRange', errno: ESPIPE, outcome: 'io', meaning: 'the fd is a pipe or socket, not a file' },
-  {
-    operation: 'syncRange',
-    errno: EINVAL,
-    outcome: 'bug',
-    meaning: 'flags or a range the kernel rejects: the ring builds both from a write it was given',
-  },
-  {
-    operation: 'syncRange',
-    errno: EBADF,
-    outcome: 'bug',
-    meaning: 'the fd was closed before the write-back ran; the caller must own it until the callback',
   },
 ]
 

@@ -14,7 +14,7 @@ export {
   writeBytesMax,
   zeroProgressWritesMax,
 } from './ring.js'
-export type { Completion, RingIoOperation, RingOptions, RingWait } from './ring.js'
+export type { Completion, RingOptions, RingWait } from './ring.js'
 export { lockFile } from './lock.js'
 export { errnoCases, errnoName, errnoOutcome } from './errno.js'
 export type { ErrnoCase, ErrnoOutcome, RingOperation } from './errno.js'

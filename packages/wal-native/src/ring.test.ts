@@ -409,39 +409,6 @@ describe.skipIf(mountMissing !== null).each(waits)('Ring on a full tmpfs (wait: 
     ring.close()
   })
 
-  it('a flush called while a writeBack is short waits for its rest: it calls back after the writeBack, never before', async () => {
-    clear()
-    const ballast = path.join(mountPoint, 'ballast')
-    fs.writeFileSync(ballast, Buffer.alloc(tmpfsBytes / 2))
-    const fd = fs.openSync(path.join(mountPoint, 'log'), 'w+')
-    const ring = Ring.setup(8, { wait })
-    const before = ring.shortWrites
-    ring.shortWriteHook = () => fs.truncateSync(ballast, 0)
-    const order: string[] = []
-    const data = patterned(tmpfsBytes, 6)
-    const done = Promise.all([
-      new Promise<RingIoError | null>((resolve) =>
-        ring.writeBack(fd, data, 0, (error) => {
-          order.push('writeBack')
-          resolve(error)
-        }),
-      ),
-      // Drained behind the first attempt only: the ring must flush again after the rest.
-      new Promise<RingIoError | null>((resolve) =>
-        ring.flush(fd, (error) => {
-          order.push('flush')
-          resolve(error)
-        }),
-      ),
-    ])
-    expect(await done).toEqual([null, null])
-    expect(ring.shortWrites).toBe(before + 1)
-    expect(order).toEqual(['writeBack', 'flush'])
-    expect(fs.readFileSync(path.join(mountPoint, 'log')).equals(data)).toBe(true)
-    fs.closeSync(fd)
-    ring.close()
-  })
-
   it('reports ENOSPC, directly and after a short write', async () => {
     clear()
     const ring = Ring.setup(8, { wait })
@@ -459,41 +426,6 @@ describe.skipIf(mountMissing !== null).each(waits)('Ring on a full tmpfs (wait: 
     expect(full!.code).toBe('ENOSPC')
     expect(ring.shortWrites).toBe(before + 1)
     fs.closeSync(fd)
-    ring.close()
-  })
-})
-
-describe.each(waits)('Ring writeBack and flush (wait: %s)', (wait) => {
-  it('writes back to two files, then one drained flush calls back after both; the bytes read back', async () => {
-    const first = fs.openSync(path.join(temporaryDirectory, `back-a-${wait}`), 'w+')
-    const second = fs.openSync(path.join(temporaryDirectory, `back-b-${wait}`), 'w+')
-    const ring = Ring.setup(16, { wait })
-    const order: string[] = []
-    const call = (name: string, start: (callback: (error: RingIoError | null) => void) => void): Promise<RingIoError | null> =>
-      new Promise((resolve) =>
-        start((error) => {
-          order.push(name)
-          resolve(error)
-        }),
-      )
-    const a = patterned(8192, 7)
-    const b = patterned(64, 8)
-    const results = await Promise.all([
-      call('a', (callback) => ring.writeBack(first, a, 0, callback)),
-      call('b', (callback) => ring.writeBack(second, b, 4096, callback)),
-      call('flush', (callback) => ring.flush(second, callback)),
-    ])
-    expect(results).toEqual([null, null, null])
-    expect(order[2]).toBe('flush')
-    expect(fs.readFileSync(path.join(temporaryDirectory, `back-a-${wait}`)).equals(a)).toBe(true)
-    expect(
-      fs
-        .readFileSync(path.join(temporaryDirectory, `back-b-${wait}`))
-        .subarray(4096)
-        .equals(b),
-    ).toBe(true)
-    fs.closeSync(first)
-    fs.closeSync(second)
     ring.close()
   })
 })

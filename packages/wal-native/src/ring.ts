@@ -23,7 +23,7 @@
 // - Completions are reaped first, then callbacks run, never inside the loop that reaps them.
 // - `writeDurable` calls back exactly once: null only after the whole buffer was written and a linked
 //   fdatasync after its last byte succeeded; a RingIoError for an operating error (errno.ts's 'io' rows, and
-//   errnos outside the table). `writeBack` and `flush` (below) call back the same way. Or never, when its write or fsync meets a programmer error (errno.ts's 'bug'
+//   errnos outside the table). Or never, when its write or fsync meets a programmer error (errno.ts's 'bug'
 //   rows: EBADF, EFAULT): then the ring throws a RingBugError where it runs callbacks, after the reap; the
 //   other callbacks of that reap still run, and the first exception thrown among them escapes, uncaught (a
 //   shard's worker fails). The low-level calls hand back raw CQEs: `errnoOutcome` says what each errno means.
@@ -31,19 +31,8 @@
 //   loads, and the ring's invariants at the top of each call.
 //
 // Two ways to use a ring, not to be mixed on one ring (asserted): the low-level liburing-like calls
-// (prepWrite, prepFsync, submitAndWait), where the caller drives submission and waits; or the high-level calls,
-// where the ring runs its own completion loop: while any of them is in flight, exactly one wait is outstanding.
-// The high-level calls:
-//   writeDurable  a write linked to an fdatasync: on stable storage (one device cache flush);
-//   writeBack     a write linked to sync_file_range(WAIT_BEFORE | WRITE | WAIT_AFTER) over the bytes written:
-//                 written to the device, which may still hold them in a volatile cache: durable only once an
-//                 fdatasync (a flush) of a file on the same device begins after it and succeeds. It commits
-//                 no metadata: only for bytes that overwrite space already allocated, written and synced.
-//   flush         an fdatasync alone, submitted with IOSQE_IO_DRAIN: it starts only once every operation
-//                 submitted before it on this ring has completed, so its device cache flush covers every
-//                 writeBack called before it (a writeBack that had to resubmit a short write after the flush
-//                 started is covered by a second fdatasync, drained after the resubmission, before the flush
-//                 calls back).
+// (prepWrite, prepFsync, submitAndWait), where the caller drives submission and waits; or writeDurable, where
+// the ring runs its own completion loop: while any durable write is in flight, exactly one wait is outstanding.
 //
 // Queue limits, and what happens when each is reached:
 // - SQ slots (the kernel's sq_entries): prep* throws; writeDurable waits in `pendingWrites`.
@@ -201,18 +190,10 @@ const offSqes = 0x10000000
 const featSingleMmap = 1 << 0
 const featRwCurPos = 1 << 3 // Arrived with Linux 5.6, like IORING_OP_WRITE: its absence means no OP_WRITE.
 const opFsync = 3
-const opSyncFileRange = 8
 const opWrite = 23
 const sqeFlagIoLink = 1 << 2
-const sqeFlagDrain = 1 << 1
 const sqeFlagAsync = 1 << 4
 const fsyncDatasync = 1 << 0
-/**
- * SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER (1 | 2 | 4): the kernel's
- * WRITE_AND_WAIT, which since Linux 5.2 writes back with WB_SYNC_ALL (pages already under write-back are
- * waited for and written again), and reports a write-back error through the file's error cursor.
- */
-const syncRangeWriteAndWait = 1 | 2 | 4
 const enterGetEvents = 1 << 0
 /** Internal userData for writeDurable starts here; low-level callers use their own numbers. */
 const durableUserDataFirst = 2 ** 48
@@ -238,16 +219,13 @@ export class RingSetupError extends Error {
   }
 }
 
-/** A CQE's operation: what a RingIoError names. */
-export type RingIoOperation = 'write' | 'fsync' | 'syncRange'
-
 export class RingIoError extends Error {
-  readonly operation: RingIoOperation
+  readonly operation: 'write' | 'fsync'
   readonly errno: number
   /** The errno's name: 'EIO', 'ENOSPC' … ('ERRNO_<n>' for one outside errno.ts). */
   readonly code: string
 
-  constructor(operation: RingIoOperation, errnoValue: number, detail: string) {
+  constructor(operation: 'write' | 'fsync', errnoValue: number, detail: string) {
     super(`${operation} failed: ${errnoName(errnoValue)} (errno ${errnoValue}): ${detail}`)
     this.name = 'RingIoError'
     this.operation = operation
@@ -312,8 +290,8 @@ function setupReason(errnoValue: number): string {
   }
 }
 
-/** The error for a failed CQE, as errno.ts's table says: a RingBugError for its 'bug' rows. */
-function failureFor(operation: RingIoOperation, errnoValue: number, fd: number, fileOffset: number): RingIoError | RingBugError {
+/** The error for a failed write or fsync CQE, as errno.ts's table says: a RingBugError for its 'bug' rows. */
+function failureFor(operation: 'write' | 'fsync', errnoValue: number, fd: number, fileOffset: number): RingIoError | RingBugError {
   const row = errnoCase(operation, errnoValue)
   const where = `fd ${fd} at offset ${fileOffset}`
   if (row === undefined) {
@@ -331,29 +309,22 @@ function enterFailureFor(errnoValue: number, where: string): Error {
   return new Error(`io_uring_enter failed: unexpected errno ${errnoName(errnoValue)} (errno ${errnoValue}) (${where})`)
 }
 
-/**
- * One high-level call (writeDurable, writeBack, flush): its buffer (null for a flush, which writes nothing), how
- * far it got, and the results of its current write + sync pair.
- */
+/** One writeDurable call: its buffer, how far it got, and the results of its current write + fsync pair. */
 interface DurableWrite {
   readonly fd: number
-  readonly buffer: Uint8Array | null
+  readonly buffer: Uint8Array
   readonly fileOffset: number
-  /** What follows the write: an fdatasync, or a sync_file_range over the whole buffer's range. */
-  readonly sync: 'fsync' | 'syncRange'
   readonly callback: (error: RingIoError | null) => void
-  /** A flush: the writeBacks unfinished when it was called, which it must cover before it calls back. */
-  covers: Set<DurableWrite> | null
   bytesWritten: number
   zeroProgressWrites: number
   writeResult: number | null
-  syncResult: number | null
+  fsyncResult: number | null
 }
 
 type Operation =
   | { readonly kind: 'low'; readonly buffer: Uint8Array | null }
   | { readonly kind: 'write'; readonly durable: DurableWrite; readonly buffer: Uint8Array }
-  | { readonly kind: 'sync'; readonly durable: DurableWrite }
+  | { readonly kind: 'fsync'; readonly durable: DurableWrite }
 
 interface Mapping {
   readonly pointer: Pointer
@@ -407,10 +378,6 @@ export class Ring {
   private readonly operations = new Map<number, Operation>()
   private durableOperations = 0
   private readonly pendingWrites: DurableWrite[] = []
-  /** writeBacks called and not yet called back: what a flush called now must cover. */
-  private readonly writeBacksUnfinished = new Set<DurableWrite>()
-  /** Flushes that completed before a writeBack they cover was done (it resubmitted a short write): go again. */
-  private readonly reflushes: DurableWrite[] = []
   private nextDurableUserData = durableUserDataFirst
   private waiting = false
   private closed = false
@@ -572,44 +539,25 @@ export class Ring {
   writeDurable(fd: number, buffer: Uint8Array, fileOffset: number, callback: (error: RingIoError | null) => void): void {
     this.assertOpen('writeDurable')
     assertWriteArguments('writeDurable', fd, buffer, fileOffset)
-    this.start('writeDurable', { fd, buffer, fileOffset, sync: 'fsync', callback, covers: null })
-  }
-
-  /**
-   * Write all of `buffer` at `fileOffset` and write it back to the device (a linked sync_file_range over the
-   * whole range, WAIT_BEFORE | WRITE | WAIT_AFTER); short writes are resubmitted as writeDurable's are. Calls back
-   * once, with null when the device has every byte, in its volatile cache perhaps: the bytes are durable only
-   * after a later `flush` (of any file on the same device) succeeds. No metadata is committed: the range must
-   * overwrite space that is already allocated, written and made durable (a preallocated, zero-filled log).
-   */
-  writeBack(fd: number, buffer: Uint8Array, fileOffset: number, callback: (error: RingIoError | null) => void): void {
-    this.assertOpen('writeBack')
-    assertWriteArguments('writeBack', fd, buffer, fileOffset)
-    this.start('writeBack', { fd, buffer, fileOffset, sync: 'syncRange', callback, covers: null })
-  }
-
-  /**
-   * fdatasync(fd) alone: calls back null once this file's data is durable and the device's cache was flushed,
-   * so every writeBack that called back before this call is durable too.
-   */
-  flush(fd: number, callback: (error: RingIoError | null) => void): void {
-    this.assertOpen('flush')
-    assertFd('flush', fd)
-    this.start('flush', { fd, buffer: null, fileOffset: 0, sync: 'fsync', callback, covers: new Set(this.writeBacksUnfinished) })
-  }
-
-  private start(caller: string, call: Pick<DurableWrite, 'fd' | 'buffer' | 'fileOffset' | 'sync' | 'callback' | 'covers'>): void {
-    if (typeof call.callback !== 'function') throw new TypeError(`${caller}: callback must be a function`)
+    if (typeof callback !== 'function') throw new TypeError('writeDurable: callback must be a function')
     assert(
       this.durableOperations > 0 || this.operations.size === 0,
-      `${caller}: low-level operations are in flight on this ring; do not mix the two`,
+      'writeDurable: low-level operations are in flight on this ring; do not mix the two',
     )
-    const durable: DurableWrite = { ...call, bytesWritten: 0, zeroProgressWrites: 0, writeResult: null, syncResult: null }
-    if (durable.sync === 'syncRange') this.writeBacksUnfinished.add(durable)
+    const durable: DurableWrite = {
+      fd,
+      buffer,
+      fileOffset,
+      callback,
+      bytesWritten: 0,
+      zeroProgressWrites: 0,
+      writeResult: null,
+      fsyncResult: null,
+    }
     if (this.pendingWrites.length > 0 || !this.prepDurable(durable)) {
       if (this.pendingWrites.length >= pendingWritesMax) {
         throw new Error(
-          `${caller}: ${pendingWritesMax} calls (pendingWritesMax) already wait for ring space; ` +
+          `writeDurable: ${pendingWritesMax} writes (pendingWritesMax) already wait for ring space; ` +
             'the caller must bound how many durable writes it has in flight',
         )
       }
@@ -763,22 +711,8 @@ export class Ring {
     return (Atomics.load(this.cqRing, this.cqTailIndex) - Atomics.load(this.cqRing, this.cqHeadIndex)) >>> 0
   }
 
-  /** Prepare the write + linked sync for the rest of `durable` (a flush: its fdatasync), or return false when there is no room. */
+  /** Prepare the write + linked fdatasync for the rest of `durable`, or return false when there is no room. */
   private prepDurable(durable: DurableWrite): boolean {
-    const syncUserData = (): number => {
-      const userData = this.nextDurableUserData++
-      this.operations.set(userData, { kind: 'sync', durable })
-      this.durableOperations += 1
-      return userData
-    }
-    durable.syncResult = null
-    if (durable.buffer === null) {
-      if (!this.hasRoomFor(1)) return false
-      durable.writeResult = 0
-      this.writeSqe(opFsync, sqeFlagDrain, durable.fd, 0, 0n, 0, fsyncDatasync, syncUserData())
-      this.flushSq()
-      return true
-    }
     if (!this.hasRoomFor(2)) return false
     const rest = durable.buffer.subarray(durable.bytesWritten)
     // Submitted from the JavaScript thread (a wait is already in flight, or the ring waits on this thread):
@@ -786,27 +720,15 @@ export class Ring {
     const fromThisThread = this.waiting || this.wait === 'thread'
     const flags = sqeFlagIoLink | (fromThisThread && rest.byteLength > inlineWriteBytesMax ? sqeFlagAsync : 0)
     const writeUserData = this.nextDurableUserData++
+    const fsyncUserData = this.nextDurableUserData++
     durable.writeResult = null
+    durable.fsyncResult = null
     this.writeSqe(opWrite, flags, durable.fd, durable.fileOffset + durable.bytesWritten, address(rest), rest.byteLength, 0, writeUserData)
-    this.operations.set(writeUserData, { kind: 'write', durable, buffer: rest })
-    this.durableOperations += 1
-    if (durable.sync === 'fsync') {
-      this.writeSqe(opFsync, 0, durable.fd, 0, 0n, 0, fsyncDatasync, syncUserData())
-    } else {
-      // The whole buffer's range, not only the rest: after a short write, the first part's write-back was
-      // canceled with the link.
-      this.writeSqe(
-        opSyncFileRange,
-        0,
-        durable.fd,
-        durable.fileOffset,
-        0n,
-        durable.buffer.byteLength,
-        syncRangeWriteAndWait,
-        syncUserData(),
-      )
-    }
+    this.writeSqe(opFsync, 0, durable.fd, 0, 0n, 0, fsyncDatasync, fsyncUserData)
     this.flushSq()
+    this.operations.set(writeUserData, { kind: 'write', durable, buffer: rest })
+    this.operations.set(fsyncUserData, { kind: 'fsync', durable })
+    this.durableOperations += 2
     return true
   }
 
@@ -854,10 +776,6 @@ export class Ring {
           firstThrown ??= thrown
         }
       }
-      // After every resubmission of this reap, so that a flush going again is drained behind them.
-      for (const flush of this.reflushes.splice(0)) {
-        if (this.pendingWrites.length > 0 || !this.prepDurable(flush)) this.pendingWrites.push(flush)
-      }
       this.kick()
       if (firstThrown !== null) throw firstThrown
     })
@@ -874,8 +792,8 @@ export class Ring {
       this.durableOperations -= 1
       const durable = operation.durable
       if (operation.kind === 'write') durable.writeResult = completion.result
-      else durable.syncResult = completion.result
-      if (durable.writeResult === null || durable.syncResult === null) continue
+      else durable.fsyncResult = completion.result
+      if (durable.writeResult === null || durable.fsyncResult === null) continue
       const action = this.decide(durable)
       if (action !== null) actions.push(action)
     }
@@ -883,37 +801,18 @@ export class Ring {
     return actions
   }
 
-  /** Both CQEs of one write + sync pair are in (a flush: its one CQE): finish, fail, or resubmit the rest. */
+  /** Both CQEs of one write + fsync pair are in: finish, fail, or resubmit the rest. */
   private decide(durable: DurableWrite): (() => void) | null {
-    const syncResult = durable.syncResult!
-    if (durable.buffer === null) {
-      if (syncResult < 0) return this.failure(durable, 'fsync', -syncResult, 0)
-      const unfinished = new Set([...durable.covers!].filter((writeBack) => this.writeBacksUnfinished.has(writeBack)))
-      if (unfinished.size === 0) return () => durable.callback(null)
-      // Drained, it started after each of these completed once: short, so they went again after it started.
-      return () => {
-        durable.covers = unfinished
-        this.reflushes.push(durable)
-      }
-    }
-    const { again, action } = this.decideWrite(durable, durable.buffer, syncResult)
-    // Finished (it calls back, or fails) unless it resubmits the rest of a short write.
-    if (!again) this.writeBacksUnfinished.delete(durable)
-    return action
-  }
-
-  /** A write + sync pair's two results: the action, and whether it goes again (a short write). */
-  private decideWrite(durable: DurableWrite, buffer: Uint8Array, syncResult: number): { again: boolean; action: () => void } {
-    const done = (action: () => void): { again: boolean; action: () => void } => ({ again: false, action })
     const writeResult = durable.writeResult!
-    const remaining = buffer.byteLength - durable.bytesWritten
+    const fsyncResult = durable.fsyncResult!
+    const remaining = durable.buffer.byteLength - durable.bytesWritten
     const offset = durable.fileOffset + durable.bytesWritten
-    if (writeResult < 0) return done(this.failure(durable, 'write', -writeResult, offset))
+    if (writeResult < 0) return this.failure(durable, 'write', -writeResult, offset)
     assert(writeResult <= remaining, `write CQE reports ${writeResult} bytes of ${remaining} asked`)
     if (writeResult < remaining) {
-      // A short write fails the link: the sync was canceled (-ECANCELED) or, if the kernel ran it, covers
-      // only part of the data. Either way the rest goes again with a new linked sync.
-      if (syncResult < 0 && syncResult !== -ECANCELED) return done(this.failure(durable, durable.sync, -syncResult, offset))
+      // A short write fails the link: the fsync was canceled (-ECANCELED) or, if the kernel ran it, covers
+      // only part of the data. Either way the rest goes again with a new linked fsync.
+      if (fsyncResult < 0 && fsyncResult !== -ECANCELED) return this.failure(durable, 'fsync', -fsyncResult, offset)
       durable.bytesWritten += writeResult
       durable.zeroProgressWrites = writeResult === 0 ? durable.zeroProgressWrites + 1 : 0
       if (durable.zeroProgressWrites >= zeroProgressWritesMax) {
@@ -922,30 +821,29 @@ export class Ring {
           EIO,
           `fd ${durable.fd} at offset ${offset}: ${zeroProgressWritesMax} writes in a row wrote nothing`,
         )
-        return done(() => durable.callback(error))
+        return () => durable.callback(error)
       }
       this.shortWrites += 1
-      const action = (): void => {
+      return () => {
         try {
-          this.shortWriteHook?.(durable.fd, durable.bytesWritten, buffer.byteLength - durable.bytesWritten)
+          this.shortWriteHook?.(durable.fd, durable.bytesWritten, durable.buffer.byteLength - durable.bytesWritten)
         } finally {
           // Even when the hook throws: the write must still finish and call back once.
           if (this.pendingWrites.length > 0 || !this.prepDurable(durable)) this.pendingWrites.unshift(durable)
         }
       }
-      return { again: true, action }
     }
     // Includes -ECANCELED after a complete write: nothing should cancel it, so it is reported, not retried.
-    if (syncResult < 0) return done(this.failure(durable, durable.sync, -syncResult, offset))
+    if (fsyncResult < 0) return this.failure(durable, 'fsync', -fsyncResult, offset)
     durable.bytesWritten += writeResult
-    return done(() => durable.callback(null))
+    return () => durable.callback(null)
   }
 
   /**
    * The action for a failed CQE of `durable`: call back with the RingIoError, or, for a programmer error, throw
    * the RingBugError from where actions run (never from the reaping loop) and never call back.
    */
-  private failure(durable: DurableWrite, operation: RingIoOperation, errnoValue: number, offset: number): () => void {
+  private failure(durable: DurableWrite, operation: 'write' | 'fsync', errnoValue: number, offset: number): () => void {
     const error = failureFor(operation, errnoValue, durable.fd, offset)
     if (error instanceof RingBugError) {
       return () => {

@@ -263,7 +263,6 @@ describe('assertions across the disk', () => {
     const writer = {
       location: { segment: 1, offset: 0 },
       append: (_buffer: Uint8Array, placed: (location: SegmentLocation) => void) => placed(place()),
-      flush: () => {},
       halt: () => {},
       close: (callback: () => void) => callback(),
     }

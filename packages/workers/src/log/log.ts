@@ -2,11 +2,11 @@
 // the batch sequence and the queue of requests waiting for a commit; each log's segments belong to its
 // SegmentWriter. It promises:
 // - a request's callback gets null only after the batch holding it was written in full to the intent log
-//   AND its completion record to the completion log, both on the device, and a flush called after both
-//   were placed succeeded (all three completions seen with success);
-// - the two logs are written in parallel and made durable together, by one flush (one device cache flush
-//   where the backend can: storage.ts), so a batch costs one flush, not one per log; why, and what recovery
-//   can and cannot tell because of it, is in recovery-cases.ts;
+//   AND its completion record to the completion log, each followed by an fdatasync that succeeded (all
+//   four completions seen with success);
+// - the two logs are written in parallel, each on its own ring on io_uring, so a batch
+//   costs one fdatasync of latency, not two; why, and what recovery can and cannot tell because of it, is
+//   in recovery-cases.ts;
 // - one batch is in flight at a time: requests arriving meanwhile form the next batch, so at a crash only
 //   the last batch can be partly on disk (recovery-cases.ts relies on this);
 // - a clean close appends a close record to the completion log, so that after a clean shutdown nothing is
@@ -108,19 +108,11 @@ export class Log {
     const closeFiles = (): void => this.intent.close(() => this.completion.close(callback))
     if (this.failure !== undefined || this.intentOnly) return closeFiles()
     const record = sealCompletion(this.nextSequence - 1, { segment: 0, offset: 0 }, 0, 0, 0, completionStatusClosed)
-    // A failed close record loses nothing: every batch before it is acknowledged and complete. The files
-    // close once the append and its flush have both called back (a flush is called only once it is placed).
-    let outstanding = 1
-    const done = (): void => {
-      if (--outstanding === 0) closeFiles()
-    }
+    // A failed close record loses nothing: every batch before it is acknowledged and complete.
     this.completion.append(
       record,
-      () => {
-        outstanding++
-        this.completion.flush(done)
-      },
-      done,
+      () => {},
+      () => closeFiles(),
     )
   }
 
@@ -171,17 +163,11 @@ export class Log {
 
     this.commitInFlight = true
     const started = performance.now()
-    // The intent append, then the completion append once the intent is placed, then the flush once both
-    // are placed: each counted when called, and the batch is decided when all have called back.
     let outstanding = 1
     let firstFailure: IoFailure | null = null
     const done = (failure: IoFailure | null): void => {
       firstFailure ??= failure
       if (--outstanding === 0) this.commitCallback(firstFailure, requests, body, recordCount, started)
-    }
-    const flushAfter = (writer: SegmentWriter): void => {
-      outstanding++
-      writer.flush(done)
     }
     this.intent.append(
       buffer,
@@ -196,11 +182,11 @@ export class Log {
           )
         }
         this.intentEnd = { segment: location.segment, offset: location.offset + buffer.length }
-        if (this.intentOnly) return flushAfter(this.intent)
+        if (this.intentOnly) return
         outstanding++
         this.completion.append(
           sealCompletion(sequence, location, buffer.length, recordCount, intentChecksum, completionStatusWritten),
-          () => flushAfter(this.completion),
+          () => {},
           done,
         )
       },

@@ -1,7 +1,6 @@
 // One log's appends across its segment files (the intent log or the completion log). Owns the
 // current segment, the append position, and the zero-filled region ahead of it. Promises:
-// - appends land in order, one at a time (the caller waits for each before the next); an append is on the
-//   device when it calls back, and durable after a `flush` of this log or the other (one device: storage.ts);
+// - appends land in order, one at a time (the caller waits for each before the next);
 // - an append goes into space already zero-filled and made durable, so its fdatasync has no file size or
 //   extent change to commit (measured on this machine's ext4: p50 193–235 µs for a 4 KiB append into a
 //   zero-filled file against 339–362 µs into a growing one);
@@ -93,27 +92,14 @@ export class SegmentWriter {
   }
 
   /**
-   * Appends `buffer`. `placed` is called once its location is decided and its write submitted (not called
-   * when the append fails before that); `callback` once it is on the device, or with the failure. Durable
-   * after a flush called after `placed`.
+   * Appends `buffer` durably. `placed` is called once its location is decided and its write submitted
+   * (not called when the append fails before that); `callback` once it is durable, or with the failure.
    */
   append(buffer: Uint8Array, placed: PlacedCallback, callback: AppendCallback): void {
     assert(!this.appendInFlight, 'one append in flight per log')
     this.appendInFlight = true
     this.place(buffer, placed, (failure) => {
       this.appendInFlight = false
-      callback(failure)
-    })
-  }
-
-  /**
-   * Makes durable every append of both logs placed before this call (one device: storage.ts). A flush that
-   * fails halts this log as a failed append does.
-   */
-  flush(callback: AppendCallback): void {
-    if (this.failure !== undefined) return queueMicrotask(() => callback(this.failure!))
-    this.file.flush((failure) => {
-      if (failure !== null) this.failure ??= failure
       callback(failure)
     })
   }
@@ -165,7 +151,7 @@ export class SegmentWriter {
     }
     const location = { segment: this.segment, offset: this.position }
     this.position = end
-    this.file.writeBack(buffer, location.offset, (failure) => {
+    this.file.writeDurable(buffer, location.offset, (failure) => {
       if (failure !== null) this.failure = failure
       callback(failure)
     })

@@ -1,15 +1,12 @@
 // The fallback backend: libuv's fs (a threadpool write, then a threadpool fdatasync). Same durability as
-// io_uring, more thread hops, and a device flush per log per batch: node:fs has no sync_file_range, so
-// each writeBack is made durable by an fdatasync of its own, and flush has nothing left to do. Used where
-// io_uring cannot be set up, or when asked for.
+// io_uring, more thread hops. Used where io_uring cannot be set up, or when asked for.
 
 import fs from 'node:fs'
 import type { IoFailure } from '../errors.js'
 import { ioFailure, NodeFile, NodeStorage, type StorageFile } from './storage.js'
 
 class FsFile extends NodeFile {
-  /** Stronger than asked: durable (write, then fdatasync) when it calls back. */
-  writeBack(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
+  writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
     const writeFrom = (done: number): void => {
       fs.write(this.fd, buffer, done, buffer.length - done, fileOffset + done, (error, written) => {
         if (error !== null) return callback(ioFailure('write', error, this.path))
@@ -22,11 +19,6 @@ class FsFile extends NodeFile {
       })
     }
     writeFrom(0)
-  }
-
-  /** Every writeBack of this backend was durable when it called back. */
-  flush(callback: (failure: IoFailure | null) => void): void {
-    queueMicrotask(() => callback(null))
   }
 }
 

@@ -31,7 +31,7 @@ describe('ioFailure: the errno of a node:fs write or fsync', () => {
     const thrown = await new Promise<unknown>((resolve) => {
       const listener = (error: unknown): void => resolve(error)
       process.once('uncaughtException', listener)
-      file.writeBack(new Uint8Array(512), 0, () => resolve('called back'))
+      file.writeDurable(new Uint8Array(512), 0, () => resolve('called back'))
     })
     expect(thrown).toBeInstanceOf(AssertionError)
     expect(String((thrown as Error).message)).toMatch(/write of .* failed with EBADF/)

@@ -1,16 +1,9 @@
 // The storage interface under the write-ahead log, and what the real backends share. The log never sees a
-// syscall: it asks StorageFiles to put bytes on the device (writeBack) and then to make them durable (flush),
-// and is called back once for each, with success or with the first failure. A shard's files are all in its
-// directory, on one device: one flush (one device cache flush) after the writeBacks of both logs covers both.
-// Three backends answer to it (the choice between the real ones is createStorage, uring.ts):
-//   io_uring   on ext4 and XFS, which overwrite allocated blocks in place: a write linked to a
-//              sync_file_range per writeBack, and one drained fdatasync per flush, on the shard's one ring;
-//              elsewhere (a copy-on-write or log-structured file system, whose overwrites need metadata that
-//              only a file's own fdatasync commits) each writeBack is a write linked to an fdatasync of its own,
-//              and flush has nothing left to do (uring.ts);
-//   fs         libuv fs: write, then fdatasync, per writeBack; flush has nothing left to do (fs.ts), used where
-//              io_uring cannot be set up;
-//   simulated  in-memory files with a page cache, a device cache and faults, for seeded tests (testing/).
+// syscall: it asks a StorageFile to make bytes durable and is called back once, with success or with the
+// first failure. Three backends answer to it (the choice between the real ones is createStorage, uring.ts):
+//   io_uring   one write linked to one fdatasync on the log's ring (uring.ts);
+//   fs         libuv fs: write, then fdatasync (fs.ts), used where io_uring cannot be set up;
+//   simulated  in-memory files with a volatile cache and faults, for seeded tests (testing/).
 // Opening a file (when the shard opens, and when a log moves on to its next segment), reading back and
 // truncating (only while the shard opens) are synchronous; writes and zero-fills call back.
 
@@ -29,19 +22,12 @@ export interface StorageFile {
   /** Cuts the file to `length` bytes and makes that durable. */
   truncate(length: number): void
   /**
-   * Writes all of `buffer` at `fileOffset`, into space already written and made durable (zero-filled: no
-   * size or extent change is made durable here), and gets it to the device. Calls back once: null once every
-   * byte is on the device, perhaps only in its volatile cache (a backend may make it durable already);
-   * otherwise the first failure. Durable once a `flush` called after this callback succeeds. Never retries.
-   * `buffer` belongs to the operation until the callback: the caller must not touch it before.
+   * Writes all of `buffer` at `fileOffset` and then makes it durable (fdatasync). Calls back once:
+   * null only after the write completed in full and the fdatasync covering it succeeded; otherwise the
+   * first failure. Never retries a failed write or fdatasync. `buffer` belongs to the operation until the
+   * callback: the caller must not touch it before.
    */
-  writeBack(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
-  /**
-   * Makes durable every writeBack of this storage (any of its files) called before this call: calls back
-   * null once they are, or with the failure (a failed flush is never retried: the log stops). Called only
-   * after those writeBacks were called (not necessarily called back).
-   */
-  flush(callback: (failure: IoFailure | null) => void): void
+  writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
   /**
    * Extends the file with zeros up to `length` bytes, written (not fallocated: an unwritten extent still
    * costs a metadata sync at its first write) and made durable. A no-op when the file is that long.
@@ -123,8 +109,7 @@ export abstract class NodeFile implements StorageFile {
     fs.fdatasyncSync(this.fd)
   }
 
-  abstract writeBack(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
-  abstract flush(callback: (failure: IoFailure | null) => void): void
+  abstract writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void
 
   zeroFill(length: number, callback: (failure: IoFailure | null) => void): void {
     let size: number

@@ -1,7 +1,6 @@
-// A Storage for unit tests whose write completions the test releases by hand: each writeBack is held,
+// A Storage for unit tests whose write completions the test releases by hand: each writeDurable is held,
 // across all files, until the test completes or fails it, so a test can look at a shard in the middle of
-// a commit. Zero-filling and flushes complete at once. Completed writes are kept as if they had reached
-// the disk.
+// a commit. Zero-filling completes at once. Completed writes are kept as if they had reached the disk.
 
 import type { IoFailure } from '../errors.js'
 import { encodeRecord, recordBytes, recordKindPut } from '../format/record.js'
@@ -37,13 +36,8 @@ export class HeldFile implements StorageFile {
     this.contents = this.contents.slice(0, length)
   }
 
-  writeBack(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
+  writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
     this.storage.held.push({ file: this, buffer, fileOffset, callback })
-  }
-
-  flush(callback: (failure: IoFailure | null) => void): void {
-    this.storage.flushes++
-    callback(null)
   }
 
   zeroFill(length: number, callback: (failure: IoFailure | null) => void): void {
@@ -68,8 +62,6 @@ export class HeldStorage implements Storage {
   readonly reason = 'unit test'
   readonly files = new Map<string, HeldFile>()
   readonly held: HeldWrite[] = []
-  /** Flushes called so far. */
-  flushes = 0
 
   open(filePath: string, log: LogKind): StorageFile {
     let file = this.files.get(filePath)

@@ -3,22 +3,13 @@
 // name says.
 import { describe, expect, it } from 'vitest'
 import type { IoFailure } from '../errors.js'
-import type { StorageFile } from '../storage/storage.js'
 import { Prng, sectorBytes, SimulatedStorage, type SimulatedFile } from './simulated-storage.js'
 
 type Outcome = 'waiting' | null | IoFailure
 
-/** writeBack, then (once it called back with success) flush: durable when it calls back null. */
-function writeDurable(file: StorageFile, bytes: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
-  file.writeBack(bytes, fileOffset, (failure) => {
-    if (failure !== null) return callback(failure)
-    file.flush(callback)
-  })
-}
-
 function writeTracked(file: SimulatedFile, bytes: Uint8Array, fileOffset: number): { outcome: Outcome } {
   const state: { outcome: Outcome } = { outcome: 'waiting' }
-  writeDurable(file, bytes, fileOffset, (failure) => {
+  file.writeDurable(bytes, fileOffset, (failure) => {
     if (state.outcome !== 'waiting') throw new Error('called back twice')
     state.outcome = failure
   })
@@ -41,55 +32,19 @@ function storageWith(seed: number, durable: Uint8Array, options: Partial<Constru
 }
 
 describe('simulated storage: completion', () => {
-  it('completes nothing by itself: the write, its write-back, then the flush, each at a step', () => {
+  it('completes nothing by itself: the write, then its fdatasync, each at a step', () => {
     const { storage, file } = storageWith(1, new Uint8Array(0))
     const write = writeTracked(file, filled(1000, 7), 0)
     expect(write.outcome).toBe('waiting')
     expect(storage.pendingCount).toBe(1)
-    expect(storage.step()).toBe(true) // the write reaches the page cache
+    expect(storage.step()).toBe(true) // the write reaches the cache
     expect(write.outcome).toBe('waiting')
     expect(file.readAll()).toEqual(filled(1000, 7))
     expect(file.durable.length).toBe(0)
-    expect(storage.step()).toBe(true) // the write-back: on the device, not durable yet
-    expect(file.dirty.map((dirty) => dirty.onDevice)).toEqual([true])
-    expect(file.durable.length).toBe(0)
-    expect(write.outcome).toBe('waiting')
-    expect(storage.step()).toBe(true) // the flush
+    expect(storage.step()).toBe(true) // the fdatasync
     expect(write.outcome).toBeNull()
     expect(file.durable.contents()).toEqual(filled(1000, 7))
     expect(storage.step()).toBe(false)
-  })
-
-  it("one file's flush makes the other file's written-back writes durable, not those only in its page cache", () => {
-    const storage = new SimulatedStorage({ seed: 3 })
-    const intent = storage.open('/d/intent', 'intent') as SimulatedFile
-    const completion = storage.open('/d/completion', 'completion') as SimulatedFile
-    const written: string[] = []
-    intent.writeBack(filled(600, 1), 0, () => written.push('intent'))
-    storage.runUntilIdle()
-    completion.writeBack(filled(64, 2), 0, () => written.push('completion'))
-    expect(storage.step()).toBe(true) // the completion write reaches the page cache only
-    let flushed = false
-    completion.flush(() => (flushed = true))
-    // Drained: the flush cannot complete before the completion's write-back, called before it.
-    expect(storage.step()).toBe(true)
-    expect(written).toEqual(['intent', 'completion'])
-    expect(flushed).toBe(false)
-    expect(storage.step()).toBe(true)
-    expect(flushed).toBe(true)
-    expect(intent.durable.contents()).toEqual(filled(600, 1))
-    expect(completion.durable.contents()).toEqual(filled(64, 2))
-    // A write that was never written back stays volatile through another file's flush.
-    intent.writeBack(filled(600, 3), 600, () => {})
-    expect(storage.step()).toBe(true) // in the page cache
-    completion.flush(() => {})
-    expect(storage.pendingCount).toBe(2)
-    for (let steps = 0; steps < 3 && storage.pendingCount > 0; steps++) {
-      const flushReady = intent.dirty.every((dirty) => dirty.onDevice)
-      storage.step()
-      if (!flushReady) expect(intent.durable.length).toBe(600)
-    }
-    expect(intent.durable.contents()).toEqual(new Uint8Array([...filled(600, 1), ...filled(600, 3)]))
   })
 
   it('completes operations of two logs in every interleaving, by seed', () => {
@@ -99,8 +54,8 @@ describe('simulated storage: completion', () => {
       const intent = storage.open('/d/intent', 'intent')
       const completion = storage.open('/d/completion', 'completion')
       const order: string[] = []
-      writeDurable(intent, filled(10, 1), 0, () => order.push('intent'))
-      writeDurable(completion, filled(10, 2), 0, () => order.push('completion'))
+      intent.writeDurable(filled(10, 1), 0, () => order.push('intent'))
+      completion.writeDurable(filled(10, 2), 0, () => order.push('completion'))
       storage.runUntilIdle()
       orders.add(order.join(','))
     }
@@ -196,7 +151,7 @@ describe('simulated storage: crash', () => {
       const outcomes: string[] = []
       for (let index = 0; index < 40; index++) {
         const file = files[index % 2]!
-        writeDurable(file, new Prng(index).fill(new Uint8Array(700)), index * 700, (failure) =>
+        file.writeDurable(new Prng(index).fill(new Uint8Array(700)), index * 700, (failure) =>
           outcomes.push(`${index}:${failure?.code ?? 'ok'}`),
         )
         if (index % 3 === 0) storage.step()
@@ -233,7 +188,7 @@ describe('simulated storage: faults', () => {
     const [fault] = storage.faults
     const landedAt = fault!.landedAt!
     expect(landedAt).not.toBe(600)
-    expect(Math.abs(landedAt - 600) % sectorBytes).toBe(0)
+    expect((landedAt - 600) % sectorBytes).toBe(0)
     const survivor = storage.crash().read('/d/log')
     expect(survivor.subarray(landedAt, landedAt + 100)).toEqual(bytes)
     const expected = base.slice()
@@ -259,7 +214,7 @@ describe('simulated storage: faults', () => {
   it('an injected fault waits for the operation it matches (log, operation, after)', () => {
     const { storage, file } = storageWith(8, base)
     const other = storage.open('/d/other', 'completion') as SimulatedFile
-    storage.inject({ kind: 'writeEio', log: 'intent', operation: 'writeBack', after: 1 })
+    storage.inject({ kind: 'writeEio', log: 'intent', operation: 'writeDurable', after: 1 })
     const outcomes = [writeTracked(other, filled(10, 1), 0), writeTracked(file, filled(10, 1), 0)]
     storage.runUntilIdle()
     file.zeroFill(8192, () => {})
@@ -277,8 +232,7 @@ describe('simulated storage: faults', () => {
       const fresh = filled(4 * sectorBytes, 0x55)
       const write = writeTracked(file, fresh, 0)
       storage.runUntilIdle()
-      // The fault hits the first sync after the write: its write-back (sync_file_range).
-      expect(write.outcome).toEqual({ operation: 'syncRange', errno: 5, code: 'EIO', path: '/d/log' })
+      expect(write.outcome).toEqual({ operation: 'fsync', errno: 5, code: 'EIO', path: '/d/log' })
       expect(file.dirty).toEqual([])
       const durable = file.durable.contents()
       expect(storage.crash().read('/d/log')).toEqual(durable) // nothing left to tear: the kernel called it clean

@@ -3,16 +3,13 @@
 // files, the queue of operations in flight, the PRNG that orders them, and the faults it injects.
 //
 // What it promises:
-// - Each file has a durable image and a volatile cache (the durable image with the writes not yet made
-//   durable laid over it, in order); each cached write is either only in the page cache or already on the
-//   device (written back, in the device's volatile cache). A write reaches the page cache; a write-back
-//   puts it (and every cached write of the file it overlaps) on the device; an fdatasync (a flush) makes the
-//   file's whole cache durable and, as a device cache flush does, every write on the device of every file.
-// - Nothing completes by itself: writeBack queues a write, and only when that write completes does it queue
-//   its write-back (a linked pair, as on io_uring); zeroFill queues a write and then its fdatasync. flush
-//   queues an fdatasync that cannot complete before every writeBack called before it has (IOSQE_IO_DRAIN).
-//   `step()` completes one pending operation chosen by the PRNG across all files and logs, so the two logs
-//   of a shard complete in any interleaving. A completion's state change is made first, then its callback.
+// - Each file has a durable image and a volatile page cache (the durable image with the writes not yet
+//   made durable laid over it, in order). A write reaches the cache; an fdatasync makes the file's whole
+//   cache durable, as a real fdatasync does for every dirty page of the file.
+// - Nothing completes by itself: writeDurable queues a write, and only when that write completes does it
+//   queue its fdatasync (a linked pair, as on io_uring); zeroFill the same. `step()` completes one pending
+//   operation chosen by the PRNG across all files and logs, so the two logs of a shard complete in any
+//   interleaving, like two rings. A completion's state change is made first, then its callback runs.
 // - `crash()` returns a new storage over what survives a power loss: each file's durable image, plus, for
 //   every write that reached the cache but no fdatasync, any subset of its 512-byte sectors (each sector
 //   of it holds either the old bytes or the new ones, chosen by the PRNG: a third of such writes vanish,
@@ -25,18 +22,16 @@
 //     misdirected  the write lands at another sector-shifted offset of the same file;
 //     writeEio     the write fails with EIO (errno 5) and is not applied; its fdatasync never runs;
 //     writeEnospc  the write fails with ENOSPC (errno 28) and is not applied;
-//     fsyncEio     the fdatasync or the write-back fails with EIO; like a real kernel after a failed
-//                  writeback, each dirty sector of the file either reached the durable image or is dropped
-//                  (the PRNG decides), and the file is clean afterwards, so a retried fdatasync would
-//                  succeed over lost data.
-//   lost and misdirected hit writeBack only (a zeroFill is never lost or misdirected); the errors hit
+//     fsyncEio     the fdatasync fails with EIO; like a real kernel after a failed writeback, each dirty
+//                  sector of the file either reached the durable image or is dropped (the PRNG decides),
+//                  and the file is clean afterwards, so a retried fdatasync would succeed over lost data.
+//   lost and misdirected hit writeDurable only (a zeroFill is never lost or misdirected); the errors hit
 //   both.
 // - The same seed gives the same run, byte for byte: nothing depends on time, and every choice is drawn
 //   from one PRNG in the order operations happen. `traceDigest` folds every completion into one number.
-// - `acknowledgeBeforeSync` is a deliberately broken mode (what the Poro design did): writeBack calls back
-//   success when the write reaches the cache, flush at once, and the real ones follow later, if ever.
+// - `acknowledgeBeforeSync` is a deliberately broken mode (what the Poro design did): writeDurable calls
+//   back success when the write reaches the cache, and the fdatasync follows later, if ever.
 
-import assert from 'node:assert/strict'
 import path from 'node:path'
 import type { IoFailure } from '../errors.js'
 import type { Storage, StorageFile } from '../storage/storage.js'
@@ -105,7 +100,7 @@ export const noFaults: FaultRates = { bitFlip: 0, lost: 0, misdirected: 0, write
 export interface SimulatedStorageOptions {
   seed: number
   faults?: Partial<FaultRates>
-  /** Deliberately broken: call writeBack back when the write reaches the cache, and flush at once. */
+  /** Deliberately broken: call writeDurable back when the write reaches the cache, before any fdatasync. */
   acknowledgeBeforeSync?: boolean
 }
 
@@ -115,7 +110,7 @@ export interface InjectedFault {
   log?: LogKind
   path?: string
   /** Only this kind of operation (writeEio, writeEnospc, fsyncEio can hit both); any when unset. */
-  operation?: 'writeBack' | 'zeroFill'
+  operation?: 'writeDurable' | 'zeroFill'
   /** Skip this many matching operations first. */
   after?: number
 }
@@ -125,8 +120,8 @@ export interface FaultRecord {
   path: string
   log: LogKind
   /**
-   * Which writeBack of its log this was (0-based, in the order they were issued), or whose write-back
-   * (fsyncEio); -1 for a zeroFill or its fdatasync, a flush, and a bit flip.
+   * Which writeDurable of its log this was (0-based, in the order they were issued), or whose fdatasync
+   * (fsyncEio); -1 for a zeroFill or its fdatasync, and for a bit flip.
    */
   logWriteIndex: number
   fileOffset: number
@@ -142,17 +137,8 @@ export interface FaultRecord {
 interface DirtyWrite {
   fileOffset: number
   bytes: Uint8Array
-  /** The writeBack it came from (its log's index), or -1 for a zeroFill. */
+  /** The writeDurable it came from (its log's index), or -1 for a zeroFill. */
   logWriteIndex: number
-  /** Written back: in the device's cache, made durable by the next flush of any file. */
-  onDevice: boolean
-  /** A writeBack's range, acknowledged (where bit flips may hit) once a flush makes it durable. */
-  acknowledge: AcknowledgedRange | undefined
-}
-
-/** One writeBack call, until its write-back completes or fails: what a flush called meanwhile waits for. */
-interface WriteBackCall {
-  done: boolean
 }
 
 interface AcknowledgedRange {
@@ -205,33 +191,18 @@ type Operation =
       fileOffset: number
       /** -1 for a zeroFill. */
       logWriteIndex: number
-      /** A writeBack's call (undefined for a zeroFill). */
-      call: WriteBackCall | undefined
       callback: (failure: IoFailure | null) => void
-    }
-  | {
-      kind: 'writeBack'
-      id: number
-      file: SimulatedFile
-      write: DirtyWrite | undefined
-      /** Where the caller asked it to go: acknowledged once durable (a misdirected write landed elsewhere). */
-      asked: AcknowledgedRange
-      call: WriteBackCall
-      logWriteIndex: number
-      fileOffset: number
-      length: number
-      callback: ((failure: IoFailure | null) => void) | undefined
     }
   | {
       kind: 'fsync'
       id: number
       file: SimulatedFile
-      /** A zeroFill's fdatasync; else a flush. */
       zeroFill: boolean
-      /** A flush: the writeBack calls it waits for. */
-      after: WriteBackCall[]
+      /** The write this fdatasync is linked to, for the fault record. */
+      logWriteIndex: number
       fileOffset: number
       length: number
+      acknowledge: AcknowledgedRange | undefined
       callback: ((failure: IoFailure | null) => void) | undefined
     }
   | { kind: 'noop'; id: number; file: SimulatedFile; callback: (failure: IoFailure | null) => void }
@@ -240,7 +211,7 @@ export class SimulatedFile implements StorageFile {
   readonly durable: Image
   /** Writes in the page cache that no fdatasync has covered yet, oldest first. */
   dirty: DirtyWrite[] = []
-  /** Byte ranges a flush made durable after their writeBack: where a bit flip damages acknowledged data. */
+  /** Byte ranges an acknowledged writeDurable made durable: where a bit flip damages acknowledged data. */
   acknowledged: AcknowledgedRange[] = []
   closed = false
 
@@ -278,16 +249,11 @@ export class SimulatedFile implements StorageFile {
       .map((range) => ({ fileOffset: range.fileOffset, length: Math.min(range.length, length - range.fileOffset) }))
   }
 
-  writeBack(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
+  writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
     this.assertOpen()
     if (!Number.isSafeInteger(fileOffset) || fileOffset < 0) throw new RangeError('fileOffset must be a non-negative integer')
     if (buffer.length === 0) throw new RangeError('a write carries at least one byte')
     this.storage.queueWrite(this, buffer, fileOffset, callback)
-  }
-
-  flush(callback: (failure: IoFailure | null) => void): void {
-    this.assertOpen()
-    this.storage.queueFlush(this, callback)
   }
 
   zeroFill(length: number, callback: (failure: IoFailure | null) => void): void {
@@ -300,35 +266,13 @@ export class SimulatedFile implements StorageFile {
     this.closed = true
   }
 
-  /** fdatasync of this file: every dirty write reaches the durable image, in order. */
+  /** fdatasync: every dirty write reaches the durable image, in order. */
   sync(): void {
-    this.makeDurable(() => true)
-  }
-
-  /** A device cache flush, as seen by this file: its writes on the device reach the durable image, in order. */
-  syncDevice(): void {
-    this.makeDurable((write) => write.onDevice)
-  }
-
-  /** Write-back of [fileOffset, fileOffset + length): every cached write overlapping it goes on the device. */
-  writeBackRange(fileOffset: number, length: number): void {
     for (const write of this.dirty) {
-      if (write.fileOffset < fileOffset + length && fileOffset < write.fileOffset + write.bytes.length) write.onDevice = true
-    }
-  }
-
-  private makeDurable(which: (write: DirtyWrite) => boolean): void {
-    const kept: DirtyWrite[] = []
-    for (const write of this.dirty) {
-      if (!which(write)) {
-        kept.push(write)
-        continue
-      }
       this.durable.write(write.fileOffset, write.bytes)
       this.storage.noteOnDisk(this.log, write.logWriteIndex)
-      if (write.acknowledge !== undefined) this.acknowledge(write.acknowledge)
     }
-    this.dirty = kept
+    this.dirty = []
   }
 
   /** What survives a power loss: the durable image and, of each dirty write, a PRNG-chosen set of sectors. */
@@ -372,12 +316,12 @@ export class SimulatedStorage implements Storage {
   readonly faults: FaultRecord[] = []
   /** Operations completed so far. */
   completions = 0
-  /** writeBack and zeroFill calls so far (a shard that failed must make no more). */
+  /** writeDurable and zeroFill calls so far (a shard that failed must make no more). */
   writesIssued = 0
-  /** writeBack calls per log so far. */
+  /** writeDurable calls per log so far. */
   readonly logWrites: Record<LogKind, number> = { intent: 0, completion: 0 }
   /**
-   * Per log, the highest writeBack index of which any byte reached the durable image (by an
+   * Per log, the highest writeDurable index of which any byte reached the durable image (by an
    * fdatasync, a failed one, or a crash keeping some of its sectors); -1 when none did.
    */
   readonly logOnDiskMax: Record<LogKind, number> = { intent: -1, completion: -1 }
@@ -386,8 +330,6 @@ export class SimulatedStorage implements Storage {
   crashed = false
   closed = false
   private pending: Operation[] = []
-  /** writeBack calls whose write-back may not have completed: a flush called now waits for them. */
-  private writeBacksUnfinished: WriteBackCall[] = []
   private injected: InjectedFault[] = []
   private operationNext = 0
 
@@ -492,14 +434,7 @@ export class SimulatedStorage implements Storage {
   step(): boolean {
     this.assertLive()
     if (this.pending.length === 0) return false
-    // A flush waits for the writeBacks called before it (drained); everything else is ready.
-    const ready: number[] = []
-    for (let index = 0; index < this.pending.length; index++) {
-      const candidate = this.pending[index]!
-      if (candidate.kind !== 'fsync' || candidate.after.every((call) => call.done)) ready.push(index)
-    }
-    assert(ready.length > 0, 'a flush waits for a writeBack that is not pending')
-    const index = ready[this.prng.below(ready.length)]!
+    const index = this.prng.below(this.pending.length)
     const operation = this.pending[index]!
     this.pending[index] = this.pending[this.pending.length - 1]!
     this.pending.pop()
@@ -557,27 +492,7 @@ export class SimulatedStorage implements Storage {
   queueWrite(file: SimulatedFile, buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
     this.writesIssued++
     const logWriteIndex = this.logWrites[file.log]++
-    const call: WriteBackCall = { done: false }
-    this.writeBacksUnfinished.push(call)
-    this.enqueue({ kind: 'write', id: this.operationNext++, file, bytes: buffer, fileOffset, logWriteIndex, call, callback })
-  }
-
-  queueFlush(file: SimulatedFile, callback: (failure: IoFailure | null) => void): void {
-    this.writeBacksUnfinished = this.writeBacksUnfinished.filter((call) => !call.done)
-    const operation: Operation = {
-      kind: 'fsync',
-      id: this.operationNext++,
-      file,
-      zeroFill: false,
-      after: [...this.writeBacksUnfinished],
-      fileOffset: 0,
-      length: 0,
-      callback,
-    }
-    if (!this.acknowledgeBeforeSync) return this.enqueue(operation)
-    // The broken mode answers now, and flushes later, unheard.
-    this.enqueue({ ...operation, callback: undefined })
-    callback(null)
+    this.enqueue({ kind: 'write', id: this.operationNext++, file, bytes: buffer, fileOffset, logWriteIndex, callback })
   }
 
   queueZeroFill(file: SimulatedFile, length: number, callback: (failure: IoFailure | null) => void): void {
@@ -588,16 +503,7 @@ export class SimulatedStorage implements Storage {
       return
     }
     const zeros = new Uint8Array(length - size)
-    this.enqueue({
-      kind: 'write',
-      id: this.operationNext++,
-      file,
-      bytes: zeros,
-      fileOffset: size,
-      logWriteIndex: -1,
-      call: undefined,
-      callback,
-    })
+    this.enqueue({ kind: 'write', id: this.operationNext++, file, bytes: zeros, fileOffset: size, logWriteIndex: -1, callback })
   }
 
   private enqueue(operation: Operation): void {
@@ -613,29 +519,21 @@ export class SimulatedStorage implements Storage {
     const file = operation.file
     this.trace(operation.id, operation.kind.length, file.path.length, this.completions)
     if (operation.kind === 'noop') return () => operation.callback(null)
-    if (operation.kind === 'fsync' || operation.kind === 'writeBack') {
-      const callback = operation.callback
-      const isWriteBack = operation.kind === 'writeBack'
-      if (isWriteBack) operation.call.done = true
-      if (this.takeFault('fsyncEio', file, operation.kind === 'fsync' && operation.zeroFill)) {
-        this.record('fsyncEio', file, isWriteBack ? operation.logWriteIndex : -1, operation.fileOffset, operation.length)
+    if (operation.kind === 'fsync') {
+      if (this.takeFault('fsyncEio', file, operation.zeroFill)) {
+        this.record('fsyncEio', file, operation.logWriteIndex, operation.fileOffset, operation.length)
         // The kernel marks the pages clean whether or not they reached the disk.
         const survivor = file.survivor(this.prng)
         file.dirty = []
         file.durable.cut(0)
         file.durable.write(0, survivor)
         this.trace(0xeeee, survivor.length, 0, 0)
-        const failed = failure(isWriteBack ? 'syncRange' : 'fsync', 5, 'EIO', file.path)
-        return callback === undefined ? undefined : () => callback(failed)
+        const callback = operation.callback
+        return callback === undefined ? undefined : () => callback(failure('fsync', 5, 'EIO', file.path))
       }
-      if (isWriteBack) {
-        if (operation.write !== undefined) operation.write.acknowledge = operation.asked
-        file.writeBackRange(operation.fileOffset, operation.length)
-      } else {
-        file.sync()
-        // A flush: the device's cache flush makes every file's written-back writes durable.
-        if (!operation.zeroFill) for (const other of this.files.values()) other.syncDevice()
-      }
+      file.sync()
+      if (operation.acknowledge !== undefined) file.acknowledge(operation.acknowledge)
+      const callback = operation.callback
       return callback === undefined ? undefined : () => callback(null)
     }
 
@@ -646,7 +544,6 @@ export class SimulatedStorage implements Storage {
         ? { errno: 28, code: 'ENOSPC' as const, kind: 'writeEnospc' as const }
         : undefined
     if (errno !== undefined) {
-      if (operation.call !== undefined) operation.call.done = true
       this.record(errno.kind, file, operation.logWriteIndex, operation.fileOffset, operation.bytes.length)
       return () => operation.callback(failure('write', errno.errno, errno.code, file.path))
     }
@@ -658,45 +555,23 @@ export class SimulatedStorage implements Storage {
       landedAt = this.misdirect(file, operation.fileOffset, operation.bytes.length)
       this.record('misdirected', file, operation.logWriteIndex, operation.fileOffset, operation.bytes.length, landedAt, operation.bytes)
     }
-    let write: DirtyWrite | undefined
     if (landedAt >= 0) {
       // The cache keeps its own copy: the caller may reuse its buffer once called back.
-      write = {
-        fileOffset: landedAt,
-        bytes: operation.bytes.slice(),
-        logWriteIndex: operation.logWriteIndex,
-        onDevice: false,
-        acknowledge: undefined,
-      }
-      file.dirty.push(write)
+      file.dirty.push({ fileOffset: landedAt, bytes: operation.bytes.slice(), logWriteIndex: operation.logWriteIndex })
       this.trace(landedAt, operation.bytes.length, operation.bytes[0] ?? 0, operation.bytes[operation.bytes.length - 1] ?? 0)
     }
-    if (isZeroFill) {
-      this.enqueue({
-        kind: 'fsync',
-        id: this.operationNext++,
-        file,
-        zeroFill: true,
-        after: [],
-        fileOffset: operation.fileOffset,
-        length: operation.bytes.length,
-        callback: operation.callback,
-      })
-      return undefined
-    }
-    // The broken mode answers the caller now, when the write reached the cache, and writes back later unheard.
-    const acknowledgeNow = this.acknowledgeBeforeSync
+    const acknowledge = isZeroFill ? undefined : { fileOffset: operation.fileOffset, length: operation.bytes.length }
+    // The broken mode answers the caller now, when the write reached the cache, and syncs later unheard.
+    const acknowledgeNow = this.acknowledgeBeforeSync && !isZeroFill
     this.enqueue({
-      kind: 'writeBack',
+      kind: 'fsync',
       id: this.operationNext++,
       file,
-      // The write-back follows the write to where it landed (a misdirected write goes there).
-      write,
-      asked: { fileOffset: operation.fileOffset, length: operation.bytes.length },
-      call: operation.call!,
+      zeroFill: isZeroFill,
       logWriteIndex: operation.logWriteIndex,
-      fileOffset: landedAt >= 0 ? landedAt : operation.fileOffset,
+      fileOffset: operation.fileOffset,
       length: operation.bytes.length,
+      acknowledge,
       callback: acknowledgeNow ? undefined : operation.callback,
     })
     if (acknowledgeNow) return () => operation.callback(null)
