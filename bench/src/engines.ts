@@ -22,9 +22,9 @@
 //
 // better-sqlite3 is synchronous: while a transaction commits, the thread is busy, so no put can arrive.
 // The best grouping a user can write is therefore to commit every put that arrived since the last commit
-// in one transaction, as soon as nothing more can arrive without the event loop (GroupCommitter below).
-// The node:fs log is grouped the same way (one write and one fdatasync per group). Two places to run that
-// commit were measured against each other: see `groupingDefault`.
+// in one transaction (GroupCommitter below): in a closed loop of c clients, c puts per transaction. The
+// node:fs log is grouped the same way (one write and one fdatasync per group). Two places to run that
+// commit were measured against each other; the next event-loop turn won (see `groupingDefault`).
 //
 // Synchronous engines (better-sqlite3, the fs log's index) answer gets at once; the clients still
 // `await` them, as every client awaits every engine.
