@@ -24,7 +24,7 @@
 // The best grouping a user can write is therefore to commit every put that arrived since the last commit
 // in one transaction (GroupCommitter below): in a closed loop of c clients, c puts per transaction. The
 // node:fs log is grouped the same way (one write and one fdatasync per group). Two places to run that
-// commit were measured against each other; the next event-loop turn won (see `groupingDefault`).
+// commit were measured against each other; the next event-loop turn was never slower (`groupingDefault`).
 //
 // Synchronous engines (better-sqlite3, the fs log's index) answer gets at once; the clients still
 // `await` them, as every client awaits every engine.
@@ -172,12 +172,15 @@ async function openClassicLevel(directory: string): Promise<Engine> {
 export type Grouping = 'microtask-drain' | 'event-loop-turn'
 
 /**
- * The grouping the tables use: the better of the two, measured by `node bench/scripts/grouping.mjs` (c=256,
- * sequential keys, 5 paired rounds of 2 s, on a 2-core machine that other work shared at the time, so noisy):
- * better-sqlite3 made 341k puts/s with event-loop-turn against 273k with microtask-drain (drain/turn 0.85,
- * 0.69–0.94: turn won every round), the fs log 109k against 85k (0.97, 0.62–1.35: no clear winner). Both
- * committed every pending put together: 256 puts per group, one per client. So a group is never cut short
- * here, and the per-tick commit is the better of the two, not a handicap.
+ * The grouping the tables use. `node bench/scripts/grouping.mjs` (c=256, sequential keys, 5 paired rounds of
+ * 2 s; two runs on a 2-core machine that other work shared at the time, so noisy), median puts/s, turn against
+ * drain, and drain/turn per round:
+ * - better-sqlite3: 341k against 273k (0.85, 0.69–0.94: turn won every round); then 316k against 281k
+ *   (1.03, 0.78–1.17);
+ * - the fs log: 109k against 85k (0.97, 0.62–1.35); then 165k against 153k (1.06, 0.78–1.11).
+ * Both committed every pending put together, 256 puts per group (one per client), so neither cuts a group
+ * short. Turn had the higher median in all four and drain never won clearly; drain also keeps a synchronous
+ * engine's event loop from ever turning while clients keep putting. So the per-tick commit stays.
  */
 export const groupingDefault: Grouping = 'event-loop-turn'
 
