@@ -1,19 +1,30 @@
-// One adapter per engine, each opened in its strictest durable setting, each answering the same four calls.
-// A put's promise resolves only once the engine says the write is on stable storage:
+// One adapter per engine, each in its best honest durable configuration, each answering the same calls.
+// A put's promise resolves only once the engine says the write is on stable storage, and each engine gets
+// the grouping of concurrent puts that its API lets a user get from it:
 //
-// | engine        | durable acknowledgement                                   | grouping of concurrent puts          |
-// |---------------|-----------------------------------------------------------|--------------------------------------|
-// | ringkv        | put() resolves after the shard's fdatasync                | the engine's own (per shard)         |
-// | lmdb          | overlappingSync: false, so commit includes the sync       | lmdb-js's own (one txn per tick)     |
-// | classic-level | put/batch with { sync: true }                             | LevelDB's own writer queue           |
-// | better-sqlite3| journal_mode=WAL, synchronous=FULL                        | here: one transaction per tick       |
-// | node:fs log   | write, then fdatasync                                     | here: one write+fdatasync per group  |
+// | row              | durable acknowledgement                            | grouping of concurrent puts                  |
+// |------------------|----------------------------------------------------|----------------------------------------------|
+// | ringkv (default) | open(dir), no options: put() resolves after the    | the engine's own group commit, per shard     |
+// |                  | shard's fdatasync; shards = shardsDefault()        |                                              |
+// | ringkv <b> ×<n>  | the same, with backend <b> and <n> shards forced   | the same                                     |
+// | lmdb             | overlappingSync: false: the commit includes sync   | c put() promises in flight: lmdb-js commits  |
+// |                  |                                                    | what a tick queued in one transaction        |
+// | classic-level    | put() with { sync: true }                          | c put() promises in flight: LevelDB's writer |
+// |                  |                                                    | queue joins them into one synced write       |
+// | better-sqlite3   | journal_mode=WAL, synchronous=FULL                 | here: every pending put in one transaction   |
+// | node:fs log      | one write, then fdatasync                          | here: every pending put in one write + sync  |
 //
 // Why lmdb runs with overlappingSync off: with it on (lmdb-js's default on Linux) a write transaction
 // begins with MDB_NOSYNC and put() resolves once the commit is visible, while the sync runs afterwards
 // (README "Overlapping Sync Options"; write.js resolves on TXN_COMMITTED, which writer.cpp sets right after
 // mdb_txn_commit). Waiting for `db.flushed` instead would make a put wait for every later commit too.
 // With it off, mdb_txn_commit syncs before it returns, so a resolved put is durable, and nothing else waits.
+//
+// better-sqlite3 is synchronous: while a transaction commits, the thread is busy, so no put can arrive.
+// The best grouping a user can write is therefore to commit every put that arrived since the last commit
+// in one transaction (GroupCommitter below): in a closed loop of c clients, c puts per transaction. The
+// node:fs log is grouped the same way (one write and one fdatasync per group). Two places to run that
+// commit were measured against each other; the next event-loop turn was never slower (`groupingDefault`).
 //
 // Synchronous engines (better-sqlite3, the fs log's index) answer gets at once; the clients still
 // `await` them, as every client awaits every engine.
@@ -29,10 +40,12 @@ export interface EngineSpec {
   /** The row's label in the tables, e.g. `ringkv io_uring ×2`. */
   label: string
   engine: EngineName
-  /** ringkv only. */
+  /** ringkv only; with neither `shards` nor `backend`, ringkv is opened with its defaults: `open(dir)`. */
   shards?: number
   /** ringkv only. */
   backend?: 'io_uring' | 'fs'
+  /** better-sqlite3 and the fs log only: where the group commit runs (default `groupingDefault`). */
+  grouping?: Grouping
 }
 
 export interface PutOperation {
@@ -48,6 +61,8 @@ export interface Engine {
   close(): Promise<void>
   /** What the engine reports about itself after a run (ringkv: the backend each shard really used). */
   describe(): Record<string, unknown>
+  /** The configuration that really ran, in a few words for the tables (ringkv: `io_uring ×1`). */
+  setup(): string
 }
 
 export async function openEngine(spec: EngineSpec, directory: string): Promise<Engine> {
@@ -60,9 +75,9 @@ export async function openEngine(spec: EngineSpec, directory: string): Promise<E
     case 'classic-level':
       return openClassicLevel(directory)
     case 'better-sqlite3':
-      return openBetterSqlite3(directory)
+      return openBetterSqlite3(directory, spec.grouping ?? groupingDefault)
     case 'fs-log':
-      return openFsLog(directory)
+      return openFsLog(directory, spec.grouping ?? groupingDefault)
   }
 }
 
@@ -71,7 +86,8 @@ export async function openEngine(spec: EngineSpec, directory: string): Promise<E
 async function openRingkv(spec: EngineSpec, directory: string): Promise<Engine> {
   // Loaded on demand so that the other engines' child processes never load ringkv (nor its threadpool size).
   const ringkv: typeof import('@ringkv/engine') = await import('@ringkv/engine')
-  const database = await ringkv.open(directory, { shards: spec.shards, backend: spec.backend ?? 'auto' })
+  const defaults = spec.shards === undefined && spec.backend === undefined
+  const database = defaults ? await ringkv.open(directory) : await ringkv.open(directory, { shards: spec.shards, backend: spec.backend })
   return {
     put: (key, value) => database.put(key, value),
     get: (key) => database.get(key),
@@ -86,6 +102,11 @@ async function openRingkv(spec: EngineSpec, directory: string): Promise<Engine> 
         batches: shards.reduce((sum, shard) => sum + shard.batches, 0),
         records: shards.reduce((sum, shard) => sum + shard.records, 0),
       }
+    },
+    setup: () => {
+      const shards = database.stats().shards
+      const backends = [...new Set(shards.map((shard) => shard.backend))].join('+')
+      return `${backends} ×${shards.length}${defaults ? ` (open(dir), no options; shardsDefault() = ${ringkv.shardsDefault()})` : ''}`
     },
   }
 }
@@ -114,6 +135,7 @@ async function openLmdb(directory: string): Promise<Engine> {
     },
     close: () => database.close(),
     describe: () => ({ overlappingSync: false }),
+    setup: () => 'overlappingSync: false; c put() promises in flight',
   }
 }
 
@@ -133,23 +155,51 @@ async function openClassicLevel(directory: string): Promise<Engine> {
       ),
     close: () => database.close(),
     describe: () => ({ sync: true }),
+    setup: () => 'sync: true; c put() promises in flight',
   }
 }
 
 // ---- better-sqlite3 ----------------------------------------------------------------------------------
 
 /**
- * Collects the puts issued in one event-loop turn and hands them to `commit` together at the next
- * setImmediate: the group-commit a synchronous or callback API leaves to its caller. While a commit is in
- * flight, new puts wait for the next group (at most one commit in flight, as a log has one tail).
+ * Where a group commit runs, once the first put of a group has arrived:
+ * - `microtask-drain` (process.nextTick): as soon as the promise continuations now queued have all run.
+ *   When a group commits, its callers' continuations issue their next puts as microtasks, and the commit
+ *   runs right after them, so every put that can arrive without the event loop joins the group;
+ * - `event-loop-turn` (setImmediate): one turn of the event loop later, after any I/O callbacks.
+ * Both give every pending put to one commit; they differ in the hop between two commits.
+ */
+export type Grouping = 'microtask-drain' | 'event-loop-turn'
+
+/**
+ * The grouping the tables use. `node bench/scripts/grouping.mjs` (c=256, sequential keys, 5 paired rounds of
+ * 2 s; two runs on a 2-core machine that other work shared at the time, so noisy), median puts/s, turn against
+ * drain, and drain/turn per round:
+ * - better-sqlite3: 341k against 273k (0.85, 0.69–0.94: turn won every round); then 316k against 281k
+ *   (1.03, 0.78–1.17);
+ * - the fs log: 109k against 85k (0.97, 0.62–1.35); then 165k against 153k (1.06, 0.78–1.11).
+ * Both committed every pending put together, 256 puts per group (one per client), so neither cuts a group
+ * short. Turn had the higher median in all four and drain never won clearly; drain also keeps a synchronous
+ * engine's event loop from ever turning while clients keep putting. So the per-tick commit stays.
+ */
+export const groupingDefault: Grouping = 'event-loop-turn'
+
+/**
+ * Group commit for an engine that commits one group at a time: collects the puts that arrive while no
+ * commit runs and hands them all to `commit` together (where, by `grouping`). While a commit is in flight,
+ * new puts wait for the next group: at most one commit in flight, as a log has one tail.
  */
 class GroupCommitter {
   private pending: { operation: PutOperation; resolve: () => void; reject: (error: unknown) => void }[] = []
   private scheduled = false
   private committing = false
   groups = 0
+  operations = 0
 
-  constructor(private readonly commit: (operations: PutOperation[]) => Promise<void> | void) {}
+  constructor(
+    private readonly grouping: Grouping,
+    private readonly commit: (operations: PutOperation[]) => Promise<void> | void,
+  ) {}
 
   enqueue(operation: PutOperation): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -161,7 +211,8 @@ class GroupCommitter {
   private schedule(): void {
     if (this.scheduled || this.committing) return
     this.scheduled = true
-    setImmediate(() => void this.flush())
+    if (this.grouping === 'microtask-drain') process.nextTick(() => void this.flush())
+    else setImmediate(() => void this.flush())
   }
 
   private async flush(): Promise<void> {
@@ -171,6 +222,7 @@ class GroupCommitter {
     if (group.length === 0) return
     this.committing = true
     this.groups += 1
+    this.operations += group.length
     try {
       await this.commit(group.map((entry) => entry.operation))
       for (const entry of group) entry.resolve()
@@ -183,7 +235,7 @@ class GroupCommitter {
   }
 }
 
-async function openBetterSqlite3(directory: string): Promise<Engine> {
+async function openBetterSqlite3(directory: string, grouping: Grouping): Promise<Engine> {
   const { default: Database } = await import('better-sqlite3')
   const database = new Database(join(directory, 'kv.sqlite'))
   database.pragma('journal_mode = WAL')
@@ -197,7 +249,7 @@ async function openBetterSqlite3(directory: string): Promise<Engine> {
   const insertAll = database.transaction((operations: PutOperation[]) => {
     for (const { key, value } of operations) insert.run(key, value)
   })
-  const committer = new GroupCommitter((operations) => insertAll(operations))
+  const committer = new GroupCommitter(grouping, (operations) => insertAll(operations))
   return {
     put: (key, value) => committer.enqueue({ key, value }),
     get: (key) => select.get(key)?.v,
@@ -208,9 +260,12 @@ async function openBetterSqlite3(directory: string): Promise<Engine> {
     describe: () => ({
       journalMode,
       synchronous: 'FULL',
+      grouping,
       groups: committer.groups,
+      operations: committer.operations,
       sqlite: database.prepare('select sqlite_version() v').pluck().get(),
     }),
+    setup: () => `WAL, synchronous=FULL; every pending put in one transaction (${grouping})`,
   }
 }
 
@@ -258,7 +313,7 @@ function syncData(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fdatasync(fd, (error) => (error ? reject(error) : resolve())))
 }
 
-async function openFsLog(directory: string): Promise<Engine> {
+async function openFsLog(directory: string, grouping: Grouping): Promise<Engine> {
   const path = join(directory, 'log')
   const index = new Map<string, Uint8Array>()
   if (existsSync(path)) {
@@ -280,12 +335,13 @@ async function openFsLog(directory: string): Promise<Engine> {
     await syncData(fd)
     for (const { key, value } of operations) index.set(latin1(key), Uint8Array.prototype.slice.call(value))
   }
-  const committer = new GroupCommitter(commit)
+  const committer = new GroupCommitter(grouping, commit)
   return {
     put: (key, value) => committer.enqueue({ key, value }),
     get: (key) => index.get(latin1(key)),
     putMany: commit,
     close: async () => closeSync(fd),
-    describe: () => ({ groups: committer.groups }),
+    describe: () => ({ grouping, groups: committer.groups, operations: committer.operations }),
+    setup: () => `every pending put in one write + fdatasync (${grouping})`,
   }
 }

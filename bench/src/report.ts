@@ -1,24 +1,39 @@
-// Turns the runs into medians, the medians into Markdown, and checks ringkv's targets (issue 4) against
-// what this run measured. Only reads results; measures nothing.
+// Turns the runs into medians, the medians into Markdown, and checks ringkv's targets (issue 16) against
+// what this run measured, for each key order. Only reads results; measures nothing.
 
 import type { ChildResult } from './child.js'
 import type { DiskLimits } from './fio.js'
+import type { KeyOrder } from './workload.js'
+
+/** The row the targets are about: ringkv opened with `open(dir)` and nothing else. */
+export const ringkvDefaultLabel = 'ringkv (default)'
+/** The hand-written log: no index, no library, the floor of what a durable log costs. */
+export const fsLogLabel = 'node:fs log'
+/** The engines a Node.js user would install; the targets compare ringkv with the best of them. */
+export const libraryEngineLabels: readonly string[] = ['lmdb', 'classic-level', 'better-sqlite3']
 
 export interface Summary {
   label: string
+  order: KeyOrder
   runs: number
   failures: string[]
+  /** The configuration that ran, as the engine reported it in its first good run. */
+  setup: string
   puts: { concurrency: number; opsPerSecond: number; latencyUsP50: number; latencyUsP99: number }[]
-  loadSeconds: number
-  loadKeysPerSecond: number
-  getsPerSecond: number
-  getMisses: number
-  reopenMs: number
-  diskBytes: number
-  peakRssBytes: number
+  /** Medians of the load, gets and reopen phases, when this order ran them. */
+  loaded?: {
+    loadSeconds: number
+    loadKeysPerSecond: number
+    getsPerSecond: number
+    getMisses: number
+    reopenMs: number
+    diskBytes: number
+    peakRssBytes: number
+  }
 }
 
 export interface TargetCheck {
+  order: KeyOrder
   target: string
   measured: string
   ratio: number
@@ -35,12 +50,15 @@ export function median(values: number[]): number {
   return finite.length % 2 === 1 ? finite[middle]! : (finite[middle - 1]! + finite[middle]!) / 2
 }
 
-export function summarise(label: string, results: ChildResult[], concurrencies: number[]): Summary {
+export function summarise(label: string, order: KeyOrder, results: ChildResult[], concurrencies: number[]): Summary {
   const good = results.filter((result) => result.error === undefined)
+  const loaded = good.flatMap((result) => (result.loaded ? [result.loaded] : []))
   return {
     label,
+    order,
     runs: good.length,
     failures: results.filter((result) => result.error !== undefined).map((result) => result.error!),
+    setup: good[0]?.setup ?? '',
     puts: concurrencies.map((concurrency) => {
       const at = good.map((result) => result.puts.find((put) => put.concurrency === concurrency)!)
       return {
@@ -50,13 +68,18 @@ export function summarise(label: string, results: ChildResult[], concurrencies: 
         latencyUsP99: median(at.map((put) => put.latencyUsP99)),
       }
     }),
-    loadSeconds: median(good.map((result) => result.load.seconds)),
-    loadKeysPerSecond: median(good.map((result) => result.load.keysPerSecond)),
-    getsPerSecond: median(good.map((result) => result.gets.opsPerSecond)),
-    getMisses: good.reduce((sum, result) => sum + result.gets.misses + result.gets.mismatches, 0),
-    reopenMs: median(good.map((result) => result.reopenMs)),
-    diskBytes: median(good.map((result) => result.diskBytes)),
-    peakRssBytes: median(good.map((result) => result.peakRssBytes)),
+    loaded:
+      loaded.length === 0
+        ? undefined
+        : {
+            loadSeconds: median(loaded.map((result) => result.load.seconds)),
+            loadKeysPerSecond: median(loaded.map((result) => result.load.keysPerSecond)),
+            getsPerSecond: median(loaded.map((result) => result.gets.opsPerSecond)),
+            getMisses: loaded.reduce((sum, result) => sum + result.gets.misses + result.gets.mismatches, 0),
+            reopenMs: median(loaded.map((result) => result.reopenMs)),
+            diskBytes: median(loaded.map((result) => result.diskBytes)),
+            peakRssBytes: median(loaded.map((result) => result.peakRssBytes)),
+          },
   }
 }
 
@@ -83,98 +106,105 @@ function table(header: string[], rows: string[][]): string {
   return lines.join('\n')
 }
 
-export function isRingkv(label: string): boolean {
-  return label.startsWith('ringkv')
-}
-
 function putsAt(summary: Summary, concurrency: number): Summary['puts'][number] | undefined {
   return summary.puts.find((put) => put.concurrency === concurrency)
 }
 
-/** The ringkv row that did best on `score` (higher is better), and the best other row. */
-function best(summaries: Summary[], score: (summary: Summary) => number, ringkv: boolean): Summary | undefined {
+/** The row with the highest `score` among `rows`, leaving out rows that did not run or did not measure it. */
+function best(rows: Summary[], score: (summary: Summary) => number): Summary | undefined {
   let winner: Summary | undefined
-  for (const summary of summaries) {
-    if (isRingkv(summary.label) !== ringkv || summary.runs === 0 || !Number.isFinite(score(summary))) continue
+  for (const summary of rows) {
+    if (summary.runs === 0 || !Number.isFinite(score(summary))) continue
     if (winner === undefined || score(summary) > score(winner)) winner = summary
   }
   return winner
 }
 
-export function checkTargets(summaries: Summary[], disk: DiskLimits): TargetCheck[] {
+/**
+ * ringkv's targets (issue 16), as data: each compares the default row's durable puts/s at one concurrency
+ * with the best library engine's or with the node:fs log's, or its p50 at one concurrency with the best
+ * peer's (every row that is not ringkv). Each key order is checked on its own: a target holds only if it
+ * holds on both.
+ */
+export const targets: readonly {
+  concurrency: number
+  against: 'best engine' | 'node:fs log' | 'best peer p50'
+  threshold: number
+}[] = [
+  { concurrency: 256, against: 'best engine', threshold: 2 },
+  { concurrency: 256, against: 'node:fs log', threshold: 1.2 },
+  { concurrency: 4096, against: 'best engine', threshold: 2 },
+  { concurrency: 4096, against: 'node:fs log', threshold: 1.5 },
+  { concurrency: 1, against: 'best peer p50', threshold: 1.25 },
+]
+
+export function checkTargets(summaries: Summary[], orders: KeyOrder[]): TargetCheck[] {
   const checks: TargetCheck[] = []
-  const atLeast = (target: string, measured: string, ratio: number, threshold: number): void => {
-    checks.push({ target, measured, ratio, threshold, atMost: false, met: Number.isFinite(ratio) ? ratio >= threshold : null })
+  for (const order of orders) {
+    const rows = summaries.filter((summary) => summary.order === order && summary.runs > 0)
+    const ringkv = rows.find((summary) => summary.label === ringkvDefaultLabel)
+    for (const { concurrency, against, threshold } of targets) {
+      if (against === 'best peer p50') {
+        // Lower is better: the best peer is the one with the highest negated p50.
+        const p50 = (summary: Summary) => putsAt(summary, concurrency)?.latencyUsP50 ?? Number.NaN
+        const peer = best(
+          rows.filter((summary) => !summary.label.startsWith('ringkv')),
+          (summary) => -p50(summary),
+        )
+        const ratio = ringkv && peer ? p50(ringkv) / p50(peer) : Number.NaN
+        checks.push({
+          order,
+          target: `c=${concurrency}: put p50 ≤ ${threshold}× the best peer's p50`,
+          measured:
+            ringkv && peer
+              ? `${ringkv.label} ${milliseconds(p50(ringkv))} ms vs ${peer.label} ${milliseconds(p50(peer))} ms`
+              : 'not measured',
+          ratio,
+          threshold,
+          atMost: true,
+          met: Number.isFinite(ratio) ? ratio <= threshold : null,
+        })
+        continue
+      }
+      const puts = (summary: Summary) => putsAt(summary, concurrency)?.opsPerSecond ?? Number.NaN
+      const other =
+        against === 'best engine'
+          ? best(
+              rows.filter((summary) => libraryEngineLabels.includes(summary.label)),
+              puts,
+            )
+          : rows.find((summary) => summary.label === fsLogLabel)
+      const ratio = ringkv && other ? puts(ringkv) / puts(other) : Number.NaN
+      checks.push({
+        order,
+        target:
+          against === 'best engine'
+            ? `c=${concurrency}: durable puts/s ≥ ${threshold}× the best engine's (${libraryEngineLabels.join(', ')})`
+            : `c=${concurrency}: durable puts/s ≥ ${threshold}× the node:fs log's`,
+        measured: ringkv && other ? `${ringkv.label} ${count(puts(ringkv))}/s vs ${other.label} ${count(puts(other))}/s` : 'not measured',
+        ratio,
+        threshold,
+        atMost: false,
+        met: Number.isFinite(ratio) ? ratio >= threshold : null,
+      })
+    }
   }
-
-  const puts256 = (summary: Summary) => putsAt(summary, 256)?.opsPerSecond ?? Number.NaN
-  const ringkv256 = best(summaries, puts256, true)
-  const other256 = best(summaries, puts256, false)
-  // The hand-written node:fs log counts as an engine here (the strictest reading of the target); the best
-  // library engine is named beside it.
-  const library256 = best(
-    summaries.filter((summary) => summary.label !== 'node:fs log'),
-    puts256,
-    false,
-  )
-  const besideLibrary =
-    ringkv256 && library256 && library256 !== other256
-      ? `; ${(puts256(ringkv256) / puts256(library256)).toFixed(2)}× ${library256.label} ${count(puts256(library256))}/s`
-      : ''
-  atLeast(
-    'durable puts/s at concurrency 256 ≥ 2× the best other engine',
-    ringkv256 && other256
-      ? `${ringkv256.label} ${count(puts256(ringkv256))}/s vs ${other256.label} ${count(puts256(other256))}/s${besideLibrary}`
-      : 'not measured',
-    ringkv256 && other256 ? puts256(ringkv256) / puts256(other256) : Number.NaN,
-    2,
-  )
-
-  const puts4096 = (summary: Summary) => putsAt(summary, 4096)?.opsPerSecond ?? Number.NaN
-  const ringkv4096 = best(summaries, puts4096, true)
-  atLeast(
-    'durable puts/s at concurrency 4096 ≥ 1,000,000',
-    ringkv4096 ? `${ringkv4096.label} ${count(puts4096(ringkv4096))}/s` : 'not measured',
-    ringkv4096 ? puts4096(ringkv4096) / 1_000_000 : Number.NaN,
-    1,
-  )
-
-  // Lower latency is better: the best ringkv row is the one with the smallest p50 at concurrency 1.
-  const p50At1 = (summary: Summary) => -(putsAt(summary, 1)?.latencyUsP50 ?? Number.NaN)
-  const ringkv1 = best(summaries, p50At1, true)
-  const fioP50 = disk.fdatasyncAppend4KiB?.latencyUsP50
-  const ratio1 = ringkv1 && fioP50 !== undefined ? -p50At1(ringkv1) / fioP50 : Number.NaN
-  checks.push({
-    target: "p50 at concurrency 1 ≤ 1.25× one fdatasync'd 4 KiB append (fio)",
-    measured:
-      ringkv1 && fioP50 !== undefined
-        ? `${ringkv1.label} ${milliseconds(-p50At1(ringkv1))} ms vs fio ${milliseconds(fioP50)} ms` +
-          (disk.parallelPair4KiB
-            ? ` (two files in parallel, the dual log's floor: ${milliseconds(disk.parallelPair4KiB.latencyUsP50)} ms)`
-            : '')
-        : `not measured${disk.skippedReason ? ` (${disk.skippedReason})` : ''}`,
-    ratio: ratio1,
-    threshold: 1.25,
-    atMost: true,
-    met: Number.isFinite(ratio1) ? ratio1 <= 1.25 : null,
-  })
-
-  const getsScore = (summary: Summary) => summary.getsPerSecond
-  const ringkvGets = best(summaries, getsScore, true)
-  const lmdb = summaries.find((summary) => summary.label === 'lmdb' && summary.runs > 0)
-  atLeast(
-    'random gets/s ≥ lmdb-js',
-    ringkvGets && lmdb ? `${ringkvGets.label} ${count(ringkvGets.getsPerSecond)}/s vs lmdb ${count(lmdb.getsPerSecond)}/s` : 'not measured',
-    ringkvGets && lmdb ? ringkvGets.getsPerSecond / lmdb.getsPerSecond : Number.NaN,
-    1,
-  )
   return checks
+}
+
+/** One line: how many targets this run met in every key order it measured (a target holds only if it holds in each). */
+function targetsInEveryOrder(checks: TargetCheck[], orders: KeyOrder[]): string {
+  const byTarget = new Map<string, TargetCheck[]>()
+  for (const check of checks) byTarget.set(check.target, [...(byTarget.get(check.target) ?? []), check])
+  const met = [...byTarget.values()].filter((group) => group.length === orders.length && group.every((check) => check.met === true))
+  return `Met in every key order measured (${orders.join(', ')}): ${met.length} of ${byTarget.size} targets.`
 }
 
 export interface ReportContext {
   summaries: Summary[]
   disk: DiskLimits
   targets: TargetCheck[]
+  orders: KeyOrder[]
   concurrencies: number[]
   loadKeys: number
   loadBatch: number
@@ -187,47 +217,62 @@ export interface ReportContext {
 export function markdown(context: ReportContext): string {
   const { summaries, disk, concurrencies } = context
   const sections: string[] = []
+  const rounds = `median of ${context.rounds} round${context.rounds === 1 ? '' : 's'}`
+  const header = ['engine', ...concurrencies.map((concurrency) => `c=${concurrency}`)]
 
-  sections.push(
-    `### Durable puts/s (median of ${context.rounds} round${context.rounds === 1 ? '' : 's'}; c = concurrent clients, each awaiting its own put)\n\n` +
-      table(
-        ['engine', ...concurrencies.map((concurrency) => `c=${concurrency}`)],
-        summaries.map((summary) => [
-          summary.label,
-          ...concurrencies.map((concurrency) => count(putsAt(summary, concurrency)?.opsPerSecond ?? Number.NaN)),
-        ]),
-      ),
-  )
+  for (const order of context.orders) {
+    const rows = summaries.filter((summary) => summary.order === order)
+    sections.push(
+      `### Durable puts/s, ${order} keys (${rounds}; c = concurrent clients, each awaiting its own put)\n\n` +
+        table(
+          header,
+          rows.map((summary) => [
+            summary.label,
+            ...concurrencies.map((concurrency) => count(putsAt(summary, concurrency)?.opsPerSecond ?? Number.NaN)),
+          ]),
+        ),
+    )
+    sections.push(
+      `### Put latency, p50 / p99 (ms), ${order} keys\n\n` +
+        table(
+          header,
+          rows.map((summary) => [
+            summary.label,
+            ...concurrencies.map((concurrency) => {
+              const put = putsAt(summary, concurrency)
+              return put ? `${milliseconds(put.latencyUsP50)} / ${milliseconds(put.latencyUsP99)}` : '—'
+            }),
+          ]),
+        ),
+    )
+  }
 
-  sections.push(
-    '### Put latency, p50 / p99 (ms)\n\n' +
-      table(
-        ['engine', ...concurrencies.map((concurrency) => `c=${concurrency}`)],
-        summaries.map((summary) => [
-          summary.label,
-          ...concurrencies.map((concurrency) => {
-            const put = putsAt(summary, concurrency)
-            return put ? `${milliseconds(put.latencyUsP50)} / ${milliseconds(put.latencyUsP99)}` : '—'
-          }),
-        ]),
-      ),
-  )
+  for (const order of context.orders) {
+    const rows = summaries.filter((summary) => summary.order === order && summary.loaded !== undefined)
+    if (rows.length === 0) continue
+    sections.push(
+      `### Load (${count(context.loadKeys)} ${order} keys in batches of ${count(context.loadBatch)}), reads, footprint\n\n` +
+        table(
+          ['engine', 'load s', 'load keys/s', `random gets/s (c=${context.getConcurrency})`, 'peak RSS MiB', 'on disk MiB', 'reopen ms'],
+          rows.map(({ label, loaded }) => [
+            label,
+            loaded!.loadSeconds.toFixed(2),
+            count(loaded!.loadKeysPerSecond),
+            count(loaded!.getsPerSecond) + (loaded!.getMisses > 0 ? ` (${loaded!.getMisses} wrong)` : ''),
+            mebibytes(loaded!.peakRssBytes),
+            mebibytes(loaded!.diskBytes),
+            Number.isFinite(loaded!.reopenMs) ? loaded!.reopenMs.toFixed(0) : '—',
+          ]),
+        ),
+    )
+  }
 
-  sections.push(
-    `### Load (${count(context.loadKeys)} keys in batches of ${count(context.loadBatch)}), reads, footprint\n\n` +
-      table(
-        ['engine', 'load s', 'load keys/s', `random gets/s (c=${context.getConcurrency})`, 'peak RSS MiB', 'on disk MiB', 'reopen ms'],
-        summaries.map((summary) => [
-          summary.label,
-          Number.isFinite(summary.loadSeconds) ? summary.loadSeconds.toFixed(2) : '—',
-          count(summary.loadKeysPerSecond),
-          count(summary.getsPerSecond) + (summary.getMisses > 0 ? ` (${summary.getMisses} wrong)` : ''),
-          mebibytes(summary.peakRssBytes),
-          mebibytes(summary.diskBytes),
-          Number.isFinite(summary.reopenMs) ? summary.reopenMs.toFixed(0) : '—',
-        ]),
-      ),
-  )
+  // One line per row: what ran, as the engine itself reported it (the same for every key order).
+  const setups = new Map<string, string>()
+  for (const summary of summaries) if (summary.setup !== '' && !setups.has(summary.label)) setups.set(summary.label, summary.setup)
+  if (setups.size > 0) {
+    sections.push('### What ran\n\n' + [...setups].map(([label, setup]) => `- ${label}: ${setup}`).join('\n'))
+  }
 
   if (disk.available && disk.fdatasyncAppend4KiB && disk.sequentialWrite) {
     const append = disk.fdatasyncAppend4KiB
@@ -259,16 +304,18 @@ export function markdown(context: ReportContext): string {
   }
 
   sections.push(
-    "### ringkv's targets in this run\n\n" +
+    `### ringkv's targets in this run (${ringkvDefaultLabel} against its peers, for each key order)\n\n` +
       table(
-        ['target', 'measured', 'ratio', 'met'],
+        ['keys', 'target', 'measured', 'ratio', 'met'],
         context.targets.map((check) => [
+          check.order,
           check.target,
           check.measured,
           Number.isFinite(check.ratio) ? `${check.ratio.toFixed(2)}× (needs ${check.atMost ? '≤' : '≥'} ${check.threshold}×)` : '—',
-          check.met === null ? 'not measured' : check.met ? 'yes' : '**no**',
+          check.met === null ? 'not measured' : check.met ? 'met' : '**not met**',
         ]),
-      ),
+      ) +
+      `\n\n${targetsInEveryOrder(context.targets, context.orders)}`,
   )
 
   const leftOut = Object.entries(context.leftOut)

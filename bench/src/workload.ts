@@ -1,6 +1,12 @@
-// The workload every engine runs, byte for byte the same: 16-byte keys, 100-byte random values, C logical
-// clients that each await their own operation before issuing the next, and a latency histogram.
-// Nothing here knows which engine it drives; an engine is reached only through `Engine` (engines.ts).
+// The workload every engine runs, byte for byte the same: 16-byte keys in one of two orders, 100-byte random
+// values, C logical clients that each await their own operation before issuing the next, and a latency
+// histogram. Nothing here knows which engine it drives; an engine is reached only through `Engine` (engines.ts).
+//
+// The two key orders, because an ordered engine's cost depends on where a new key lands:
+// - `sequential`: `key-` and a 12-digit decimal counter, in ASCII. Key numbers are handed out in the order
+//   the puts are issued, so every put appends past the largest key (time-ordered ids): a B-tree's best case.
+// - `hashed`: the key number's hash first, so consecutive puts land all over the key space (YCSB's
+//   default): a B-tree's worst case. ringkv routes and stores every key by hash, so the order is the same to it.
 
 import { randomFillSync } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
@@ -23,18 +29,47 @@ function mix32(value: number): number {
   return h >>> 0
 }
 
+export const keyOrders = ['sequential', 'hashed'] as const
+export type KeyOrder = (typeof keyOrders)[number]
+
+const sequentialPrefix = Buffer.from('key-', 'latin1')
+const sequentialDigits = keyBytes - sequentialPrefix.length
+const sequentialIndexMax = 10 ** sequentialDigits - 1
+
+/**
+ * Key number `index` (0 ≤ index ≤ 10^12 − 1) as `key-` and 12 zero-padded decimal digits, e.g.
+ * `key-000000000042`: byte order is number order, so increasing numbers append at the end of a tree.
+ * A fresh buffer each call: an engine may keep the key it was given.
+ */
+export function sequentialKeyOf(index: number): Buffer {
+  if (!Number.isInteger(index) || index < 0 || index > sequentialIndexMax) throw new RangeError(`key number ${index} out of range`)
+  const key = Buffer.allocUnsafe(keyBytes)
+  sequentialPrefix.copy(key, 0)
+  let rest = index
+  for (let position = keyBytes - 1; position >= sequentialPrefix.length; position--) {
+    key[position] = 0x30 + (rest % 10)
+    rest = Math.floor(rest / 10)
+  }
+  return key
+}
+
 /**
  * Key number `index` (0 ≤ index < 2^32): 8 bytes of hash, so keys land all over an ordered engine's tree
  * and all over ringkv's shards, then 4 zero bytes and the index itself, so keys never collide.
  * A fresh buffer each call: an engine may keep the key it was given.
  */
-export function keyOf(index: number): Buffer {
+export function hashedKeyOf(index: number): Buffer {
   const key = Buffer.allocUnsafe(keyBytes)
   key.writeUInt32BE(mix32(index), 0)
   key.writeUInt32BE(mix32(index ^ 0x9e37_79b9), 4)
   key.writeUInt32BE(0, 8)
   key.writeUInt32BE(index >>> 0, 12)
   return key
+}
+
+/** Key number `index` in `order`: distinct numbers give distinct keys in both orders. */
+export function keyOf(order: KeyOrder, index: number): Buffer {
+  return order === 'sequential' ? sequentialKeyOf(index) : hashedKeyOf(index)
 }
 
 /** The value written under key number `index`: 100 random bytes, the same every time for that index. */
@@ -103,7 +138,8 @@ export interface ClosedLoopResult {
 
 /**
  * Runs `concurrency` logical clients, each awaiting `operation(sequence)` and then issuing the next,
- * for `warmupMs` (not counted) plus `measureMs`. Throughput counts operations that completed inside the
+ * for `warmupMs` (not counted) plus `measureMs`. `sequence` is one counter for all clients, taken as each
+ * operation is issued (0, 1, 2 …): no two operations share one, and later operations get larger ones. Throughput counts operations that completed inside the
  * measured window; latency is recorded for operations that started inside it. Every client stops
  * issuing at the end of the window and the call returns once all of them have drained, so no operation
  * outlives the phase.
