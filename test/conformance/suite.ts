@@ -217,6 +217,20 @@ export function suite({ backend, skip }: BackendCase): void {
       for (let index = 0; index < count; index += 97) expect((await engine.get(`chunk-${index}`))!.length).toBe(1000)
     })
 
+    it('reuses its chunk buffer from message to message: every value, around one larger than a chunk, reads back exactly', async () => {
+      const engine = await openDb({ shards: 1 })
+      const valueOf = (index: number): Uint8Array => new Uint8Array(index === 150 ? 2 * chunkBytes : 500 + (index % 700)).fill(index & 0xff)
+      for (let tick = 0; tick < 3; tick++) {
+        // Each tick's writes fill several chunks; the one at 150 needs a buffer of its own.
+        await Promise.all(Array.from({ length: 300 }, (_, index) => engine.put(`reuse-${tick}-${index}`, valueOf(index + tick))))
+      }
+      for (let tick = 0; tick < 3; tick++) {
+        for (let index = 0; index < 300; index++) {
+          expect(Buffer.from((await engine.get(`reuse-${tick}-${index}`))!).equals(Buffer.from(valueOf(index + tick)))).toBe(true)
+        }
+      }
+    })
+
     it('makes callers wait beyond bytesInFlightMax instead of queueing without bound', async () => {
       const bound = 16 * 1024
       const engine = await openDb({ shards: 1, bytesInFlightMax: bound })

@@ -309,13 +309,20 @@ export class ShardClient {
 
   private postWrites(): void {
     assert(this.writeCount > 0 && this.writeUsed <= this.writeBuffer.length, 'a write message holds records, within its buffer')
-    const records = this.writeBuffer.subarray(0, this.writeUsed)
+    // What travels is a copy of the records, right-sized and transferred; the chunk buffer stays for the next
+    // chunk (encodeRecord writes every byte it covers). A new chunk-sized buffer per message instead cost a
+    // 65 KiB allocation per put at c=1, and the garbage collector's threads about 65 µs of CPU per put.
+    // A buffer grown for one large request travels as it is, and the next chunk gets a standard one.
+    const oversized = this.writeBuffer.length > writeBufferBytes
+    const records = oversized ? this.writeBuffer.subarray(0, this.writeUsed) : this.writeBuffer.slice(0, this.writeUsed)
     const recordCount = this.writeCount
     const settlers: Settler[] = this.chunkLate
     if (this.chunk !== undefined) settlers.push(this.chunk)
     const bytes = this.writeUsed
-    this.writeBuffer = new Uint8Array(writeBufferBytes)
-    this.writeView = new DataView(this.writeBuffer.buffer)
+    if (oversized) {
+      this.writeBuffer = new Uint8Array(writeBufferBytes)
+      this.writeView = new DataView(this.writeBuffer.buffer)
+    }
     this.writeUsed = 0
     this.writeCount = 0
     this.chunk = undefined

@@ -122,7 +122,7 @@ export abstract class NodeFile implements StorageFile {
       return queueMicrotask(() => callback(failure))
     }
     if (size >= length) return queueMicrotask(() => callback(null))
-    const chunk = new Uint8Array(Math.min(zeroFillChunkBytes, length - size))
+    const chunk = zeroFillChunk
     const fillFrom = (offset: number): void => {
       if (offset >= length) {
         fs.fdatasync(this.fd, (error) => callback(error === null ? null : ioFailure('fsync', error, this.path)))
@@ -167,6 +167,11 @@ export abstract class NodeStorage implements Storage {
 
 /** Zero-filling writes this much at a time, off the event loop (libuv threadpool). */
 const zeroFillChunkBytes = 1024 * 1024
+/**
+ * The zeros every fill writes from: one buffer for the thread's life, never written to, so fills of both logs
+ * may read it at once (a new 1 MiB buffer per fill showed as 3.7% of a shard worker's profile at c=4096).
+ */
+const zeroFillChunk = new Uint8Array(zeroFillChunkBytes)
 
 function pathDirectory(filePath: string): string {
   return path.dirname(filePath)

@@ -1,0 +1,175 @@
+// Where a durable put's time goes, per put, on each thread and on the disk: issue 16's report.
+//   node bench/scripts/profile.mjs                                   c = 1, 256, 4096; both key orders
+//   node bench/scripts/profile.mjs --concurrency 256 --orders hashed --puts 200000
+//   RINGKV_BENCH_QUICK=1 node bench/scripts/profile.mjs              a few seconds, to keep it from rotting
+// Needs the bench built (`npx -y pnpm@10 --filter @ringkv/bench run build`, or any `run bench`): it takes its
+// keys and values from the bench's workload (bench/dist/workload.js), so both measure the same puts.
+//
+// Each (order, c) runs in a child process under V8's CPU profiler (node --cpu-prof, which profiles the main
+// thread and the shard worker each): ringkv with its default options on a fresh directory, a fixed number of
+// durable puts by c closed-loop clients, each awaiting its own put. Around the puts the child reads
+// process.cpuUsage(), stats() and the block device's counters (/sys/dev/block/M:m/stat). Per put it prints:
+//   main µs       the main thread's sampled time, less its idle samples (the bench's client loop included);
+//   worker µs     the shard worker's sampled time, less its idle samples and its wait in io_uring_enter;
+//   disk wait µs  the worker's time blocked in io_uring_enter (its batch's writes and fdatasyncs);
+//   cpu µs        user + system CPU of the whole process (every thread, and the kernel's io_uring workers);
+// and per batch: puts, device write requests and device cache flushes (from the disk's counters: zero-fills
+// of new log space count too, so the figures are an upper bound for the batch's own I/O).
+import { spawnSync } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const workloadPath = path.join(here, '..', 'dist', 'workload.js')
+
+function argument(name, fallback) {
+  const index = process.argv.indexOf(`--${name}`)
+  return index >= 0 ? process.argv[index + 1] : fallback
+}
+
+if (process.argv[2] === '--child') await child(JSON.parse(process.argv[3]))
+else main()
+
+function main() {
+  if (!fs.existsSync(workloadPath)) {
+    console.error(`profile: ${workloadPath} is missing; build the bench first: npx -y pnpm@10 --filter @ringkv/bench run build`)
+    process.exit(2)
+  }
+  const quick = process.env.RINGKV_BENCH_QUICK === '1'
+  const orders = argument('orders', 'sequential,hashed').split(',')
+  const concurrencies = argument('concurrency', '1,256,4096').split(',').map(Number)
+  const putsFor = (concurrency) => Number(argument('puts', '0')) || (quick ? 2_000 : concurrency === 1 ? 5_000 : 400_000)
+  for (const order of orders) if (order !== 'sequential' && order !== 'hashed') throw new RangeError(`--orders: unknown order ${order}`)
+  for (const concurrency of concurrencies)
+    if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new RangeError('--concurrency takes positive integers')
+
+  const rows = []
+  for (const order of orders) {
+    for (const concurrency of concurrencies) {
+      const profiles = fs.mkdtempSync(path.join(os.tmpdir(), 'ringkv-profile-'))
+      const job = { order, concurrency, puts: putsFor(concurrency), directory: path.join(profiles, 'db') }
+      const run = spawnSync(
+        process.execPath,
+        ['--cpu-prof', `--cpu-prof-dir=${profiles}`, fileURLToPath(import.meta.url), '--child', JSON.stringify(job)],
+        {
+          encoding: 'utf8',
+        },
+      )
+      if (run.status !== 0) throw new Error(`profile child failed (${order}, c=${concurrency}): ${run.stderr}`)
+      const measured = JSON.parse(run.stdout.trim().split('\n').pop())
+      // --cpu-prof names each thread's file CPU.<date>.<time>.<pid>.<thread id>.<seq>.cpuprofile: 0 is the main thread.
+      const files = fs.readdirSync(profiles).filter((name) => name.endsWith('.cpuprofile'))
+      const threadOf = (name) => Number(name.split('.')[4])
+      const mainFile = files.find((name) => threadOf(name) === 0)
+      const workerFiles = files.filter((name) => threadOf(name) !== 0)
+      if (mainFile === undefined || workerFiles.length !== 1)
+        throw new Error(`expected 2 profiles (main, one shard worker), found ${files.join(', ')}`)
+      const window = [measured.windowStartMicroseconds, measured.windowEndMicroseconds]
+      const mainTimes = sampledTimes(path.join(profiles, mainFile), window)
+      const workerTimes = sampledTimes(path.join(profiles, workerFiles[0]), window)
+      fs.rmSync(profiles, { recursive: true, force: true })
+      const perPut = (microseconds) => microseconds / measured.puts
+      rows.push({
+        order,
+        concurrency,
+        putsPerSecond: measured.puts / measured.seconds,
+        main: perPut(mainTimes.busy),
+        worker: perPut(workerTimes.busy - workerTimes.ioUringEnter),
+        diskWait: perPut(workerTimes.ioUringEnter),
+        cpu: perPut(measured.cpuMicroseconds),
+        putsPerBatch: measured.puts / measured.batches,
+        writesPerBatch: measured.diskWrites / measured.batches,
+        flushesPerBatch: measured.diskFlushes / measured.batches,
+      })
+      print(rows)
+    }
+  }
+}
+
+function print(rows) {
+  const number = (value, digits = 1) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+  console.log(
+    '\n| keys | c | puts/s | main µs/put | worker µs/put | disk wait µs/put | cpu µs/put | puts/batch | writes/batch | flushes/batch |',
+  )
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for (const row of rows) {
+    console.log(
+      `| ${row.order} | ${row.concurrency} | ${number(row.putsPerSecond, 0)} | ${number(row.main, 2)} | ${number(row.worker, 2)} | ` +
+        `${number(row.diskWait, 2)} | ${number(row.cpu, 2)} | ${number(row.putsPerBatch, 0)} | ${number(row.writesPerBatch, 2)} | ${number(row.flushesPerBatch, 2)} |`,
+    )
+  }
+}
+
+/**
+ * A .cpuprofile's sampled time in µs within `window` (CLOCK_MONOTONIC µs, the clock of V8's sample timestamps
+ * and of process.hrtime): busy (all but idle samples), and the self time of ioUringEnter.
+ */
+function sampledTimes(file, [from, to]) {
+  const profile = JSON.parse(fs.readFileSync(file, 'utf8'))
+  const nodes = new Map(profile.nodes.map((node) => [node.id, node]))
+  let busy = 0
+  let ioUringEnter = 0
+  let timestamp = profile.startTime
+  for (let index = 0; index < profile.samples.length; index++) {
+    const delta = profile.timeDeltas[index] ?? 0
+    timestamp += delta
+    if (timestamp < from || timestamp > to) continue
+    const node = nodes.get(profile.samples[index])
+    const name = node.callFrame.functionName
+    if (name === '(idle)') continue
+    busy += delta
+    if (name === 'ioUringEnter') ioUringEnter += delta
+  }
+  return { busy, ioUringEnter }
+}
+
+/** The block device holding `directory`: its counters file (a partition's, which has the same fields). */
+function deviceStatPath(directory) {
+  const dev = fs.statSync(directory).dev
+  const major = Math.floor(dev / 256) & 0xfff
+  const minor = (dev & 0xff) | ((dev >> 12) & 0xfff00)
+  return `/sys/dev/block/${major}:${minor}/stat`
+}
+
+/** Write requests and flush requests completed so far (fields 5 and 16 of the block layer's stat). */
+function deviceCounters(statPath) {
+  const fields = fs.readFileSync(statPath, 'utf8').trim().split(/\s+/).map(Number)
+  return { writes: fields[4], flushes: fields[15] ?? 0 }
+}
+
+async function child(job) {
+  const { open } = await import('@ringkv/engine')
+  const { keyOf, valueOf } = await import(workloadPath)
+  fs.mkdirSync(job.directory, { recursive: true })
+  const database = await open(job.directory)
+  const statPath = deviceStatPath(job.directory)
+  let next = 0
+  const client = async () => {
+    for (let index = next++; index < job.puts; index = next++) await database.put(keyOf(job.order, index), valueOf(index))
+  }
+  const microsecondsNow = () => Number(process.hrtime.bigint() / 1000n)
+  const diskBefore = deviceCounters(statPath)
+  const cpuBefore = process.cpuUsage()
+  const windowStartMicroseconds = microsecondsNow()
+  await Promise.all(Array.from({ length: job.concurrency }, client))
+  const windowEndMicroseconds = microsecondsNow()
+  const seconds = (windowEndMicroseconds - windowStartMicroseconds) / 1e6
+  const cpu = process.cpuUsage(cpuBefore)
+  const diskAfter = deviceCounters(statPath)
+  const batches = database.stats().shards.reduce((sum, shard) => sum + shard.batches, 0)
+  await database.close()
+  console.log(
+    JSON.stringify({
+      puts: job.puts,
+      seconds,
+      windowStartMicroseconds,
+      windowEndMicroseconds,
+      batches,
+      cpuMicroseconds: cpu.user + cpu.system,
+      diskWrites: diskAfter.writes - diskBefore.writes,
+      diskFlushes: diskAfter.flushes - diskBefore.flushes,
+    }),
+  )
+}
