@@ -8,7 +8,7 @@ import { expect, it } from 'vitest'
 const repository = fileURLToPath(new URL('..', import.meta.url))
 const script = fileURLToPath(new URL('../bench/scripts/profile.mjs', import.meta.url))
 
-it('the per-put profile prints main, worker, disk-wait and CPU µs per put, and writes and flushes per batch', async () => {
+it('the per-put profile prints main, worker, batch I/O and CPU µs per put, and writes and flushes per batch', async () => {
   // It reads the bench's keys and values from bench/dist: build it, as `run bench` does.
   execFileSync(process.execPath, [`${repository}node_modules/typescript/bin/tsc`, '-b', `${repository}bench`], { stdio: 'inherit' })
   const { stdout } = await promisify(execFile)(process.execPath, [script, '--concurrency', '1,64'], {

@@ -200,6 +200,20 @@ export function suite({ backend, skip }: BackendCase): void {
       expect(engine.stats().shards[0]!.batches - before).toBe(1)
     })
 
+    it("reports each shard's mean batch latency, consistent with its latency histogram", async () => {
+      const engine = await openDb({ shards: 1 })
+      expect(engine.stats().shards[0]!.fsyncLatencyUsMean).toBe(0)
+      for (let index = 0; index < 20; index++) await engine.put(`mean-${index}`, 'v')
+      const shard = engine.stats().shards[0]!
+      expect(shard.batches).toBe(20)
+      expect(shard.fsyncLatencyUsMean).toBeGreaterThan(0)
+      // Half the batches took at least the p50 bucket's floor, so the mean is at least half of it; none took
+      // more than the top bucket's ceiling (p99 of 20 batches is the slowest one's bucket floor; buckets are
+      // at most 1/8 of their floor wide).
+      expect(shard.fsyncLatencyUsMean).toBeGreaterThanOrEqual(shard.fsyncLatencyUsP50 / 2)
+      expect(shard.fsyncLatencyUsMean).toBeLessThanOrEqual(shard.fsyncLatencyUsP99 * 1.125)
+    })
+
     it('cuts a tick of writes larger than chunkBytes into several messages, so batches overlap', async () => {
       const engine = await openDb({ shards: 1 })
       await engine.put('warm', 'up')

@@ -24,6 +24,7 @@ import {
   statsSlotBatches,
   statsSlotBytes,
   statsSlotLatencyFirst,
+  statsSlotLatencyTotal,
   statsSlotRecords,
   latencyBucketCount,
   latencyBucketFloor,
@@ -64,6 +65,8 @@ export interface ShardStats {
   /** Latency of a batch's write + fdatasync, in microseconds (log-linear buckets, ±12.5%). */
   fsyncLatencyUsP50: number
   fsyncLatencyUsP99: number
+  /** Their mean, exact (not bucketed); 0 before the first batch. */
+  fsyncLatencyUsMean: number
   bytesInFlight: number
 }
 
@@ -241,6 +244,7 @@ export class ShardClient {
       bytes: this.stats[statsSlotBytes]!,
       fsyncLatencyUsP50: percentile(0.5),
       fsyncLatencyUsP99: percentile(0.99),
+      fsyncLatencyUsMean: this.stats[statsSlotBatches]! === 0 ? 0 : this.stats[statsSlotLatencyTotal]! / this.stats[statsSlotBatches]!,
       bytesInFlight: this.bytesInFlight,
     }
   }

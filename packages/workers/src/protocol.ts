@@ -92,7 +92,9 @@ export const statsSlotBytes = 2
 export const statsSlotLatencyFirst = 3
 export const latencySubBuckets = 8
 export const latencyBucketCount = 32 * latencySubBuckets
-export const statsSlotCount = statsSlotLatencyFirst + latencyBucketCount
+/** The sum of those latencies, in microseconds: with the batch count, their mean. */
+export const statsSlotLatencyTotal = statsSlotLatencyFirst + latencyBucketCount
+export const statsSlotCount = statsSlotLatencyTotal + 1
 export const statsBytes = statsSlotCount * Float64Array.BYTES_PER_ELEMENT
 
 /** Log-linear bucket of a latency: 8 linear steps per power of two (at most 12.5% error). */

@@ -16,7 +16,15 @@ import { segmentName, type LogKind } from './format/segment-files.js'
 import { EngineError } from './errors.js'
 import { Log, type AppendCallback } from './log/log.js'
 import type { BackendChoice } from './protocol.js'
-import { latencyBucket, statsSlotBatches, statsSlotBytes, statsSlotCount, statsSlotLatencyFirst, statsSlotRecords } from './protocol.js'
+import {
+  latencyBucket,
+  statsSlotBatches,
+  statsSlotBytes,
+  statsSlotCount,
+  statsSlotLatencyFirst,
+  statsSlotLatencyTotal,
+  statsSlotRecords,
+} from './protocol.js'
 import { recover, type LogResumption } from './log/recovery.js'
 import { type RecoveryReport } from './protocol.js'
 import { SegmentWriter } from './log/segment-writer.js'
@@ -189,5 +197,6 @@ export class Shard {
     this.stats[statsSlotRecords]! += recordCount
     this.stats[statsSlotBytes]! += body.length
     this.stats[statsSlotLatencyFirst + latencyBucket(latencyMicroseconds)]! += 1
+    this.stats[statsSlotLatencyTotal]! += latencyMicroseconds
   }
 }
