@@ -18,7 +18,9 @@
 // - FALLOCATE (a discard or write-zeroes, through the loop device) is answered ENOSYS, like every request a
 //   disk has no use for: the file has no fallocate, the loop device fails those requests as unsupported,
 //   and the kernel's zeroing falls back to writing zeros, which are ordinary writes.
-// - `cut <seed>` on stdin is the power cut. From then on every WRITE, READ and FSYNC fails with EIO, and
+// - `cut <seed>` on stdin is the power cut; `arm <seed> <n> <ms>` cuts instead as the n-th FSYNC from now
+//   arrives (that flush fails, and everything since the last one is still in the cache: the moment that
+//   holds the most acknowledged-but-unflushed data), or after <ms> if fewer flushes come. From then on every WRITE, READ and FSYNC fails with EIO, and
 //   each cached write is resolved, in order, by a PRNG seeded with <seed> (mulberry32, as model.mjs): it
 //   vanishes, survives whole, or is torn sector by sector (each 512-byte sector old or new), one third
 //   each, as SimulatedStorage.crash() does. Each write is resolved on its own, so a sector written twice
@@ -26,8 +28,8 @@
 //   `on` powers the disk back on: the stable image is the disk, and I/O works again.
 // - Only acknowledged writes can survive, and a write answered with EIO never reaches the image.
 //
-// Control, one line each way: stdin `cut <seed>` -> stdout `CUT <json>`; `on` -> `ON`; `stats` ->
-// `STATS <json>`. At start: `READY <json>` once mounted, or `FAILED <message>` and exit 1. End of stdin
+// Control, one line each way: stdin `cut <seed>` -> stdout `CUT <json>`; `arm <seed> <n> <ms>` -> `ARMED`,
+// and `CUT <json>` when the cut happens; `on` -> `ON`; `stats` -> `STATS <json>`. At start: `READY <json>` once mounted, or `FAILED <message>` and exit 1. End of stdin
 // (the test process is gone) ends the server, and with it the FUSE connection: the kernel then fails
 // every request on the mount, so nothing above can wait for an answer forever.
 //
@@ -197,6 +199,16 @@ function random(seed) {
 }
 
 /** The power cut: the device stops, and each cached write vanishes, survives whole, or tears by sector. */
+/** An armed cut: { seed, fsyncs (left until it fires), timer }. */
+let armed
+
+/** Cuts the power and says so, once per command; `trigger` says what fired it: 'command', 'fsync' or 'timer'. */
+function cutNow(seed, trigger) {
+  if (armed !== undefined) clearTimeout(armed.timer)
+  armed = undefined
+  say(`CUT ${JSON.stringify({ trigger, ...cut(seed) })}`)
+}
+
 function cut(seed) {
   poweredOn = false
   stats.cuts++
@@ -382,6 +394,10 @@ function handle(request) {
     }
     case opcode.fsync: {
       if (!poweredOn) return failWhileOff(unique)
+      if (armed !== undefined && --armed.fsyncs === 0) {
+        cutNow(armed.seed, 'fsync') // the power fails as this flush arrives: it never happens
+        return failWhileOff(unique)
+      }
       stats.fsyncs++
       if ((body.readUInt32LE(8) & 1) !== 0) stats.fsyncsDatasync++
       if (cache.length === 0) stats.fsyncsWithEmptyCache++
@@ -474,10 +490,19 @@ process.stdin.on('data', (chunk) => {
   input += chunk
   let newline
   while ((newline = input.indexOf('\n')) !== -1) {
-    const [command, argument] = input.slice(0, newline).trim().split(' ')
+    const [command, ...numbers] = input
+      .slice(0, newline)
+      .trim()
+      .split(' ')
+      .map((word, index) => (index === 0 ? word : Number(word)))
     input = input.slice(newline + 1)
-    if (command === 'cut') say(`CUT ${JSON.stringify(cut(Number(argument)))}`)
-    else if (command === 'on') {
+    if (!poweredOn && (command === 'cut' || command === 'arm')) say('FAILED the power is already off')
+    else if (command === 'cut') cutNow(numbers[0], 'command')
+    else if (command === 'arm') {
+      const [seed, fsyncs, ms] = numbers
+      armed = { seed, fsyncs, timer: setTimeout(() => cutNow(seed, 'timer'), ms) }
+      say('ARMED')
+    } else if (command === 'on') {
       poweredOn = true
       say('ON')
     } else if (command === 'stats') say(`STATS ${JSON.stringify({ ...stats, cachedWrites: cache.length, poweredOn })}`)

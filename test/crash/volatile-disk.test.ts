@@ -125,6 +125,27 @@ describe.skipIf(skip !== undefined)('a disk with a volatile write cache (FUSE)',
     }
   })
 
+  it('an armed cut fires as the n-th flush arrives: that flush fails, and only the writes since the last one are at risk', async () => {
+    const gone = seedWhere('vanished')
+    const flushedAt = nextOffset()
+    const cachedAt = nextOffset()
+    const flushedBytes = pattern(0x10, 8)
+    const cachedBytes = pattern(0x20, 8)
+    const { cut } = await disk.armCut(gone, 2, 30_000)
+    writeAt(disk.image, flushedAt, flushedBytes, true) // flush 1: this write is stable
+    const fd = openSync(disk.image, 'r+')
+    try {
+      writeSync(fd, cachedBytes, 0, cachedBytes.length, cachedAt)
+      expect(() => fsyncSync(fd), 'flush 2 is where the power fails').toThrow(/EIO|input\/output/i)
+    } finally {
+      closeSync(fd)
+    }
+    expect(await cut).toMatchObject({ trigger: 'fsync', cachedWrites: 1, vanished: 1 })
+    await disk.powerOn()
+    expect(sectorsNew(readAt(disk.image, flushedAt, flushedBytes.length), flushedBytes)).toEqual(new Array(8).fill(true))
+    expect(sectorsNew(readAt(disk.image, cachedAt, cachedBytes.length), cachedBytes)).toEqual(new Array(8).fill(false))
+  })
+
   it('a loop device over it has a write-back cache whose flush arrives as FSYNC; what it only wrote back is lost', async () => {
     const device = execFileSync('losetup', ['--find', '--show', disk.image], { encoding: 'utf8' }).trim()
     try {

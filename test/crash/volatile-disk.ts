@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url'
 
 /** What a power cut did to the writes the disk had not flushed. */
 export interface CutReport {
+  /** What fired it: the cut command, the armed FSYNC, or the armed cut's timer. */
+  trigger: 'command' | 'fsync' | 'timer'
   seed: number
   cachedWrites: number
   vanished: number
@@ -65,6 +67,12 @@ export function volatileDiskSkipReason(): string | undefined {
   return undefined
 }
 
+function isMountPoint(path: string): boolean {
+  return readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .some((line) => line.split(' ')[1] === path)
+}
+
 const live = new Set<VolatileDisk>()
 
 export class VolatileDisk {
@@ -77,7 +85,6 @@ export class VolatileDisk {
   /** Set when the server failed or was killed: the disk answers nothing any more. */
   failure: string | undefined
   private server: ChildProcess | undefined
-  private mounted = false
   private partial = ''
   private waiters: { prefix: string; resolve: (line: string) => void; reject: (error: Error) => void }[] = []
   private stderr = ''
@@ -106,7 +113,6 @@ export class VolatileDisk {
       })
       server.once('exit', (code, signal) => disk.ended(`the server exited (${code ?? signal})`))
       await disk.expect('READY', commandMsMax)
-      disk.mounted = true
       return disk
     } catch (error) {
       disk.destroy()
@@ -120,6 +126,24 @@ export class VolatileDisk {
    */
   async cut(seed: number): Promise<CutReport> {
     return JSON.parse(await this.command(`cut ${seed >>> 0}`, 'CUT')) as CutReport
+  }
+
+  /**
+   * Arms the power cut for the worst moment: as the `fsyncs`-th cache flush from now arrives (that flush
+   * fails, and every write since the previous one is still cached), or after `ms` if fewer flushes come.
+   * Resolves once the disk is armed, with the cut's report to come.
+   */
+  async armCut(seed: number, fsyncs: number, ms: number): Promise<{ cut: Promise<CutReport> }> {
+    if (!Number.isSafeInteger(fsyncs) || fsyncs < 1) throw new RangeError('fsyncs must be a positive integer')
+    const cut = this.expect('CUT', ms + commandMsMax).then((rest) => JSON.parse(rest) as CutReport)
+    cut.catch(() => {}) // a failure is reported by the command below, or to whoever awaits `cut`
+    await this.command(`arm ${seed >>> 0} ${fsyncs} ${Math.round(ms)}`, 'ARMED')
+    return { cut }
+  }
+
+  /** armCut, and the cut's report once it happened. */
+  async cutAtFlush(seed: number, fsyncs: number, ms: number): Promise<CutReport> {
+    return (await this.armCut(seed, fsyncs, ms)).cut
   }
 
   /** Power back on: the stable image is the disk, and its cache is empty. */
@@ -163,11 +187,9 @@ export class VolatileDisk {
   /** Kills the server, unmounts the FUSE mount (lazily if it is still busy) and removes everything. Never throws. */
   destroy(): void {
     this.abort()
-    if (this.mounted || existsSync(this.image)) {
-      if (spawnSync('umount', [this.mountPoint], { timeout: 10_000 }).status !== 0) {
-        spawnSync('umount', ['-l', this.mountPoint], { timeout: 10_000 })
-      }
-      this.mounted = false
+    // Mounted or not (the server may have mounted and failed before READY): /proc/mounts says.
+    if (isMountPoint(this.mountPoint) && spawnSync('umount', [this.mountPoint], { timeout: 10_000 }).status !== 0) {
+      spawnSync('umount', ['-l', this.mountPoint], { timeout: 10_000 }) // still busy: a loop device holds the disk
     }
     rmSync(this.root, { recursive: true, force: true })
     live.delete(this)
@@ -216,13 +238,13 @@ export class VolatileDisk {
         this.ended(`the server failed: ${rest}`)
         continue
       }
-      const waiter = this.waiters[0]
-      if (waiter === undefined || waiter.prefix !== kind) {
+      // The first waiter for this kind of line: an armed cut's CUT may come after later commands' answers.
+      const index = this.waiters.findIndex((waiter) => waiter.prefix === kind)
+      if (index === -1) {
         this.ended(`unexpected line from the server: ${line.slice(0, 300)}`)
         continue
       }
-      this.waiters.shift()
-      waiter.resolve(rest)
+      this.waiters.splice(index, 1)[0]!.resolve(rest)
     }
   }
 
