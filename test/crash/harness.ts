@@ -283,13 +283,23 @@ export class CrashModel {
     return allowed
   }
 
-  /** Opens `dir` in this process and checks every key against `allowedValues(acknowledged)`. */
-  async check(dir: string, backend: Backend, shards: number, acknowledged: number[]): Promise<CheckResult> {
+  /**
+   * Opens `dir` in this process and checks every key against `allowedValues(acknowledged)`. With
+   * `recoveryMode` 'truncate' (a diagnosis after a strict open was refused: it cuts the log), the open
+   * keeps the intact prefix, and the problems count the acknowledged writes that recovery could not keep.
+   */
+  async check(
+    dir: string,
+    backend: Backend,
+    shards: number,
+    acknowledged: number[],
+    recoveryMode: 'strict' | 'truncate' = 'strict',
+  ): Promise<CheckResult> {
     const allowed = this.allowedValues(acknowledged)
     const started = performance.now()
     let db
     try {
-      db = await open(dir, { shards, backend })
+      db = await open(dir, { shards, backend, recovery: recoveryMode })
     } catch (error) {
       const engineError = error as EngineError & { cause?: { code?: string } }
       return {

@@ -6,8 +6,9 @@
 //
 // What this simulates and what it does not: after a shutdown the file system issues no more I/O, so what
 // it had not written to the loop device is lost; what it had written is in the backing file and survives.
-// The loop device has no volatile write cache of its own, so a missing cache flush (REQ_PREFLUSH) in the
-// file system is not caught here, only a missing or misplaced fsync/fdatasync in ringkv.
+// Over a plain image file the loop device has no volatile write cache of its own, so a missing cache flush
+// (REQ_PREFLUSH) is not caught, only a missing or misplaced fsync/fdatasync in ringkv. With `image` set to
+// a VolatileDisk's file (volatile-disk.ts) the device does have one, and loses what was not flushed.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -55,9 +56,16 @@ const live = new Set<LoopFileSystem>()
 
 export interface LoopFileSystemOptions {
   kind: FileSystemKind
+  /** Size of the image file this creates; unused with `image`. */
   sizeBytes: number
   /** Mount options, e.g. 'errors=remount-ro' for ext4. */
   mountOptions?: string
+  /**
+   * An existing file to put the loop device on (a VolatileDisk's), instead of an image file created here;
+   * it is neither created nor removed. mkfs then neither discards nor leaves tables to initialize lazily:
+   * such a disk answers no discard, and every byte mkfs leaves should go through its cache like any write.
+   */
+  image?: string
 }
 
 export class LoopFileSystem {
@@ -69,7 +77,7 @@ export class LoopFileSystem {
 
   private constructor(readonly options: LoopFileSystemOptions) {
     this.root = mkdtempSync(join(tmpdir(), `ringkv-crash-${options.kind}-`))
-    this.image = join(this.root, 'image')
+    this.image = options.image ?? join(this.root, 'image')
     this.mountPoint = join(this.root, 'mnt')
     mkdirSync(this.mountPoint)
   }
@@ -78,13 +86,16 @@ export class LoopFileSystem {
     const fileSystem = new LoopFileSystem(options)
     live.add(fileSystem)
     try {
-      run('truncate', ['-s', String(options.sizeBytes), fileSystem.image])
-      fileSystem.device = run('losetup', ['--find', '--show', fileSystem.image]).trim()
+      if (options.image === undefined) run('truncate', ['-s', String(options.sizeBytes), fileSystem.image])
+      fileSystem.attach()
+      const device = fileSystem.device!
+      const given = options.image !== undefined
       if (options.kind === 'ext4') {
         // -m 0: no blocks reserved for root (the tests run as root, and ENOSPC must mean full).
-        run('mkfs.ext4', ['-q', '-F', '-m', '0', fileSystem.device])
+        const extended = given ? ['-E', 'nodiscard,lazy_itable_init=0,lazy_journal_init=0'] : []
+        run('mkfs.ext4', ['-q', '-F', '-m', '0', ...extended, device])
       } else {
-        run('mkfs.xfs', ['-q', '-f', fileSystem.device])
+        run('mkfs.xfs', ['-q', '-f', ...(given ? ['-K'] : []), device])
       }
       fileSystem.mount()
     } catch (error) {
@@ -98,6 +109,23 @@ export class LoopFileSystem {
   get deviceName(): string {
     if (this.device === undefined) throw new Error('no loop device attached')
     return basename(this.device)
+  }
+
+  /** Puts a loop device on the image. */
+  attach(): void {
+    if (this.device !== undefined) throw new Error(`${this.image} is already attached to ${this.device}`)
+    this.device = run('losetup', ['--find', '--show', this.image]).trim()
+  }
+
+  /**
+   * Removes the loop device (after unmount), so that nothing it or the kernel cached of the image outlives
+   * it: the next `attach` reads the image afresh.
+   */
+  detach(): void {
+    if (this.mounted) throw new Error(`${this.mountPoint} is still mounted`)
+    if (this.device === undefined) return
+    run('losetup', ['-d', this.device])
+    this.device = undefined
   }
 
   mount(): void {
@@ -136,7 +164,13 @@ export class LoopFileSystem {
    * (no log flush). Then proves the shutdown took effect: creating a file must now fail.
    */
   shutdown(): void {
-    run('xfs_io', ['-x', '-c', 'shutdown', this.mountPoint])
+    try {
+      run('xfs_io', ['-x', '-c', 'shutdown', this.mountPoint])
+    } catch (error) {
+      // On a device that already fails every write (a VolatileDisk after its cut) the file system may have
+      // shut itself down, and xfs_io cannot even stat it. Either way the probe below proves it is stopped.
+      if (!/Input\/output error/.test((error as Error).message)) throw error
+    }
     this.assertUnwritable('shutdown')
   }
 
