@@ -60,6 +60,37 @@ export function suite({ backend, skip }: BackendCase): void {
       for (const shard of engine.stats().shards) expect(shard.backend).toBe(backend)
     })
 
+    it('getMany answers keys over several shards in the order asked, undefined where absent; has says which hold a value', async () => {
+      const engine = await openDb({ shards: 4 })
+      const keys = Array.from({ length: 100 }, (_, index) => `many-${index}`)
+      await Promise.all(keys.filter((_, index) => index % 3 !== 0).map((key) => engine.put(key, `value of ${key}`)))
+      const asked = [...keys].reverse().concat(['many-1', 'never-written'])
+      const buffer = new TextEncoder().encode('many-2')
+      const answers = await engine.getMany([...asked, buffer].map((key) => key))
+      expect(answers).toHaveLength(asked.length + 1)
+      asked.forEach((key, index) => {
+        const expected = key.startsWith('many-') && Number(key.slice(5)) % 3 !== 0 ? `value of ${key}` : undefined
+        expect(answers[index] === undefined ? undefined : text(answers[index])).toBe(expected)
+      })
+      expect(text(answers[asked.length])).toBe('value of many-2')
+      expect(await engine.getMany([])).toEqual([])
+      expect(await engine.has('many-1')).toBe(true)
+      expect(await engine.has('many-3')).toBe(false)
+      expect(await engine.has(buffer)).toBe(true)
+      await engine.delete('many-1')
+      expect(await engine.has('many-1')).toBe(false)
+    })
+
+    it('getMany reads the key bytes it was called with, when the caller reuses its buffer in the same tick', async () => {
+      const engine = await openDb({ shards: 2 })
+      await engine.put('reuse-a', 'A')
+      await engine.put('reuse-b', 'B')
+      const buffer = new TextEncoder().encode('reuse-a')
+      const pending = engine.getMany([buffer])
+      buffer.set(new TextEncoder().encode('reuse-b'))
+      expect((await pending).map((value) => text(value))).toEqual(['A'])
+    })
+
     it('round-trips put, get, delete and batch with keys over several shards', async () => {
       const engine = await openDb({ shards: 4 })
       const keys = Array.from({ length: 200 }, (_, index) => `key-${index}`)
@@ -321,6 +352,10 @@ export function suite({ backend, skip }: BackendCase): void {
         [() => engine.get(''), RangeError, 'INVALID_KEY', /key must not be empty/],
         [() => engine.get(new Uint8Array(keyBytesMax + 1)), RangeError, 'KEY_TOO_LARGE', /key is 65537 bytes/],
         [() => engine.delete(undefined as never), TypeError, 'INVALID_KEY', /key must be/],
+        [() => engine.getMany('a' as never), TypeError, 'INVALID_ARGUMENT', /keys must be an array/],
+        [() => engine.getMany(['a', 7 as never]), TypeError, 'INVALID_KEY', /keys\[1\] must be a string or a Uint8Array/],
+        [() => engine.getMany(['a', '']), RangeError, 'INVALID_KEY', /keys\[1\] must not be empty/],
+        [() => engine.has(''), RangeError, 'INVALID_KEY', /key must not be empty/],
         [() => engine.delete('k'.repeat(keyBytesMax + 1)), RangeError, 'KEY_TOO_LARGE', /key is 65537 bytes/],
         [() => engine.batch('nope' as never), TypeError, 'INVALID_ARGUMENT', /operations must be an array/],
         [() => engine.batch([null as never]), TypeError, 'INVALID_ARGUMENT', /operations\[0\] must be an object/],
@@ -374,7 +409,15 @@ export function suite({ backend, skip }: BackendCase): void {
       await engine.close()
       await write // a write issued before close completes
       await engine.close()
-      for (const call of [() => engine.put('a', 'b'), () => engine.get('a'), () => engine.delete('a'), () => engine.batch([])]) {
+      const calls = [
+        () => engine.put('a', 'b'),
+        () => engine.get('a'),
+        () => engine.getMany(['a']),
+        () => engine.has('a'),
+        () => engine.delete('a'),
+        () => engine.batch([]),
+      ]
+      for (const call of calls) {
         await expect(call()).rejects.toMatchObject({ name: 'EngineError', code: 'ENGINE_CLOSED' })
       }
       expect(() => engine.stats()).toThrow(expect.objectContaining({ code: 'ENGINE_CLOSED' }))

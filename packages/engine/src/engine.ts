@@ -173,6 +173,32 @@ export class Engine {
   }
 
   /**
+   * Reads several keys at once: the values in the order of `keys`, undefined where a key holds none. The
+   * keys of one call travel to each shard as one message (as every read of one tick does), and each
+   * answer is what that shard held when it read them: there is no snapshot across shards.
+   */
+  getMany(keys: readonly (string | Uint8Array)[]): Promise<(Uint8Array | undefined)[]> {
+    try {
+      if (!Array.isArray(keys)) throw argumentError(TypeError, 'INVALID_ARGUMENT', 'keys must be an array')
+      // Checked whole before anything is queued: one bad key fails the call, and reads nothing.
+      const checked = keys.map((key: unknown, index) => {
+        const bytes = keyBytes(key, `keys[${index}]`)
+        // Kept as they are now: the caller may reuse its buffers before the reads leave (see get).
+        return bytes === key ? new Uint8Array(bytes) : bytes
+      })
+      if (this.closed) return Promise.reject(closedError())
+      return Promise.all(checked.map((key) => this.route(key).read(key)))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** Whether `key` holds a value, as get() would find it (durable data only). */
+  async has(key: string | Uint8Array): Promise<boolean> {
+    return (await this.get(key)) !== undefined
+  }
+
+  /**
    * Writes several keys. Resolves once every operation is durable. The operations that fall on one shard
    * land in one log batch, so they survive a crash all together or not at all; across shards there is
    * no such guarantee.
