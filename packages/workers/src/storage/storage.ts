@@ -122,14 +122,13 @@ export abstract class NodeFile implements StorageFile {
       return queueMicrotask(() => callback(failure))
     }
     if (size >= length) return queueMicrotask(() => callback(null))
-    const chunk = zeroFillChunk
     const fillFrom = (offset: number): void => {
       if (offset >= length) {
         fs.fdatasync(this.fd, (error) => callback(error === null ? null : ioFailure('fsync', error, this.path)))
         return
       }
-      const bytes = Math.min(chunk.length, length - offset)
-      fs.write(this.fd, chunk, 0, bytes, offset, (error, written) => {
+      const bytes = Math.min(zeroFillChunk.length, length - offset)
+      fs.write(this.fd, zeroFillChunk, 0, bytes, offset, (error, written) => {
         if (error !== null) return callback(ioFailure('write', error, this.path))
         if (written === 0) return callback({ operation: 'write', errno: 5, code: 'EIO', path: this.path })
         fillFrom(offset + written)
