@@ -1,6 +1,9 @@
 // Where a durable put's time goes, per put, on each thread and on the disk: issue 16's report.
 //   node bench/scripts/profile.mjs                                   c = 1, 256, 4096; both key orders
 //   node bench/scripts/profile.mjs --concurrency 256 --orders hashed --puts 200000
+//   node bench/scripts/profile.mjs --tree ../old-checkout              the engine built in another checkout
+//   node bench/scripts/profile.mjs --keep /tmp/profiles                keeps each run's .cpuprofile files (one per
+//                                                                      thread, 0 is the main thread) for Chrome DevTools
 //   RINGKV_BENCH_QUICK=1 node bench/scripts/profile.mjs              a few seconds, to keep it from rotting
 // Needs the bench built (`npx -y pnpm@10 --filter @ringkv/bench run build`, or any `run bench`): it takes its
 // keys and values from the bench's workload (bench/dist/workload.js), so both measure the same puts.
@@ -20,7 +23,7 @@ import { spawnSync } from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const workloadPath = path.join(here, '..', 'dist', 'workload.js')
@@ -46,11 +49,15 @@ function main() {
   for (const concurrency of concurrencies)
     if (!(Number.isInteger(concurrency) && concurrency >= 1)) throw new RangeError('--concurrency takes positive integers')
 
+  const tree = argument('tree', undefined)
+  const keep = argument('keep', undefined)
   const rows = []
   for (const order of orders) {
     for (const concurrency of concurrencies) {
-      const profiles = fs.mkdtempSync(path.join(os.tmpdir(), 'ringkv-profile-'))
-      const job = { order, concurrency, puts: putsFor(concurrency), directory: path.join(profiles, 'db') }
+      const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ringkv-profile-'))
+      const profiles = keep === undefined ? scratch : path.join(keep, `${order}-c${concurrency}`)
+      fs.mkdirSync(profiles, { recursive: true })
+      const job = { order, concurrency, puts: putsFor(concurrency), directory: path.join(scratch, 'db'), tree }
       const run = spawnSync(
         process.execPath,
         ['--cpu-prof', `--cpu-prof-dir=${profiles}`, fileURLToPath(import.meta.url), '--child', JSON.stringify(job)],
@@ -70,7 +77,7 @@ function main() {
       const window = [measured.windowStartMicroseconds, measured.windowEndMicroseconds]
       const mainTimes = sampledTimes(path.join(profiles, mainFile), window)
       const workerTimes = sampledTimes(path.join(profiles, workerFiles[0]), window)
-      fs.rmSync(profiles, { recursive: true, force: true })
+      fs.rmSync(scratch, { recursive: true, force: true })
       const perPut = (microseconds) => microseconds / measured.puts
       rows.push({
         order,
@@ -78,7 +85,7 @@ function main() {
         putsPerSecond: measured.puts / measured.seconds,
         main: perPut(mainTimes.busy),
         worker: perPut(Math.max(0, workerTimes.busy - measured.batchIoMicroseconds)),
-        diskWait: perPut(measured.batchIoMicroseconds),
+        batchIo: perPut(measured.batchIoMicroseconds),
         cpu: perPut(measured.cpuMicroseconds),
         putsPerBatch: measured.puts / measured.batches,
         writesPerBatch: measured.diskWrites / measured.batches,
@@ -98,7 +105,7 @@ function print(rows) {
   for (const row of rows) {
     console.log(
       `| ${row.order} | ${row.concurrency} | ${number(row.putsPerSecond, 0)} | ${number(row.main, 2)} | ${number(row.worker, 2)} | ` +
-        `${number(row.diskWait, 2)} | ${number(row.cpu, 2)} | ${number(row.putsPerBatch, 0)} | ${number(row.writesPerBatch, 2)} | ${number(row.flushesPerBatch, 2)} |`,
+        `${number(row.batchIo, 2)} | ${number(row.cpu, 2)} | ${number(row.putsPerBatch, 0)} | ${number(row.writesPerBatch, 2)} | ${number(row.flushesPerBatch, 2)} |`,
     )
   }
 }
@@ -136,8 +143,14 @@ function deviceCounters(statPath) {
   return { writes: fields[4], flushes: fields[15] ?? 0 }
 }
 
+/**
+ * One run (this file with --child, also run by paired.mjs): `job.puts` durable puts by `job.concurrency`
+ * closed-loop clients on `job.directory`, with the engine of `job.tree` (a checkout, built) or this one's.
+ * Prints one JSON line: what it measured.
+ */
 async function child(job) {
-  const { open } = await import('@ringkv/engine')
+  const engine = job.tree === undefined ? '@ringkv/engine' : pathToFileURL(path.resolve(job.tree, 'packages/engine/dist/index.js')).href
+  const { open } = await import(engine)
   const { keyOf, valueOf } = await import(workloadPath)
   fs.mkdirSync(job.directory, { recursive: true })
   const database = await open(job.directory)
