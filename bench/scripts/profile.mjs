@@ -84,8 +84,8 @@ function main() {
         concurrency,
         putsPerSecond: measured.puts / measured.seconds,
         main: perPut(mainTimes.busy),
-        worker: perPut(Math.max(0, workerTimes.busy - measured.batchIoMicroseconds)),
-        batchIo: perPut(measured.batchIoMicroseconds),
+        worker: perPut(Math.max(0, workerTimes.busy - (measured.batchIoMicroseconds ?? Number.NaN))),
+        batchIo: perPut(measured.batchIoMicroseconds ?? Number.NaN),
         cpu: perPut(measured.cpuMicroseconds),
         putsPerBatch: measured.puts / measured.batches,
         writesPerBatch: measured.diskWrites / measured.batches,
@@ -97,7 +97,8 @@ function main() {
 }
 
 function print(rows) {
-  const number = (value, digits = 1) => value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+  const number = (value, digits = 1) =>
+    Number.isFinite(value) ? value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '—'
   console.log(
     '\n| keys | c | puts/s | main µs/put | worker µs/put | batch I/O µs/put | cpu µs/put | puts/batch | writes/batch | flushes/batch |',
   )
@@ -170,7 +171,8 @@ async function child(job) {
   const diskAfter = deviceCounters(statPath)
   const shards = database.stats().shards
   const batches = shards.reduce((sum, shard) => sum + shard.batches, 0)
-  const batchIoMicroseconds = shards.reduce((sum, shard) => sum + shard.fsyncLatencyUsMean * shard.batches, 0)
+  // NaN (null in JSON, printed as —) for a build older than stats()'s fsyncLatencyUsMean.
+  const batchIoMicroseconds = shards.reduce((sum, shard) => sum + (shard.fsyncLatencyUsMean ?? Number.NaN) * shard.batches, 0)
   await database.close()
   console.log(
     JSON.stringify({
