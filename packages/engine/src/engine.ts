@@ -13,6 +13,7 @@ import {
   segmentBytesDefault,
   shardDirectory,
   shardsMax,
+  type AutoCheckpoint,
   type BackendChoice,
   type RecoveryReport,
 } from '@ringkv/workers'
@@ -63,6 +64,13 @@ export interface OpenOptions {
   bytesInFlightMax?: number
   /** Size of one intent log segment file. Default 64 MiB; a batch larger than this gets a segment of its own. */
   segmentBytes?: number
+  /**
+   * When a shard checkpoints by itself (its table to a checkpoint file, then the log segments it covers
+   * are removed): once its intent log holds at least max(logBytes, liveRatio x its live bytes) of batches
+   * after its last checkpoint. Default { logBytes: segmentBytes, liveRatio: 0 }. false: only `compact()`.
+   * The README's "Disk space" section says what bound on disk each choice gives.
+   */
+  autoCheckpoint?: { logBytes?: number; liveRatio?: number } | false
 }
 
 export type BatchOperation =
@@ -112,12 +120,32 @@ export class Engine {
       throw argumentError(RangeError, 'INVALID_OPTION', `options.segmentBytes must be at least ${segmentBytesMin}, got ${segmentBytes}`)
     }
 
+    let autoCheckpoint: AutoCheckpoint | false = false
+    if (options.autoCheckpoint !== false) {
+      const given = options.autoCheckpoint ?? {}
+      if (typeof given !== 'object' || given === null) {
+        throw argumentError(TypeError, 'INVALID_OPTION', 'options.autoCheckpoint must be an object or false')
+      }
+      const logBytes = positiveIntegerOption(given.logBytes ?? segmentBytes, 'options.autoCheckpoint.logBytes', Number.MAX_SAFE_INTEGER)
+      const liveRatio = given.liveRatio ?? 0
+      if (typeof liveRatio !== 'number' || !Number.isFinite(liveRatio) || liveRatio < 0) {
+        throw argumentError(
+          RangeError,
+          'INVALID_OPTION',
+          `options.autoCheckpoint.liveRatio must be a finite number >= 0, got ${String(liveRatio)}`,
+        )
+      }
+      autoCheckpoint = { logBytes, liveRatio }
+    }
+
     const absolute = path.resolve(directory)
     const lock = DatabaseDirectory.open(absolute, shards, shardsDefault())
     const clients: ShardClient[] = []
     for (let shard = 0; shard < lock.shards; shard++) clients.push(new ShardClient(shard, bytesInFlightMax))
     const opened = await Promise.allSettled(
-      clients.map((client) => client.open(shardDirectory(absolute, client.shard), backend, batchBytesMax, recovery, segmentBytes)),
+      clients.map((client) =>
+        client.open(shardDirectory(absolute, client.shard), backend, batchBytesMax, recovery, segmentBytes, autoCheckpoint),
+      ),
     )
     const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected')
     if (failed !== undefined) {
@@ -225,6 +253,17 @@ export class Engine {
     })
     if (this.closed) throw closedError()
     await Promise.all([...perShard].map(([shard, writes]) => this.clients[shard]!.write(writes)))
+  }
+
+  /**
+   * Checkpoints every shard now and removes the log segments the checkpoints cover: resolves once every
+   * shard's checkpoint is durable and current, and holds every write acknowledged before the call. A shard
+   * whose checkpoint fails (an I/O error) rejects with IO_ERROR; its previous checkpoint and its log stay
+   * as they were, and it goes on taking writes unless its log failed too.
+   */
+  async compact(): Promise<void> {
+    if (this.closed) throw closedError()
+    await Promise.all(this.clients.map((client) => client.checkpoint()))
   }
 
   stats(): EngineStats {

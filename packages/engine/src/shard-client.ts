@@ -26,10 +26,23 @@ import {
   statsSlotLatencyFirst,
   statsSlotLatencyTotal,
   statsSlotRecords,
+  statsSlotLiveEntries,
+  statsSlotLiveBytes,
+  statsSlotLogDiskBytes,
+  statsSlotCheckpointDiskBytes,
+  statsSlotCheckpoints,
+  statsSlotCheckpointFailures,
+  statsSlotCheckpointSequence,
+  statsSlotCheckpointDurationMs,
+  statsSlotCheckpointBytes,
+  statsSlotCheckpointStepMsMax,
+  statsSlotCheckpointBatchLatencyMaxUs,
   latencyBucketCount,
   latencyBucketFloor,
   type BackendChoice,
   type BackendName,
+  type AutoCheckpoint,
+  type CheckpointResult,
   type ErrorDescription,
   type OpenResponse,
   type RecoveryReport,
@@ -68,6 +81,22 @@ export interface ShardStats {
   /** Their mean, exact (not bucketed); 0 before the first batch. */
   fsyncLatencyUsMean: number
   bytesInFlight: number
+  /** Live entries, and their bytes as records (16 + key + value each): what a checkpoint holds. */
+  liveEntries: number
+  liveBytes: number
+  /** Bytes on disk of the log segments (both logs, zero-filled space included) and of checkpoint files. */
+  logDiskBytes: number
+  checkpointDiskBytes: number
+  /** Checkpoints made current since open, and given up (I/O errors). */
+  checkpoints: number
+  checkpointFailures: number
+  /** The batch sequence the current checkpoint covers (0: none). */
+  checkpointSequence: number
+  /**
+   * The last checkpoint made since open: how long it took, its size, the longest it held the shard's
+   * thread at once (the stall it can cause a write), and the slowest batch (write + fdatasync) while it ran.
+   */
+  lastCheckpoint: { durationMs: number; bytes: number; stepMsMax: number; batchLatencyUsMax: number } | undefined
 }
 
 export interface WriteOperation {
@@ -163,6 +192,7 @@ export class ShardClient {
     batchBytesMax: number,
     recovery: 'strict' | 'truncate',
     segmentBytes: number,
+    autoCheckpoint: AutoCheckpoint | false,
   ): Promise<void> {
     const response = (await this.send({
       type: 'open',
@@ -173,6 +203,7 @@ export class ShardClient {
       recovery,
       segmentBytes,
       stats: this.statsBuffer,
+      autoCheckpoint,
     })) as ShardResponse<OpenResponse>
     if (!response.ok) throw errorFrom(response.error)
     this.backend = response.value.backend
@@ -246,7 +277,39 @@ export class ShardClient {
       fsyncLatencyUsP99: percentile(0.99),
       fsyncLatencyUsMean: this.stats[statsSlotBatches]! === 0 ? 0 : this.stats[statsSlotLatencyTotal]! / this.stats[statsSlotBatches]!,
       bytesInFlight: this.bytesInFlight,
+      liveEntries: this.stats[statsSlotLiveEntries]!,
+      liveBytes: this.stats[statsSlotLiveBytes]!,
+      logDiskBytes: this.stats[statsSlotLogDiskBytes]!,
+      checkpointDiskBytes: this.stats[statsSlotCheckpointDiskBytes]!,
+      checkpoints: this.stats[statsSlotCheckpoints]!,
+      checkpointFailures: this.stats[statsSlotCheckpointFailures]!,
+      checkpointSequence: this.stats[statsSlotCheckpointSequence]!,
+      lastCheckpoint:
+        this.stats[statsSlotCheckpoints]! === 0
+          ? undefined
+          : {
+              durationMs: this.stats[statsSlotCheckpointDurationMs]!,
+              bytes: this.stats[statsSlotCheckpointBytes]!,
+              stepMsMax: this.stats[statsSlotCheckpointStepMsMax]!,
+              batchLatencyUsMax: this.stats[statsSlotCheckpointBatchLatencyMaxUs]!,
+            },
     }
+  }
+
+  /**
+   * Checkpoints the shard as of every batch durable when the worker takes the request, and retires the log
+   * it covers. Not counted as a task in flight: close() does not wait for it, it stops it (ENGINE_CLOSED).
+   */
+  async checkpoint(): Promise<CheckpointResult | undefined> {
+    if (this.failure !== undefined) throw this.failure
+    let response: ShardResponse<unknown>
+    try {
+      response = (await this.pool.run({ type: 'checkpoint' } satisfies ShardRequest)) as ShardResponse<unknown>
+    } catch (error) {
+      throw new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
+    }
+    if (!response.ok) throw errorFrom(response.error)
+    return response.value as CheckpointResult | undefined
   }
 
   /** Posts what is queued to the worker, waits until nothing is queued or in flight, closes the shard and its thread. */

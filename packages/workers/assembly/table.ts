@@ -37,6 +37,19 @@
 // its class's free list and is handed out before bump space. Classes are exact to 8 bytes up to 1 KiB,
 // then 8 per power of two (at most 12.5% rounding). Blocks of different classes are not merged.
 //
+//   free block (the same first word as an entry, so that the arena can be walked block by block)
+//   | offset | size | field                                                                  |
+//   |--------|------|------------------------------------------------------------------------|
+//   | 0      | 4    | freeMarker (0xFFFFFF: longer than any key) and size class (bits 24..31)|
+//   | 4      | 4    | the next free block of the class, 0 at the end                         |
+//
+// The arena from arenaStart to arenaBump is tiled by blocks that never move, split or merge: entries,
+// free blocks, and the two scratch blocks (inputBlock, outputBlock, whose first word is whatever was
+// copied in; the walk knows them by address). An entry stays at its address for as long as its key is
+// neither deleted nor overwritten with a value of another size class. `scanEntries` walks the arena in
+// address order, in pieces, for a checkpoint (src/checkpoint/ says why a walk in pieces, while batches
+// are applied in between, gives a correct checkpoint).
+//
 // Limits and the full path:
 //   | limit                 | value                              | when reached                          |
 //   |-----------------------|------------------------------------|---------------------------------------|
@@ -74,6 +87,8 @@ const arenaSpareInitial: u64 = 64 * 1024
 const arenaHeadroomMin: u64 = 1024 * 1024
 const blockBytesMin: u64 = 16
 const sizeClassCount: u32 = 320
+// The first word's low 24 bits of a free block: no key is this long (keyBytesMaxValue is 64 KiB).
+const freeMarker: u32 = 0xffffff
 
 export const statusOk: i32 = 0
 export const statusFull: i32 = 1
@@ -105,6 +120,8 @@ let indexStart: usize = 0
 let slotCount: u32 = 0
 let slotMask: u32 = 0
 let entryCountValue: u32 = 0
+// The live entries' bytes as records (16 + key + value each): what a checkpoint of the table writes.
+let liveBytesValue: u64 = 0
 let freeBlockBytes: u64 = 0
 // Arena room that batches leave spare, so that a full table can still take the keys of a read.
 let scratchHeadroomBytes: u64 = 0
@@ -152,7 +169,7 @@ function allocateBlock(sizeClass: u32): usize {
   const head = load<u32>(headAddress)
   const bytes = sizeClassBytes(sizeClass)
   if (head != 0) {
-    store<u32>(headAddress, load<u32>(head))
+    store<u32>(headAddress, load<u32>(head, 4))
     const countAddress = freeCounts + (sizeClass << 2)
     store<u32>(countAddress, load<u32>(countAddress) - 1)
     freeBlockBytes -= bytes
@@ -167,7 +184,8 @@ function allocateBlock(sizeClass: u32): usize {
 function freeBlock(block: usize, sizeClass: u32): void {
   assert(block >= arenaStart && block < arenaBump)
   const headAddress = freeHeads + (sizeClass << 2)
-  store<u32>(block, load<u32>(headAddress))
+  store<u32>(block, freeMarker | (sizeClass << 24))
+  store<u32>(block, load<u32>(headAddress), 4)
   store<u32>(headAddress, u32(block))
   const countAddress = freeCounts + (sizeClass << 2)
   store<u32>(countAddress, load<u32>(countAddress) + 1)
@@ -386,11 +404,13 @@ function put(key: usize, keyLength: u32, value: usize, valueLength: u32): void {
     store<u32>(address, tag)
     store<u32>(address, u32(block), 4)
     entryCountValue++
+    liveBytesValue += u64(recordHeaderBytes) + keyLength + valueLength
     return
   }
   const address = slotAddress(u32(slot))
   const entry = usize(load<u32>(address, 4))
   const entryClass = load<u32>(entry) >>> 24
+  liveBytesValue = liveBytesValue - load<u32>(entry, 4) + valueLength
   if (entryClass == sizeClass) {
     store<u32>(entry, valueLength, 4)
     memory.copy(entry + entryHeaderBytes + keyLength, value, valueLength)
@@ -406,6 +426,7 @@ function remove(key: usize, keyLength: u32): void {
   const slot = findSlot(key, keyLength, keyTag(key, keyLength))
   if (slot < 0) return
   const entry = usize(load<u32>(slotAddress(u32(slot)), 4))
+  liveBytesValue -= u64(recordHeaderBytes) + keyLength + load<u32>(entry, 4)
   freeBlock(entry, load<u32>(entry) >>> 24)
   removeSlot(u32(slot))
   entryCountValue--
@@ -587,6 +608,60 @@ export function lookupBatch(keys: usize, length: u32, count: u32): i32 {
   return statusOk
 }
 
+// Set by scanEntries: how many entry addresses it listed.
+let scanListed: u32 = 0
+
+/**
+ * Walks the arena from `cursor` (a block boundary: arenaStart, or a cursor this returned) towards `end`
+ * (at most arenaBump), listing the addresses of live entries at `list` (u32 each): at most `listMax`, and
+ * entries of at most `budgetBytes` of records (16 + key + value each) unless the first alone is larger.
+ * Returns the cursor to continue from (`end` when done); scanListed() says how many were listed. The
+ * caller gives a `list` in the input block, which the walk skips like the output block.
+ */
+export function scanEntries(cursor: usize, end: usize, list: usize, listMax: u32, budgetBytes: u32): usize {
+  assert(initialized)
+  assert(cursor >= arenaStart && end <= arenaBump && listMax > 0, 'scanEntries: cursor and end within the arena')
+  let listed: u32 = 0
+  let bytes: u64 = 0
+  let block = cursor
+  while (block < end) {
+    let blockBytes: u64
+    if (block == inputBlock) {
+      blockBytes = sizeClassBytes(inputClass)
+    } else if (block == outputBlock) {
+      blockBytes = sizeClassBytes(outputClass)
+    } else {
+      const word = load<u32>(block)
+      blockBytes = sizeClassBytes(word >>> 24)
+      const keyLength = word & 0xffffff
+      if (keyLength != freeMarker) {
+        const recordBytes = u64(recordHeaderBytes) + keyLength + load<u32>(block, 4)
+        if (listed == listMax || (listed > 0 && bytes + recordBytes > u64(budgetBytes))) break
+        store<u32>(list + (usize(listed) << 2), u32(block))
+        listed++
+        bytes += recordBytes
+      }
+    }
+    assert(blockBytes >= blockBytesMin, 'scanEntries: a block with no size class')
+    block += usize(blockBytes)
+  }
+  scanListed = listed
+  return block < end ? block : end
+}
+
+export function scanListedCount(): u32 {
+  return scanListed
+}
+
+/** Where the arena starts, and where its handed-out blocks end now (a scan's range). */
+export function arenaBegin(): usize {
+  return arenaStart
+}
+
+export function arenaEnd(): usize {
+  return arenaBump
+}
+
 /** How many bytes the input block holds now. */
 export function inputCapacity(): u32 {
   return u32(sizeClassBytes(inputClass))
@@ -602,6 +677,11 @@ export function outputLength(): u32 {
 
 export function entryCount(): u32 {
   return entryCountValue
+}
+
+/** The live entries' bytes as records (exact below 2^53, as an f64 for JavaScript). */
+export function liveBytes(): f64 {
+  return f64(liveBytesValue)
 }
 
 export function errorRecordIndex(): u32 {

@@ -29,7 +29,7 @@ export class EngineError extends Error {
 
 /** An errno-carrying failure of one I/O operation, as `cause` of an IO_ERROR. */
 export interface IoFailure {
-  operation: 'write' | 'fsync' | 'open' | 'read' | 'truncate'
+  operation: 'write' | 'fsync' | 'open' | 'read' | 'truncate' | 'rename' | 'remove'
   /** Positive errno (5 for EIO). */
   errno: number
   /** The errno's name ('EIO', 'ENOSPC', 'EROFS', …). */

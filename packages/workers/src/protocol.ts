@@ -24,6 +24,17 @@ export interface OpenRequest {
   segmentBytes: number
   /** Stats slots the worker writes and the façade reads (layout below). */
   stats: SharedArrayBuffer
+  /** When the shard checkpoints by itself (false: only when asked). */
+  autoCheckpoint: AutoCheckpoint | false
+}
+
+/**
+ * The automatic checkpoint policy of a shard: a checkpoint starts once the intent log holds at least
+ * max(logBytes, liveRatio x live bytes) of batches after the current checkpoint.
+ */
+export interface AutoCheckpoint {
+  logBytes: number
+  liveRatio: number
 }
 
 /** What recovery did when the shard opened (log/recovery.ts decides; this is what the caller sees). */
@@ -38,8 +49,24 @@ export interface RecoveryReport {
   tailReason: string | undefined
   /** Whether the last thing in the completion log is a close record (a clean shutdown). */
   cleanShutdown: boolean
-  /** Set when recovery 'truncate' dropped damaged data: exactly what was lost. */
-  repaired: { firstBatchDropped: number; batchesDropped: number; intentBytesDropped: number; reason: string } | undefined
+  /**
+   * Set when recovery 'truncate' dropped damaged data: exactly what was lost. Damage to the log: the
+   * batches from firstBatchDropped on (0 when none). Damage to the checkpoint: the blocks of it that did
+   * not hold and were not loaded (the log after it is replayed in full).
+   */
+  repaired:
+    | {
+        firstBatchDropped: number
+        batchesDropped: number
+        intentBytesDropped: number
+        checkpointBlocksDropped: number
+        reason: string
+      }
+    | undefined
+  /** The sequence of the checkpoint the table was loaded from (0: none; the logs were replayed from batch 1). */
+  checkpointSequence: number
+  /** Records loaded from that checkpoint. */
+  checkpointRecords: number
   durationMs: number
 }
 
@@ -71,7 +98,26 @@ export interface CloseRequest {
   type: 'close'
 }
 
-export type ShardRequest = OpenRequest | WriteRequest | ReadRequest | CloseRequest
+/**
+ * Checkpoints the shard now (after the checkpoint in progress, if any) and retires the log segments it
+ * covers; answered once that checkpoint is current and durable.
+ */
+export interface CheckpointRequest {
+  type: 'checkpoint'
+}
+
+/** What a checkpoint that was made current wrote, and what it cost the shard's thread: a checkpoint's answer. */
+export interface CheckpointResult {
+  sequence: number
+  records: number
+  /** The file's size. */
+  bytes: number
+  durationMs: number
+  /** The longest the checkpoint held the shard's thread at once (one step: walk a piece, checksum it). */
+  stepMsMax: number
+}
+
+export type ShardRequest = OpenRequest | WriteRequest | ReadRequest | CloseRequest | CheckpointRequest
 
 /** A failure as it crosses the boundary: the façade turns it back into an EngineError. */
 export interface ErrorDescription {
@@ -94,7 +140,23 @@ export const latencySubBuckets = 8
 export const latencyBucketCount = 32 * latencySubBuckets
 /** The sum of those latencies, in microseconds: with the batch count, their mean. */
 export const statsSlotLatencyTotal = statsSlotLatencyFirst + latencyBucketCount
-export const statsSlotCount = statsSlotLatencyTotal + 1
+/** Live entries, and their bytes as records (16 + key + value each), as of the last batch applied. */
+export const statsSlotLiveEntries = statsSlotLatencyTotal + 1
+export const statsSlotLiveBytes = statsSlotLatencyTotal + 2
+/** Bytes on disk of the log segments (both logs) and of the checkpoint files: refreshed every 256 batches and at each checkpoint. */
+export const statsSlotLogDiskBytes = statsSlotLatencyTotal + 3
+export const statsSlotCheckpointDiskBytes = statsSlotLatencyTotal + 4
+/** Checkpoints made current since the shard opened, and checkpoints given up (I/O errors). */
+export const statsSlotCheckpoints = statsSlotLatencyTotal + 5
+export const statsSlotCheckpointFailures = statsSlotLatencyTotal + 6
+/** The current checkpoint's sequence (0: none). */
+export const statsSlotCheckpointSequence = statsSlotLatencyTotal + 7
+/** The last checkpoint: its duration, its size, the longest it held the shard's thread at once, and the slowest batch while it ran. */
+export const statsSlotCheckpointDurationMs = statsSlotLatencyTotal + 8
+export const statsSlotCheckpointBytes = statsSlotLatencyTotal + 9
+export const statsSlotCheckpointStepMsMax = statsSlotLatencyTotal + 10
+export const statsSlotCheckpointBatchLatencyMaxUs = statsSlotLatencyTotal + 11
+export const statsSlotCount = statsSlotLatencyTotal + 12
 export const statsBytes = statsSlotCount * Float64Array.BYTES_PER_ELEMENT
 
 /** Log-linear bucket of a latency: 8 linear steps per power of two (at most 12.5% error). */

@@ -20,11 +20,25 @@ import {
   latencyBucket,
   statsSlotBatches,
   statsSlotBytes,
+  statsSlotCheckpointBatchLatencyMaxUs,
+  statsSlotCheckpointBytes,
+  statsSlotCheckpointDiskBytes,
+  statsSlotCheckpointDurationMs,
+  statsSlotCheckpointFailures,
+  statsSlotCheckpoints,
+  statsSlotCheckpointSequence,
+  statsSlotCheckpointStepMsMax,
   statsSlotCount,
   statsSlotLatencyFirst,
   statsSlotLatencyTotal,
+  statsSlotLiveBytes,
+  statsSlotLiveEntries,
+  statsSlotLogDiskBytes,
   statsSlotRecords,
+  type AutoCheckpoint,
 } from './protocol.js'
+import { CheckpointWriter, type CheckpointCallback } from './checkpoint/checkpoint-writer.js'
+import { batchHeaderBytes } from './format/record.js'
 import { recover, type LogResumption } from './log/recovery.js'
 import { type RecoveryReport } from './protocol.js'
 import { SegmentWriter } from './log/segment-writer.js'
@@ -63,7 +77,12 @@ export interface ShardOptions {
   tableBytesMax?: number
   /** Benchmark switch: no completion log. Such a shard cannot be recovered strictly. */
   intentOnly?: boolean
+  /** When the shard checkpoints by itself; default { logBytes: segmentBytes, liveRatio: 0 }; false: only when asked. */
+  autoCheckpoint?: AutoCheckpoint | false
 }
+
+/** Batches between two refreshes of the disk-bytes stats (a directory listing and a stat per file). */
+const diskStatsEveryBatches = 256
 
 export class Shard {
   readonly storage: Storage
@@ -73,6 +92,21 @@ export class Shard {
   private readonly stats: Float64Array
   /** Durable batches, in order, whose writers may already be answered, not yet applied to the table. */
   private durable: { body: Uint8Array; recordCount: number }[] = []
+  private readonly directory: string
+  private readonly autoCheckpoint: AutoCheckpoint | false
+  private readonly checkpointWriter: CheckpointWriter
+  /** The current checkpoint's sequence (0: none). */
+  private checkpointSequence: number
+  /** Intent bytes of the durable batches after the current checkpoint: what a reopen would replay. */
+  private logBytesSinceCheckpoint: number
+  /** The checkpoint being written: what it will cover, and who waits for it. */
+  private checkpointRun: { logBytes: number; waiters: CheckpointCallback[]; batchLatencyMaxUs: number } | undefined
+  /** Who asked for a checkpoint while one was being written: they wait for the next one. */
+  private checkpointWaiters: CheckpointCallback[] = []
+  /** An automatic checkpoint failed: the next one waits until the log has grown by the threshold again. */
+  private autoCheckpointAfterBytes = 0
+  private batchesSinceDiskStats = 0
+  private closing = false
 
   private constructor(options: ShardOptions) {
     this.stats = options.stats ?? new Float64Array(statsSlotCount)
@@ -82,6 +116,19 @@ export class Shard {
     this.table = options.table ?? WasmTable.create(options.tableBytesMax === undefined ? {} : { memoryBytesMax: options.tableBytesMax })
     if (options.storage === undefined) fs.mkdirSync(options.directory, { recursive: true })
     this.storage = options.storage ?? createStorage(options.backend)
+    this.directory = options.directory
+    this.autoCheckpoint = options.autoCheckpoint ?? { logBytes: segmentBytes, liveRatio: 0 }
+    if (this.autoCheckpoint !== false) {
+      const { logBytes, liveRatio } = this.autoCheckpoint
+      if (!(Number.isSafeInteger(logBytes) && logBytes > 0)) throw new RangeError('autoCheckpoint.logBytes must be a positive integer')
+      if (!(liveRatio >= 0 && Number.isFinite(liveRatio))) throw new RangeError('autoCheckpoint.liveRatio must be a finite number >= 0')
+    }
+    this.checkpointWriter = new CheckpointWriter({
+      storage: this.storage,
+      directory: options.directory,
+      shard: options.shard,
+      failed: () => this.log.failed,
+    })
     try {
       const result = recover(
         this.storage,
@@ -102,6 +149,14 @@ export class Shard {
         },
       )
       this.recovery = result.report
+      this.checkpointSequence = result.report.checkpointSequence
+      this.logBytesSinceCheckpoint = result.report.bytesReplayed
+      // What recovery found unneeded: checkpoints superseded or unfinished, segments a checkpoint covers.
+      for (const file of result.discardFiles) this.storage.remove(file)
+      for (const segment of result.retireSegments.intent) this.storage.remove(path.join(options.directory, segmentName('intent', segment)))
+      for (const segment of result.retireSegments.completion) {
+        this.storage.remove(path.join(options.directory, segmentName('completion', segment)))
+      }
       // Cut the completion log first: then no completion record ever points at intent bytes already cut.
       const completion = this.resume(
         'completion',
@@ -129,10 +184,24 @@ export class Shard {
       this.storage.close()
       throw error
     }
+    this.stats[statsSlotCheckpointSequence] = this.checkpointSequence
+    this.refreshStats()
   }
 
   static open(options: ShardOptions): Shard {
     return new Shard(options)
+  }
+
+  /**
+   * Checkpoints the shard (checkpoint/checkpoint-writer.ts) as of every batch durable now, and retires the
+   * log segments it covers; calls back once that checkpoint is current, or with why it is not. A call
+   * while a checkpoint is being written waits for the next one, which starts when that one ends.
+   */
+  checkpoint(callback: CheckpointCallback): void {
+    if (this.closing) return callback(new EngineError('ENGINE_CLOSED', 'the shard is closing'), undefined)
+    if (this.log.failed !== undefined) return callback(this.log.failed, undefined)
+    this.checkpointWaiters.push(callback)
+    if (this.checkpointRun === undefined) this.startCheckpoint()
   }
 
   write(records: Uint8Array, recordCount: number, callback: AppendCallback): void {
@@ -144,14 +213,92 @@ export class Shard {
     return this.table.getPacked(keys, count)
   }
 
-  /** Waits for the commit in flight, writes the close record, then releases the files, backend and table. */
+  /**
+   * Stops a checkpoint in progress (it is given up; its waiters get ENGINE_CLOSED), waits for the commit
+   * in flight, writes the close record, then releases the files, backend and table.
+   */
   close(callback: () => void): void {
-    this.log.close(() => {
-      this.durable = []
-      this.storage.close()
-      this.table.dispose()
-      callback()
+    this.closing = true
+    const closeLog = (): void =>
+      this.log.close(() => {
+        this.durable = []
+        this.storage.close()
+        this.table.dispose()
+        callback()
+      })
+    if (this.checkpointRun === undefined) return closeLog()
+    this.checkpointWriter.abort(closeLog)
+  }
+
+  private startCheckpoint(): void {
+    const waiters = this.checkpointWaiters
+    this.checkpointWaiters = []
+    this.applyDurable()
+    const point = this.log.durable
+    if (point.sequence === this.checkpointSequence) {
+      // Nothing new since the current checkpoint: it is the checkpoint asked for.
+      for (const waiter of waiters) waiter(null, undefined)
+      return
+    }
+    const run = { logBytes: this.logBytesSinceCheckpoint, waiters, batchLatencyMaxUs: 0 }
+    this.checkpointRun = run
+    this.checkpointWriter.write(point, this.table.scan(), (error, result) => {
+      this.checkpointRun = undefined
+      if (error === null) {
+        this.checkpointSequence = point.sequence
+        this.logBytesSinceCheckpoint -= run.logBytes
+        this.autoCheckpointAfterBytes = 0
+        try {
+          this.log.retireBefore(point)
+        } catch {
+          // A segment that could not be removed stays; the next open retires it (recovery's retireSegments).
+        }
+        this.stats[statsSlotCheckpoints]! += 1
+        this.stats[statsSlotCheckpointSequence] = result!.sequence
+        this.stats[statsSlotCheckpointDurationMs] = result!.durationMs
+        this.stats[statsSlotCheckpointBytes] = result!.bytes
+        this.stats[statsSlotCheckpointStepMsMax] = result!.stepMsMax
+        this.stats[statsSlotCheckpointBatchLatencyMaxUs] = run.batchLatencyMaxUs
+      } else {
+        this.stats[statsSlotCheckpointFailures]! += 1
+        // An automatic checkpoint that failed is tried again only after as much log again.
+        this.autoCheckpointAfterBytes = this.logBytesSinceCheckpoint
+      }
+      if (!this.closing) this.refreshStats()
+      for (const waiter of run.waiters) waiter(error, result)
+      if (this.checkpointWaiters.length > 0 && !this.closing) {
+        if (this.log.failed !== undefined) {
+          const waiting = this.checkpointWaiters
+          this.checkpointWaiters = []
+          for (const waiter of waiting) waiter(this.log.failed, undefined)
+        } else {
+          this.startCheckpoint()
+        }
+      }
     })
+  }
+
+  /** Whether the automatic policy asks for a checkpoint now. */
+  private checkpointDue(): boolean {
+    if (this.autoCheckpoint === false || this.checkpointRun !== undefined || this.closing || this.log.failed !== undefined) return false
+    const threshold = Math.max(this.autoCheckpoint.logBytes, this.autoCheckpoint.liveRatio * this.table.liveBytes)
+    return this.logBytesSinceCheckpoint >= threshold + this.autoCheckpointAfterBytes
+  }
+
+  /** Live entries and bytes, and the bytes of the shard's files on disk. */
+  private refreshStats(): void {
+    this.stats[statsSlotLiveEntries] = this.table.size
+    this.stats[statsSlotLiveBytes] = this.table.liveBytes
+    let logBytes = 0
+    let checkpointBytes = 0
+    for (const name of this.storage.list(this.directory)) {
+      const bytes = this.storage.size(path.join(this.directory, name))
+      if (name.startsWith('checkpoint-')) checkpointBytes += bytes
+      else logBytes += bytes
+    }
+    this.stats[statsSlotLogDiskBytes] = logBytes
+    this.stats[statsSlotCheckpointDiskBytes] = checkpointBytes
+    this.batchesSinceDiskStats = 0
   }
 
   get failed(): EngineError | undefined {
@@ -180,6 +327,14 @@ export class Shard {
     })
   }
 
+  private readonly refreshStatsIfOpen = (): void => {
+    if (!this.closing && this.batchesSinceDiskStats >= diskStatsEveryBatches) this.refreshStats()
+  }
+
+  private readonly startAutoCheckpoint = (): void => {
+    if (this.checkpointDue()) this.startCheckpoint()
+  }
+
   /** Applies the durable batches not applied yet, in order. */
   private readonly applyDurable = (): void => {
     const durable = this.durable
@@ -193,6 +348,13 @@ export class Shard {
     // answers are posted from microtasks, and go first. (A read may empty the queue before it runs; then it
     // finds the queue empty, or applies batches that came after: both fine.)
     if (this.durable.push({ body, recordCount }) === 1) setImmediate(this.applyDurable)
+    this.logBytesSinceCheckpoint += batchHeaderBytes + body.length
+    if (this.checkpointRun !== undefined) {
+      this.checkpointRun.batchLatencyMaxUs = Math.max(this.checkpointRun.batchLatencyMaxUs, latencyMicroseconds)
+    }
+    if (++this.batchesSinceDiskStats >= diskStatsEveryBatches) setImmediate(this.refreshStatsIfOpen)
+    // Started on the next turn, after this batch's writers are answered.
+    if (this.checkpointDue()) setImmediate(this.startAutoCheckpoint)
     this.stats[statsSlotBatches]! += 1
     this.stats[statsSlotRecords]! += recordCount
     this.stats[statsSlotBytes]! += body.length

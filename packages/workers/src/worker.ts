@@ -96,6 +96,7 @@ function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<Shard
           // A benchmark switch, not a user mode: measures what the completion log costs.
           intentOnly: process.env.RINGKV_BENCH_INTENT_ONLY === '1',
           stats: new Float64Array(request.stats),
+          autoCheckpoint: request.autoCheckpoint,
         })
       } catch (error) {
         return failure(error)
@@ -115,6 +116,15 @@ function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<Shard
     case 'read': {
       if (shard === undefined) return notOpen()
       return { ok: true, value: shard.read(request.keys, request.count) }
+    }
+    case 'checkpoint': {
+      const open = shard
+      if (open === undefined) return notOpen()
+      return answerWhenDone((answer) => {
+        open.checkpoint((error, result) => {
+          answer(error === null ? { ok: true, value: result } : { ok: false, error: describe(error) })
+        })
+      })
     }
     case 'close': {
       const open = shard

@@ -7,6 +7,8 @@
 
 /** Which of a shard's two logs: the name of the idea everywhere (segment files, storage, the rings). */
 export type LogKind = 'intent' | 'completion'
+/** What a shard's file is for: one of the logs' segments, or a checkpoint (format/checkpoint.ts). */
+export type FileKind = LogKind | 'checkpoint'
 
 const segmentPattern = /^(intent|completion)-(\d{8})\.wal$/
 

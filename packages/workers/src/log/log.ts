@@ -30,6 +30,13 @@ import { followsOn, type SegmentLocation, type SegmentWriter } from './segment-w
 
 export type AppendCallback = (error: EngineError | null) => void
 
+/** A durable batch's sequence and where it ended in each log. */
+export interface DurablePoint {
+  sequence: number
+  intent: SegmentLocation
+  completion: SegmentLocation
+}
+
 interface PendingRequest {
   records: Uint8Array
   recordCount: number
@@ -64,6 +71,8 @@ export class Log {
   private closeCallback: (() => void) | undefined
   /** Where the last batch written to the intent log ended: the next one starts there, or at 0 of a later segment. */
   private intentEnd: SegmentLocation
+  /** The last durable batch, and where it ended in each log: what a checkpoint records. */
+  private durableEnd: DurablePoint
 
   constructor(options: LogOptions) {
     if (!(options.batchBytesMax > 0)) throw new RangeError('batchBytesMax must be positive')
@@ -75,6 +84,17 @@ export class Log {
     this.onDurable = options.onDurable
     this.reserve = options.reserve
     this.intentEnd = options.intent.location
+    this.durableEnd = { sequence: this.nextSequence - 1, intent: options.intent.location, completion: options.completion.location }
+  }
+
+  /** The last durable batch and where it ended in each log (the next batch goes there, or to a later segment). */
+  get durable(): DurablePoint {
+    return this.durableEnd
+  }
+
+  /** Retires both logs' segments before the given ones (a checkpoint covers them). */
+  retireBefore(point: DurablePoint): { intent: number[]; completion: number[] } {
+    return { intent: this.intent.retireBefore(point.intent.segment), completion: this.completion.retireBefore(point.completion.segment) }
   }
 
   /** The first I/O failure, after which the log refuses writes. */
@@ -165,9 +185,10 @@ export class Log {
     const started = performance.now()
     let outstanding = 1
     let firstFailure: IoFailure | null = null
+    const end: DurablePoint = { sequence, intent: this.intentEnd, completion: this.durableEnd.completion }
     const done = (failure: IoFailure | null): void => {
       firstFailure ??= failure
-      if (--outstanding === 0) this.commitCallback(firstFailure, requests, body, recordCount, started)
+      if (--outstanding === 0) this.commitCallback(firstFailure, requests, body, recordCount, started, end)
     }
     this.intent.append(
       buffer,
@@ -182,11 +203,14 @@ export class Log {
           )
         }
         this.intentEnd = { segment: location.segment, offset: location.offset + buffer.length }
+        end.intent = this.intentEnd
         if (this.intentOnly) return
         outstanding++
         this.completion.append(
           sealCompletion(sequence, location, buffer.length, recordCount, intentChecksum, completionStatusWritten),
-          () => {},
+          (placed) => {
+            end.completion = { segment: placed.segment, offset: placed.offset + completionRecordBytes }
+          },
           done,
         )
       },
@@ -200,6 +224,7 @@ export class Log {
     body: Uint8Array,
     recordCount: number,
     started: number,
+    end: DurablePoint,
   ): void {
     this.commitInFlight = false
     if (failure !== null) {
@@ -217,6 +242,7 @@ export class Log {
       for (const request of failed) request.callback(this.failure)
     } else {
       this.nextSequence++
+      this.durableEnd = end
       this.onDurable(body, recordCount, (performance.now() - started) * 1000)
       for (const request of requests) request.callback(null)
     }

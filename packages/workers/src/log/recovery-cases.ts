@@ -37,6 +37,8 @@
 //                        next sequence: torn bytes, or the next batch intact without its completion record
 //     beyond             (tail) an intact batch with a sequence past the next one
 //     unknown            not looked at: a record that does not hold names no batch to look at
+//     covered            not looked at: the batch's sequence is not after the checkpoint's (the
+//                        checkpoint holds it)
 //   last        the record is the last "written" record and no close record follows it (so its batch may
 //               still have been in flight at the crash); 'any' where it does not matter
 //
@@ -44,6 +46,7 @@
 //
 // The decisions:
 //   apply   hand the batch to the table and go on;
+//   skip    the checkpoint already holds the batch: go on;
 //   drop    the batch (or the tail) was never acknowledged: cut it from both logs, report it in `tailReason`;
 //   end     nothing more to read;
 //   refuse  acknowledged data is damaged: `open` fails with EngineError('WAL_CORRUPT') naming the shard, the
@@ -59,7 +62,7 @@
 import assert from 'node:assert/strict'
 
 export const completionStates = ['valid', 'damaged', 'out_of_sequence', 'after_empty_slot', 'none'] as const
-export const intentStates = ['intact', 'torn', 'damaged', 'misplaced', 'clean', 'in_flight', 'beyond', 'unknown'] as const
+export const intentStates = ['intact', 'torn', 'damaged', 'misplaced', 'clean', 'in_flight', 'beyond', 'unknown', 'covered'] as const
 export type CompletionState = (typeof completionStates)[number]
 export type IntentState = (typeof intentStates)[number]
 
@@ -69,7 +72,7 @@ export interface RecoveryFacts {
   last: boolean
 }
 
-export type RecoveryDecision = 'apply' | 'drop' | 'end' | 'refuse'
+export type RecoveryDecision = 'apply' | 'skip' | 'drop' | 'end' | 'refuse'
 
 export interface RecoveryCase {
   label: string
@@ -96,6 +99,7 @@ function row(
 export const recoveryCases: readonly RecoveryCase[] = [
   //  label                          completion             intent                  last    decision  why
   row('complete',                    ['valid'],             ['intact'],             'any',  'apply',  'both halves are durable: the batch is whole'),
+  row('covered_by_checkpoint',       ['valid'],             ['covered'],            'any',  'skip',   'the checkpoint holds this batch (its sequence is not after the checkpoint\'s): its intent bytes may already be retired'),
   row('torn_last',                   ['valid'],             ['torn'],               true,   'drop',   "the crash came between the two logs' writes, so it was never acknowledged"),
   row('damaged_last',                ['valid'],             ['damaged'],            true,   'refuse', 'a crash cannot damage a batch without a zero sector: damage to a batch that may be acknowledged'),
   row('broken_before_last',          ['valid'],             ['torn', 'damaged'],    false,  'refuse', 'a later batch (or the close) was written only after this one was acknowledged'),
@@ -114,7 +118,7 @@ function matches<State>(pattern: readonly State[] | 'any', state: State): boolea
 
 /** The intent states recovery can find with each completion state; any other pair cannot occur. */
 const intentStatesWith: Record<CompletionState, readonly IntentState[]> = {
-  valid: ['intact', 'torn', 'damaged', 'misplaced'],
+  valid: ['intact', 'torn', 'damaged', 'misplaced', 'covered'],
   damaged: ['unknown'],
   out_of_sequence: ['unknown'],
   after_empty_slot: ['unknown'],
@@ -138,4 +142,61 @@ export function recoveryCase(facts: RecoveryFacts): RecoveryCase {
   }
   if (found === undefined) assert.fail(`recovery facts ${JSON.stringify(facts)} match no case`)
   return found
+}
+
+// ---- checkpoints ---------------------------------------------------------------------------------
+//
+// Before the logs, recovery looks at the shard's checkpoint files (format/checkpoint.ts) and decides, by
+// the table below, which one the table starts from. What the checkpoint path guarantees
+// (checkpoint/checkpoint-writer.ts), and these cases rely on:
+// - a checkpoint is written to a `.tmp` file, every byte of it made durable (fdatasync), and only then
+//   renamed to its `.ckpt` name, the directory fsynced: a `.ckpt` file was whole and durable before it
+//   could be seen under that name, so a crash never leaves one torn;
+// - only after that are older checkpoints removed and the log segments wholly before its sequence retired:
+//   so when a `.ckpt` exists, every batch after its sequence is still in the logs, starting in the segments
+//   its header names (which are never retired by it);
+// - a checkpoint is made only of durable data (batches up to its sequence, applied to the table).
+//
+// The facts, one per checkpoint file (or 'none' when the shard has no `.ckpt` file):
+//   none          no checkpoint file made current
+//   intact        the newest `.ckpt`: every checksum holds, and it names this shard and its own sequence
+//   damaged       the newest `.ckpt`, and something in it does not hold
+//   log_missing   the newest `.ckpt` is intact, but a log segment its header says the log goes on in is gone
+//   superseded    an older `.ckpt`, with a newer one present
+//   unfinished    a `.tmp`: a checkpoint that was never made current
+
+export const checkpointStates = ['none', 'intact', 'damaged', 'log_missing', 'superseded', 'unfinished'] as const
+export type CheckpointState = (typeof checkpointStates)[number]
+
+/**
+ * replay   replay the logs from the first batch (there is no checkpoint);
+ * load     load the checkpoint into the table, then replay the logs' batches after its sequence;
+ * discard  remove the file once the shard is open (it holds nothing that is needed);
+ * refuse   acknowledged data is damaged or missing: WAL_CORRUPT, or with recovery: 'truncate', load what
+ *          holds of it, replay the logs after it, and say exactly what was lost (`repaired`).
+ */
+export type CheckpointDecision = 'replay' | 'load' | 'discard' | 'refuse'
+
+export interface CheckpointCase {
+  label: string
+  checkpoint: CheckpointState
+  decision: CheckpointDecision
+  why: string
+}
+
+// prettier-ignore
+export const checkpointCases: readonly CheckpointCase[] = [
+  //  label                      checkpoint      decision    why
+  { label: 'no_checkpoint',      checkpoint: 'none',        decision: 'replay',  why: 'the logs hold every batch from the first' },
+  { label: 'checkpoint_intact',  checkpoint: 'intact',      decision: 'load',    why: 'the newest checkpoint holds: the logs hold every batch after it' },
+  { label: 'checkpoint_damaged', checkpoint: 'damaged',     decision: 'refuse',  why: 'a checkpoint was whole and durable before it was made current: this is damage, and the batches it holds may be retired' },
+  { label: 'checkpoint_log_missing', checkpoint: 'log_missing', decision: 'refuse', why: 'the segments after a checkpoint are never retired by it: acknowledged batches after it are gone' },
+  { label: 'checkpoint_superseded', checkpoint: 'superseded', decision: 'discard', why: 'a newer checkpoint was made current, durably, before this one could be removed' },
+  { label: 'checkpoint_unfinished', checkpoint: 'unfinished', decision: 'discard', why: 'never made current: a crash (or a failure) while it was written; the logs still hold what it would have' },
+]
+
+export function checkpointCase(state: CheckpointState): CheckpointCase {
+  const found = checkpointCases.filter((candidate) => candidate.checkpoint === state)
+  if (found.length !== 1) assert.fail(`checkpoint state ${state} matches ${found.length} cases`)
+  return found[0]!
 }

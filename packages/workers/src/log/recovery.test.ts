@@ -5,7 +5,15 @@ import { describe, expect, it } from 'vitest'
 import { completionRecordBytes, sectorBytes, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
 import { segmentName } from '../format/segment-files.js'
 import { EngineError } from '../errors.js'
-import { completionStates, factsPossible, intentStates, recoveryCase, recoveryCases, type RecoveryFacts } from './recovery-cases.js'
+import {
+  checkpointCases,
+  completionStates,
+  factsPossible,
+  intentStates,
+  recoveryCase,
+  recoveryCases,
+  type RecoveryFacts,
+} from './recovery-cases.js'
 import { Shard, type ShardOptions } from '../shard.js'
 import { HeldStorage, lookup, putRecord, type HeldFile } from '../testing/held-file.js'
 
@@ -232,6 +240,180 @@ describe('recovery decision table', () => {
 
   it('every case of the table has a test above, named by its label', () => {
     expect([...labelsTested].sort()).toEqual(recoveryCases.map((row) => row.label).sort())
+  })
+})
+
+/** A shard on held storage with small segments, `count` batches acknowledged (k<i> = 600 bytes of i). */
+function shardWith(count: number, from = 0): { storage: HeldStorage; shard: Shard } {
+  const storage = new HeldStorage()
+  const shard = Shard.open(options(storage, { segmentBytes: 4096 }))
+  writeBatches(storage, shard, from, count)
+  return { storage, shard }
+}
+
+function writeBatches(storage: HeldStorage, shard: Shard, from: number, count: number): void {
+  for (let index = from; index < from + count; index++) {
+    write(shard, `k${index}`, `${index}`.padEnd(600, '.'))
+    storage.completeCommit()
+  }
+}
+
+/** Runs a checkpoint to its end (completing its writes), or stops after `writesMax` of them. */
+function checkpointNow(storage: HeldStorage, shard: Shard, writesMax = Infinity): { error: EngineError | null; done: boolean } {
+  const outcome: { error: EngineError | null; done: boolean } = { error: null, done: false }
+  shard.checkpoint((error) => {
+    outcome.error = error
+    outcome.done = true
+  })
+  for (let writes = 0; writes < writesMax && storage.heldOn('checkpoint').length > 0; writes++) storage.complete('checkpoint')
+  return outcome
+}
+
+function names(storage: HeldStorage): string[] {
+  return storage.list(directory)
+}
+
+function expectKeys(shard: Shard, from: number, to: number): void {
+  for (let index = from; index < to; index++) expect(lookup(shard, `k${index}`)).toBe(`${index}`.padEnd(600, '.'))
+}
+
+const checkpointLabelsTested = new Set<string>()
+
+function checkpointCaseTest(label: string, name: string, body: () => void): void {
+  expect(checkpointCases.map((row) => row.label)).toContain(label)
+  checkpointLabelsTested.add(label)
+  it(`${label}: ${name}`, body)
+}
+
+describe('recovery with checkpoints', () => {
+  checkpointCaseTest('no_checkpoint', 'no checkpoint file: the logs are replayed from batch 1', () => {
+    const { storage } = shardWith(5)
+    const shard = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(shard.recovery).toMatchObject({ checkpointSequence: 0, checkpointRecords: 0, batchesReplayed: 5 })
+    expectKeys(shard, 0, 5)
+  })
+
+  checkpointCaseTest(
+    'checkpoint_intact',
+    'loads the checkpoint, replays only the batches after it, and retires the segments before it',
+    () => {
+      const { storage, shard } = shardWith(20)
+      expect(names(storage).filter((name) => name.startsWith('intent')).length).toBeGreaterThan(3)
+      expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true })
+      expect(names(storage)).toContain('checkpoint-0000000000000020.ckpt')
+      // the intent segments before the one batch 20 ended in are gone
+      expect(names(storage).filter((name) => name.startsWith('intent')).length).toBeLessThanOrEqual(2)
+      writeBatches(storage, shard, 20, 3)
+      const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+      expect(again.recovery).toMatchObject({ checkpointSequence: 20, checkpointRecords: 20, batchesReplayed: 3, repaired: undefined })
+      expectKeys(again, 0, 23)
+    },
+  )
+
+  caseTest('covered_by_checkpoint', 'completion records of batches the checkpoint holds are skipped, their intent bytes unread', () => {
+    const { storage, shard } = shardWith(3)
+    expect(checkpointNow(storage, shard).error).toBeNull()
+    writeBatches(storage, shard, 3, 2)
+    // Batches 1..3 are still in the one intent segment: damage them; the checkpoint holds them, so it is not read.
+    const intent = storage.files.get(`${directory}/${segmentName('intent', 1)}`)!
+    intent.contents.fill(0x55, 0, 100)
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery).toMatchObject({ checkpointSequence: 3, batchesReplayed: 2 })
+    expectKeys(again, 0, 5)
+  })
+
+  checkpointCaseTest(
+    'checkpoint_damaged',
+    'a damaged current checkpoint with no older one: refused; truncate loads what holds and says what not',
+    () => {
+      const { storage, shard } = shardWith(12)
+      expect(checkpointNow(storage, shard).error).toBeNull()
+      writeBatches(storage, shard, 12, 2)
+      const file = storage.files.get(`${directory}/checkpoint-0000000000000012.ckpt`)!
+      file.contents[200]! ^= 0x01
+      expectCorrupt(reopen(storage, { segmentBytes: 4096 }), 'checkpoint_damaged', {
+        file: `${directory}/checkpoint-0000000000000012.ckpt`,
+        batchSequence: 12,
+      })
+      const repaired = reopen(storage, { segmentBytes: 4096, recovery: 'truncate' }) as Shard
+      expect(repaired.recovery.repaired).toMatchObject({ checkpointBlocksDropped: 1, firstBatchDropped: 0, batchesDropped: 0 })
+      expect(repaired.recovery.repaired!.reason).toMatch(/block 1 fails its checksum \(checkpoint_damaged\)/)
+      // never silently an empty shard: what the log holds after the checkpoint is there, and the loss is reported
+      expectKeys(repaired, 12, 14)
+      expect(lookup(repaired, 'k0')).toBeUndefined()
+    },
+  )
+
+  checkpointCaseTest('checkpoint_log_missing', 'the segment a checkpoint says the log goes on in is gone: refused', () => {
+    const { storage, shard } = shardWith(12)
+    expect(checkpointNow(storage, shard).error).toBeNull()
+    writeBatches(storage, shard, 12, 1)
+    const intentNames = names(storage).filter((name) => name.startsWith('intent'))
+    for (const name of intentNames) storage.remove(`${directory}/${name}`)
+    expectCorrupt(reopen(storage, { segmentBytes: 4096 }), 'checkpoint_log_missing', { batchSequence: 12 })
+  })
+
+  checkpointCaseTest('checkpoint_superseded', 'a crash after a checkpoint was made current, before the older one was removed', () => {
+    const { storage, shard } = shardWith(8)
+    expect(checkpointNow(storage, shard).error).toBeNull()
+    const older = storage.files.get(`${directory}/checkpoint-0000000000000008.ckpt`)!
+    writeBatches(storage, shard, 8, 8)
+    expect(checkpointNow(storage, shard).error).toBeNull()
+    expect(names(storage)).not.toContain('checkpoint-0000000000000008.ckpt')
+    storage.files.set(`${directory}/checkpoint-0000000000000008.ckpt`, older) // as a crash before its removal leaves it
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery).toMatchObject({ checkpointSequence: 16, batchesReplayed: 0 })
+    expect(names(storage)).not.toContain('checkpoint-0000000000000008.ckpt')
+    expectKeys(again, 0, 16)
+  })
+
+  checkpointCaseTest(
+    'checkpoint_unfinished',
+    'a crash while a checkpoint is written: its file is discarded, the log holds everything',
+    () => {
+      const { storage, shard } = shardWith(12)
+      const outcome = checkpointNow(storage, shard, 0) // its first block is written, never completed
+      expect(outcome.done).toBe(false)
+      expect(names(storage)).toContain('checkpoint-0000000000000012.tmp')
+      const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+      expect(again.recovery).toMatchObject({ checkpointSequence: 0, batchesReplayed: 12 })
+      expect(names(storage).some((name) => name.startsWith('checkpoint-'))).toBe(false)
+      expectKeys(again, 0, 12)
+    },
+  )
+
+  it('a crash after the switch, before the segments were retired: they are retired at the next open', () => {
+    const { storage, shard } = shardWith(20)
+    const segments = new Map([...storage.files].filter(([name]) => /(intent|completion)-/.test(name)))
+    expect(checkpointNow(storage, shard).error).toBeNull()
+    for (const [name, file] of segments) if (!storage.files.has(name)) storage.files.set(name, file)
+    const retired = [...segments.keys()].filter((name) => !names(storage).includes(name.slice(directory.length + 1)))
+    expect(retired).toEqual([])
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery).toMatchObject({ checkpointSequence: 20, batchesReplayed: 0 })
+    expect(names(storage).filter((name) => name.startsWith('intent')).length).toBeLessThanOrEqual(2)
+    expectKeys(again, 0, 20)
+  })
+
+  it('a checkpoint whose write fails is given up: the shard goes on, the log and the previous checkpoint hold everything', () => {
+    const { storage, shard } = shardWith(6)
+    expect(checkpointNow(storage, shard).error).toBeNull()
+    writeBatches(storage, shard, 6, 6)
+    let failure: EngineError | null = null
+    shard.checkpoint((error) => {
+      failure = error
+    })
+    storage.fail('checkpoint', { operation: 'write', errno: 28, code: 'ENOSPC', path: 'checkpoint' })
+    expect(failure).toMatchObject({ code: 'IO_ERROR' })
+    expect(names(storage).filter((name) => name.startsWith('checkpoint-'))).toEqual(['checkpoint-0000000000000006.ckpt'])
+    writeBatches(storage, shard, 12, 1) // the log still takes writes
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery).toMatchObject({ checkpointSequence: 6, batchesReplayed: 7 })
+    expectKeys(again, 0, 13)
+  })
+
+  it('every checkpoint case has a test above, named by its label', () => {
+    expect([...checkpointLabelsTested].sort()).toEqual(checkpointCases.map((row) => row.label).sort())
   })
 })
 

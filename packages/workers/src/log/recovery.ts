@@ -25,8 +25,9 @@ import { EngineError } from '../errors.js'
 import { batchHeaderBytes, batchMagic, decodeBatchHeader, forEachRecord, RecordFormatError } from '../format/record.js'
 import { checksum } from '../format/checksum.js'
 import type { RecoveryReport } from '../protocol.js'
-import { recoveryCase, type CompletionState, type IntentState, type RecoveryCase } from './recovery-cases.js'
-import { followsOn } from './segment-writer.js'
+import { checkpointCase, recoveryCase, type CheckpointState, type CompletionState, type IntentState } from './recovery-cases.js'
+import { followsOn, type SegmentLocation } from './segment-writer.js'
+import { checkpointFiles, checkpointHeaderBytes, checkpointName, readCheckpoint, type CheckpointHeader } from '../format/checkpoint.js'
 import type { Storage } from '../storage/storage.js'
 
 /** Where one log continues, and what the shard must cut first. */
@@ -47,6 +48,12 @@ export interface RecoveryResult {
   nextSequence: number
   intent: LogResumption
   completion: LogResumption
+  /** The checkpoint the table was loaded from, if any: its sequence and where the logs went on after it. */
+  checkpoint: CheckpointHeader | undefined
+  /** Files the shard removes once open: checkpoints superseded or never finished (checkpointCases). */
+  discardFiles: string[]
+  /** Log segments wholly before the checkpoint that a crash left behind: retired once the shard is open. */
+  retireSegments: { intent: number[]; completion: number[] }
 }
 
 export interface RecoveryOptions {
@@ -62,10 +69,10 @@ interface Located {
   offset: number
 }
 
-/** A place in the logs that a `refuse` case matched: where it is, and which case. */
+/** A place in the logs or a checkpoint that a `refuse` case matched: where it is, and which case. */
 class Damage {
   constructor(
-    readonly recoveryCase: RecoveryCase,
+    readonly recoveryCase: { label: string },
     readonly sequence: number,
     readonly file: string,
     readonly byteRange: [number, number],
@@ -135,9 +142,96 @@ function findIntactBatch(contents: Uint8Array, from: number, low: number): { off
   return undefined
 }
 
+/** What the checkpoint step found: the checkpoint loaded (if any), what to discard, and damage. */
+interface CheckpointOutcome {
+  header: CheckpointHeader | undefined
+  /** The checkpoint's sequence, or the damaged one's (from its name, when its header does not hold); 0 without. */
+  sequence: number
+  records: number
+  discardFiles: string[]
+  damage: Damage | undefined
+  /** Blocks of a damaged checkpoint that did not hold, and were not loaded (truncate). */
+  blocksDropped: number
+}
+
 /**
- * Replays a shard's logs into `apply`, batch by batch, as the table in recovery-cases.ts decides. Throws
- * EngineError('WAL_CORRUPT') when acknowledged data is damaged and mode is 'strict'.
+ * Picks the checkpoint the table starts from, as checkpointCases decides, and loads it into `apply`: every
+ * block when it holds; with damage, what holds of it only if `mode` is 'truncate' (the damage is returned
+ * either way, for the caller to refuse or report).
+ */
+function loadCheckpoint(
+  storage: Storage,
+  options: RecoveryOptions,
+  names: readonly string[],
+  apply: (body: Uint8Array, recordCount: number) => void,
+): CheckpointOutcome {
+  const files = checkpointFiles(names)
+  const filePath = (sequence: number, state: 'current' | 'unfinished'): string => `${options.directory}/${checkpointName(sequence, state)}`
+  const discardFiles: string[] = []
+  for (const sequence of files.unfinished) {
+    assert.equal(checkpointCase('unfinished').decision, 'discard')
+    discardFiles.push(filePath(sequence, 'unfinished'))
+  }
+  const newest = files.current.at(-1)
+  if (newest === undefined) {
+    assert.equal(checkpointCase('none').decision, 'replay')
+    return { header: undefined, sequence: 0, records: 0, discardFiles, damage: undefined, blocksDropped: 0 }
+  }
+  const newestPath = filePath(newest, 'current')
+  const reading = readCheckpoint(storage.read(newestPath))
+  let state: CheckpointState = reading.state
+  let reason = reading.state === 'damaged' ? reading.reason : ''
+  let byteRange: [number, number] = reading.state === 'damaged' ? reading.byteRange : [0, 0]
+  const header = reading.header
+  if (header !== undefined && state === 'intact') {
+    if (header.sequence !== newest || header.shard !== options.shard) {
+      state = 'damaged'
+      reason = `the checkpoint says shard ${header.shard}, sequence ${header.sequence}`
+      byteRange = [0, checkpointHeaderBytes]
+    } else {
+      const missing = [
+        segmentNumbers(names, 'intent').includes(header.intent.segment) ? undefined : segmentName('intent', header.intent.segment),
+        segmentNumbers(names, 'completion').includes(header.completion.segment)
+          ? undefined
+          : segmentName('completion', header.completion.segment),
+      ].filter((name) => name !== undefined)
+      if (missing.length > 0) {
+        state = 'log_missing'
+        reason = `the log after the checkpoint is gone: ${missing.join(', ')}`
+      }
+    }
+  }
+  const found = checkpointCase(state)
+  for (const sequence of files.current.slice(0, -1)) {
+    // Older checkpoints go only when the newest is the one used.
+    if (found.decision === 'load') {
+      assert.equal(checkpointCase('superseded').decision, 'discard')
+      discardFiles.push(filePath(sequence, 'current'))
+    }
+  }
+  const blocks = reading.blocks
+  let records = 0
+  const load = (): void => {
+    for (const block of blocks) {
+      apply(block.body, block.recordCount)
+      records += block.recordCount
+    }
+  }
+  if (found.decision === 'load') {
+    load()
+    return { header, sequence: newest, records, discardFiles, damage: undefined, blocksDropped: 0 }
+  }
+  assert.equal(found.decision, 'refuse')
+  const damage = new Damage(found, newest, newestPath, byteRange, reason)
+  if (options.mode === 'truncate') load()
+  const blocksDropped = header === undefined ? 0 : header.blockCount - blocks.length
+  return { header, sequence: newest, records, discardFiles, damage, blocksDropped }
+}
+
+/**
+ * Replays a shard's logs into `apply`, batch by batch, as the table in recovery-cases.ts decides: after the
+ * checkpoint's blocks, when there is one. Throws EngineError('WAL_CORRUPT') when acknowledged data is
+ * damaged and mode is 'strict'.
  */
 export function recover(
   storage: Storage,
@@ -149,6 +243,11 @@ export function recover(
   const intentSegments = segmentNumbers(names, 'intent')
   const completionSegments = segmentNumbers(names, 'completion')
   const filePath = (kind: 'intent' | 'completion', segment: number): string => `${options.directory}/${segmentName(kind, segment)}`
+
+  // 0. The checkpoint: the table starts from it, and the logs are replayed after its sequence.
+  const checkpoint = loadCheckpoint(storage, options, names, apply)
+  if (checkpoint.damage !== undefined && options.mode === 'strict') throw corrupt(options, checkpoint.damage, 0)
+  const base = checkpoint.sequence
 
   const intentCache = new Map<number, Uint8Array>()
   const readIntent = (segment: number): Uint8Array => {
@@ -165,9 +264,11 @@ export function recover(
   //    so that damage to an earlier batch is the one reported.
   const located: Located[] = []
   let completionDamage: { state: CompletionState; sequence: number; file: string; byteRange: [number, number]; reason: string } | undefined
-  let completionEnd = { segment: completionSegments[0] ?? 1, offset: 0 }
+  let completionEnd = checkpoint.header?.completion ?? { segment: completionSegments[0] ?? 1, offset: 0 }
   let cleanShutdown = false
   let lastSequence = 0
+  /** Whether a record was read yet: the first one may carry any sequence the checkpoint covers. */
+  let first = true
   /** A completion record at `at` of `segment` that does not hold: it ends the scan. */
   const completionProblem = (state: CompletionState, segment: number, at: number, reason: string): typeof completionDamage => ({
     state,
@@ -193,6 +294,12 @@ export function recover(
         break scan
       }
       const closed = decoded.status === completionStatusClosed
+      if (first) {
+        // With a checkpoint at `base`, the completion log may start anywhere up to batch base + 1 (the
+        // segments before it retired); without one (base 0), at batch 1, or at a close record of none.
+        first = false
+        if (decoded.sequence <= (closed ? base : base + 1)) lastSequence = closed ? decoded.sequence : decoded.sequence - 1
+      }
       if (decoded.sequence !== (closed ? lastSequence : lastSequence + 1)) {
         completionDamage = completionProblem(
           'out_of_sequence',
@@ -213,20 +320,30 @@ export function recover(
   }
 
   // 2. The intent batches the completion records point at, in order.
-  let damage: Damage | undefined
+  let damage: Damage | undefined = checkpoint.damage
   let replayed = 0
+  /** The last batch the table holds: the checkpoint's, then each batch applied after it. */
+  let appliedSequence = base
   let recordsReplayed = 0
   let bytesReplayed = 0
   let tailReason: string | undefined
   let tailBytesDropped = 0
-  let intentEnd = { segment: intentSegments[0] ?? 1, offset: 0 }
+  // Where the first batch after the checkpoint must start: where the checkpoint says (anywhere, when a
+  // damaged checkpoint's header does not say: truncate only).
+  let intentEnd: SegmentLocation | undefined =
+    checkpoint.header?.intent ?? (checkpoint.damage === undefined ? { segment: intentSegments[0] ?? 1, offset: 0 } : undefined)
   let keptCompletionEnd = completionEnd
   for (let index = 0; index < located.length; index++) {
     const entry = located[index]!
     const { record } = entry
+    if (record.sequence <= base) {
+      const found = recoveryCase({ completion: 'valid', intent: 'covered', last: false })
+      assert.equal(found.decision, 'skip')
+      continue
+    }
     const contents = readIntent(record.segment)
     const range: [number, number] = [record.offset, record.offset + record.length]
-    const contiguous = followsOn(intentEnd, record)
+    const contiguous = intentEnd === undefined || followsOn(intentEnd, record)
     const problem = contiguous ? intentProblem(contents, entry) : 'the batch is not where the previous one ended'
     const intent: IntentState = !contiguous
       ? 'misplaced'
@@ -239,6 +356,7 @@ export function recover(
     if (found.decision === 'apply') {
       apply(contents.subarray(record.offset + batchHeaderBytes, record.offset + record.length), record.recordCount)
       replayed++
+      appliedSequence = record.sequence
       recordsReplayed += record.recordCount
       bytesReplayed += record.length
       intentEnd = { segment: record.segment, offset: record.offset + record.length }
@@ -260,13 +378,15 @@ export function recover(
     assert.equal(found.decision, 'refuse')
     damage = new Damage(found, completionDamage.sequence, completionDamage.file, completionDamage.byteRange, completionDamage.reason)
   }
+  // Where the logs' kept part ends (a damaged checkpoint's unknown start: its first segments).
+  const intentKeptEnd: SegmentLocation = intentEnd ?? { segment: intentSegments[0] ?? 1, offset: 0 }
   if (damage === undefined) {
     // 3. Past the last complete batch: only the in-flight batch (never acknowledged) may be there.
-    for (const segment of intentSegments.filter((number) => number >= intentEnd.segment)) {
+    for (const segment of intentSegments.filter((number) => number >= intentKeptEnd.segment)) {
       const contents = readIntent(segment)
-      const from = segment === intentEnd.segment ? intentEnd.offset : 0
-      // Batch replayed+1 may be the in-flight one; anything later was written after it was acknowledged.
-      const beyond = findIntactBatch(contents, from, replayed + 2)
+      const from = segment === intentKeptEnd.segment ? intentKeptEnd.offset : 0
+      // Batch appliedSequence+1 may be the in-flight one; anything later was written after it was acknowledged.
+      const beyond = findIntactBatch(contents, from, appliedSequence + 2)
       const dirty = nonZeroEnd(contents, from) - from
       const found = recoveryCase({
         completion: 'none',
@@ -276,20 +396,20 @@ export function recover(
       if (found.decision === 'refuse') {
         damage = new Damage(
           found,
-          replayed + 1,
+          appliedSequence + 1,
           filePath('intent', segment),
           [beyond!.offset, beyond!.offset + batchHeaderBytes],
-          `intent batch ${beyond!.sequence} is intact but the completion records after batch ${replayed} are missing`,
+          `intent batch ${beyond!.sequence} is intact but the completion records after batch ${appliedSequence} are missing`,
         )
         break
       }
       if (found.decision === 'drop') {
-        const intact = findIntactBatch(contents, from, replayed + 1)
+        const intact = findIntactBatch(contents, from, appliedSequence + 1)
         tailBytesDropped += dirty
         tailReason ??=
           intact !== undefined
             ? `batch ${intact.sequence} reached the intent log but its completion record never became durable: never acknowledged`
-            : `${dirty} bytes of a torn, never acknowledged batch after batch ${replayed}`
+            : `${dirty} bytes of a torn, never acknowledged batch after batch ${appliedSequence}`
       } else {
         assert.equal(found.decision, 'end')
       }
@@ -297,34 +417,21 @@ export function recover(
   }
 
   let repaired: RecoveryReport['repaired']
+  if (damage !== undefined && damage !== checkpoint.damage && options.mode === 'strict') throw corrupt(options, damage, replayed)
   if (damage !== undefined) {
-    const details = {
-      shard: options.shard,
-      case: damage.recoveryCase.label,
-      file: damage.file,
-      batchSequence: damage.sequence,
-      byteRange: damage.byteRange,
-      reason: damage.reason,
-    }
-    if (options.mode === 'strict') {
-      throw new EngineError(
-        'WAL_CORRUPT',
-        `shard ${options.shard}: ${damage.file} bytes ${damage.byteRange[0]}..${damage.byteRange[1]} (batch ${damage.sequence}): ` +
-          `${damage.reason}. Acknowledged data may be damaged; open with { recovery: 'truncate' } to keep the ` +
-          `${replayed} batches before it and drop the rest`,
-        { details },
-      )
-    }
     let intentBytesDropped = 0
-    for (const segment of intentSegments.filter((number) => number >= intentEnd.segment)) {
-      const contents = readIntent(segment)
-      const from = segment === intentEnd.segment ? intentEnd.offset : 0
-      intentBytesDropped += nonZeroEnd(contents, from) - from
+    if (damage !== checkpoint.damage) {
+      for (const segment of intentSegments.filter((number) => number >= intentKeptEnd.segment)) {
+        const contents = readIntent(segment)
+        const from = segment === intentKeptEnd.segment ? intentKeptEnd.offset : 0
+        intentBytesDropped += nonZeroEnd(contents, from) - from
+      }
     }
     repaired = {
-      firstBatchDropped: replayed + 1,
-      batchesDropped: Math.max(0, lastSequence - replayed),
+      firstBatchDropped: damage === checkpoint.damage ? 0 : appliedSequence + 1,
+      batchesDropped: damage === checkpoint.damage ? 0 : Math.max(0, lastSequence - appliedSequence),
       intentBytesDropped,
+      checkpointBlocksDropped: checkpoint.blocksDropped,
       reason: `${damage.file} bytes ${damage.byteRange[0]}..${damage.byteRange[1]}: ${damage.reason} (${damage.recoveryCase.label})`,
     }
     tailReason = undefined
@@ -333,11 +440,11 @@ export function recover(
   }
 
   const resumeIntent: LogResumption = {
-    segment: intentEnd.segment,
-    position: intentEnd.offset,
-    dirtyPastPosition: nonZeroEnd(readIntent(intentEnd.segment), intentEnd.offset) > intentEnd.offset,
-    removeSegments: intentSegments.filter((number) => number > intentEnd.segment),
-    fileLength: readIntent(intentEnd.segment).length,
+    segment: intentKeptEnd.segment,
+    position: intentKeptEnd.offset,
+    dirtyPastPosition: nonZeroEnd(readIntent(intentKeptEnd.segment), intentKeptEnd.offset) > intentKeptEnd.offset,
+    removeSegments: intentSegments.filter((number) => number > intentKeptEnd.segment),
+    fileLength: readIntent(intentKeptEnd.segment).length,
   }
   const completionContents = completionSegments.includes(keptCompletionEnd.segment)
     ? storage.read(filePath('completion', keptCompletionEnd.segment))
@@ -358,10 +465,40 @@ export function recover(
       tailReason,
       cleanShutdown,
       repaired,
+      checkpointSequence: checkpoint.sequence,
+      checkpointRecords: checkpoint.records,
       durationMs: performance.now() - started,
     },
-    nextSequence: replayed + 1,
+    nextSequence: appliedSequence + 1,
     intent: resumeIntent,
     completion: resumeCompletion,
+    checkpoint: checkpoint.header,
+    discardFiles: checkpoint.discardFiles,
+    retireSegments: {
+      intent: checkpoint.header === undefined ? [] : intentSegments.filter((number) => number < checkpoint.header!.intent.segment),
+      completion:
+        checkpoint.header === undefined ? [] : completionSegments.filter((number) => number < checkpoint.header!.completion.segment),
+    },
   }
+}
+
+function corrupt(options: RecoveryOptions, damage: Damage, replayed: number): EngineError {
+  const details = {
+    shard: options.shard,
+    case: damage.recoveryCase.label,
+    file: damage.file,
+    batchSequence: damage.sequence,
+    byteRange: damage.byteRange,
+    reason: damage.reason,
+  }
+  const what = damage.recoveryCase.label.startsWith('checkpoint') ? `checkpoint of batch ${damage.sequence}` : `batch ${damage.sequence}`
+  const keep = damage.recoveryCase.label.startsWith('checkpoint')
+    ? 'load what holds of the checkpoint, replay the log after it, and report what was lost'
+    : `keep the ${replayed} batches before it and drop the rest`
+  return new EngineError(
+    'WAL_CORRUPT',
+    `shard ${options.shard}: ${damage.file} bytes ${damage.byteRange[0]}..${damage.byteRange[1]} (${what}): ` +
+      `${damage.reason}. Acknowledged data may be damaged; open with { recovery: 'truncate' } to ${keep}`,
+    { details },
+  )
 }

@@ -62,7 +62,8 @@ export class SegmentWriter {
   private next: { segment: number; file: StorageFile; filledTo: number; ready: boolean } | undefined
   private failure: IoFailure | undefined
   private appendInFlight = false
-  private readonly files: StorageFile[] = []
+  /** The files this writer opened, by segment number, until retired or closed. */
+  private readonly files = new Map<number, StorageFile>()
 
   constructor(options: SegmentWriterOptions) {
     if (!(options.segmentBytes >= options.fillStepBytes && options.fillStepBytes > 0)) {
@@ -77,7 +78,7 @@ export class SegmentWriter {
     this.file = options.file
     this.position = options.position
     this.filledTo = options.filledTo
-    this.files.push(this.file)
+    this.files.set(this.segment, this.file)
     this.fillAhead()
   }
 
@@ -104,6 +105,28 @@ export class SegmentWriter {
     })
   }
 
+  /**
+   * Closes and removes the segments before `segment` that this writer opened (a checkpoint made them
+   * unneeded: checkpoint/checkpoint-writer.ts). Never the one it appends to, nor the next: both come after.
+   * Returns their numbers. A removal that fails throws (the caller reports it; nothing is lost by it).
+   */
+  retireBefore(segment: number): number[] {
+    assert(segment <= this.segment, 'the segment appended to is never retired')
+    const retired: number[] = []
+    for (const [number, file] of this.files) {
+      if (number >= segment) continue
+      this.files.delete(number)
+      try {
+        file.close()
+      } catch {
+        // as in close(): nothing is lost by a failed close of a file no longer written
+      }
+      this.storage.remove(file.path)
+      retired.push(number)
+    }
+    return retired
+  }
+
   /** Calls back once no fill is in flight (appends are the caller's to wait for), then closes the files. */
   close(callback: () => void): void {
     const finish = (): void => {
@@ -112,7 +135,7 @@ export class SegmentWriter {
         this.fillWaiter = finish
         return
       }
-      for (const file of this.files) {
+      for (const file of this.files.values()) {
         try {
           file.close()
         } catch {
@@ -201,7 +224,7 @@ export class SegmentWriter {
       this.failure ??= ioFailure('open', error as NodeJS.ErrnoException, filePath)
       return
     }
-    this.files.push(file)
+    this.files.set(segment, file)
     const next = { segment, file, filledTo: 0, ready: false }
     this.next = next
     this.startFill(file, Math.min(this.fillStepBytes, this.segmentBytes), (filled) => {

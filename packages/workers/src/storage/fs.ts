@@ -5,7 +5,8 @@ import fs from 'node:fs'
 import type { IoFailure } from '../errors.js'
 import { ioFailure, NodeFile, NodeStorage, type StorageFile } from './storage.js'
 
-class FsFile extends NodeFile {
+/** libuv's write then fdatasync; also the checkpoint files of the io_uring backend (uring.ts). */
+export class FsFile extends NodeFile {
   writeDurable(buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
     const writeFrom = (done: number): void => {
       fs.write(this.fd, buffer, done, buffer.length - done, fileOffset + done, (error, written) => {

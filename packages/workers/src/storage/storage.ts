@@ -12,7 +12,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { errnoOutcome } from '@ringkv/wal-native'
 import type { IoFailure } from '../errors.js'
-import type { LogKind } from '../format/segment-files.js'
+import type { FileKind } from '../format/segment-files.js'
 import type { BackendName } from '../protocol.js'
 
 export interface StorageFile {
@@ -40,14 +40,22 @@ export interface Storage {
   readonly backend: BackendName
   /** Why this backend runs: forced by an option, or why io_uring could not be set up. */
   readonly reason: string
-  /** Opens a file for the log, creating it (and making its directory entry durable) if missing. */
-  open(filePath: string, log: LogKind): StorageFile
+  /**
+   * Opens a file, creating it (and making its directory entry durable) if missing: a log's segment, on
+   * that log's ring; or a checkpoint, written through libuv's threadpool on every real backend, so that
+   * the shard's thread never waits for a checkpoint's I/O (storage/uring.ts).
+   */
+  open(filePath: string, kind: FileKind): StorageFile
   /** A whole file as it is durable now (recovery reads with this; it never creates a file). */
   read(filePath: string): Uint8Array
   /** The names of the files in `directory`, sorted; empty when it does not exist. */
   list(directory: string): string[]
   /** Removes a file and makes that durable (its directory is fsynced). */
   remove(filePath: string): void
+  /** Renames a file over `to` (atomically replacing it) and makes that durable (its directory is fsynced). */
+  rename(from: string, to: string): void
+  /** A file's size in bytes (0 when it does not exist): for stats. */
+  size(filePath: string): number
   /** Releases the backend's own resources (a ring). Every file must be closed first. */
   close(): void
 }
@@ -146,7 +154,7 @@ export abstract class NodeFile implements StorageFile {
 export abstract class NodeStorage implements Storage {
   abstract readonly backend: Storage['backend']
   abstract readonly reason: string
-  abstract open(filePath: string, log: LogKind): StorageFile
+  abstract open(filePath: string, kind: FileKind): StorageFile
   abstract close(): void
 
   read(filePath: string): Uint8Array {
@@ -161,6 +169,19 @@ export abstract class NodeStorage implements Storage {
   remove(filePath: string): void {
     fs.rmSync(filePath, { force: true })
     syncDirectory(pathDirectory(filePath))
+  }
+
+  rename(from: string, to: string): void {
+    fs.renameSync(from, to)
+    syncDirectory(pathDirectory(to))
+  }
+
+  size(filePath: string): number {
+    try {
+      return fs.statSync(filePath).size
+    } catch {
+      return 0
+    }
   }
 }
 

@@ -6,9 +6,9 @@
 import { probeIoUring, Ring, type RingIoError } from '@ringkv/wal-native'
 import { EngineError, type IoFailure } from '../errors.js'
 import type { BackendChoice } from '../protocol.js'
-import { FsStorage } from './fs.js'
+import { FsFile, FsStorage } from './fs.js'
 import { NodeFile, NodeStorage, type Storage, type StorageFile } from './storage.js'
-import type { LogKind } from '../format/segment-files.js'
+import type { FileKind, LogKind } from '../format/segment-files.js'
 
 /** SQ entries per shard ring: a batch needs 2 (write + fsync), and a short write 2 more. */
 export const ringEntries = 64
@@ -46,8 +46,10 @@ export class UringStorage extends NodeStorage {
     }
   }
 
-  open(filePath: string, log: LogKind): StorageFile {
-    return new UringFile(filePath, this.rings[log])
+  open(filePath: string, kind: FileKind): StorageFile {
+    // A checkpoint's writes go through libuv's threadpool: on a ring they would make this thread, which
+    // waits for everything in flight on its rings, wait for the checkpoint's writes too (1 MiB each).
+    return kind === 'checkpoint' ? new FsFile(filePath) : new UringFile(filePath, this.rings[kind])
   }
 
   close(): void {

@@ -8,7 +8,7 @@
 // - `getPacked` takes keys and answers values packed as a read request carries them (protocol.ts), so a
 //   read goes from the message into the table and back without being unpacked in JavaScript.
 
-import { forEachRecord, recordKindPut } from '../format/record.js'
+import { encodeRecord, forEachRecord, recordBytes, recordKindPut } from '../format/record.js'
 import { forEachPackedKey, packAnswers } from '../protocol.js'
 
 export interface Table {
@@ -23,8 +23,35 @@ export interface Table {
   getPacked(keys: Uint8Array, count: number): Uint8Array
   /** Live entries. */
   readonly size: number
+  /** The live entries' bytes as records (16 + key + value each): what a checkpoint of the table holds. */
+  readonly liveBytes: number
+  /**
+   * Starts a walk of the live entries for a checkpoint. Batches may be applied between two calls of its
+   * `next`; what the walk then guarantees is the table's to say (MapTable: the entries as they were when
+   * the walk began; WasmTable: see there), and checkpoint/checkpoint-writer.ts says why either is enough.
+   */
+  scan(): TableScan
   /** Releases what the table holds; the table is unusable after. */
   dispose(): void
+}
+
+export interface TableScan {
+  /**
+   * The next entries as a body of put records (format/record.ts, record CRCs zero), of about
+   * `budgetBytes` (one larger entry comes alone), or undefined when the walk is done.
+   */
+  next(budgetBytes: number): { body: Uint8Array; recordCount: number } | undefined
+}
+
+/** Packs entries as put records with zero CRCs: what every table's scan returns. */
+export function putRecords(entries: readonly (readonly [Uint8Array, Uint8Array])[]): { body: Uint8Array; recordCount: number } {
+  let bytes = 0
+  for (const [key, value] of entries) bytes += recordBytes(key.length, value.length)
+  const body = new Uint8Array(bytes)
+  const view = new DataView(body.buffer)
+  let offset = 0
+  for (const [key, value] of entries) offset = encodeRecord(body, view, offset, recordKindPut, key, value)
+  return { body, recordCount: entries.length }
 }
 
 /**
@@ -37,11 +64,19 @@ export class MapTable implements Table {
   /** A JavaScript Map has no limit of its own short of the heap: nothing to reserve. */
   reserve(): void {}
 
+  private bytes = 0
+
   applyBatch(body: Uint8Array, recordCount: number): void {
     forEachRecord(body, recordCount, 'trust', (record) => {
       const name = Buffer.from(record.key.buffer, record.key.byteOffset, record.key.length).toString('latin1')
-      if (record.kind === recordKindPut) this.entries.set(name, record.value.slice())
-      else this.entries.delete(name)
+      const old = this.entries.get(name)
+      if (old !== undefined) this.bytes -= recordBytes(name.length, old.length)
+      if (record.kind === recordKindPut) {
+        this.entries.set(name, record.value.slice())
+        this.bytes += recordBytes(name.length, record.value.length)
+      } else {
+        this.entries.delete(name)
+      }
     })
   }
 
@@ -57,7 +92,34 @@ export class MapTable implements Table {
     return this.entries.size
   }
 
+  get liveBytes(): number {
+    return this.bytes
+  }
+
+  /** The entries as they are now: later batches do not change what the walk returns. */
+  scan(): TableScan {
+    const entries = [...this.entries]
+    let index = 0
+    return {
+      next: (budgetBytes) => {
+        if (index === entries.length) return undefined
+        const taken: [Uint8Array, Uint8Array][] = []
+        let bytes = 0
+        while (index < entries.length) {
+          const [name, value] = entries[index]!
+          const size = recordBytes(name.length, value.length)
+          if (taken.length > 0 && bytes + size > budgetBytes) break
+          taken.push([Buffer.from(name, 'latin1'), value])
+          bytes += size
+          index++
+        }
+        return putRecords(taken)
+      },
+    }
+  }
+
   dispose(): void {
     this.entries.clear()
+    this.bytes = 0
   }
 }

@@ -8,7 +8,7 @@ import { constants as performanceConstants } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
 import fc from 'fast-check'
 import { describe, expect, test } from 'vitest'
-import { encodeRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut } from '../format/record.js'
+import { encodeRecord, forEachRecord, RecordFormatError, recordBytes, recordKindDelete, recordKindPut } from '../format/record.js'
 import { MapTable, type Table } from './table.js'
 import { packKeys } from '../protocol.js'
 import { memoryBytesInitial, TableFullError, WasmTable } from './wasm-table.js'
@@ -137,6 +137,103 @@ describe('WasmTable against MapTable', () => {
     expect(() => table.getPacked(new Uint8Array([5, 0, 0, 0, 1]), 1)).toThrow(RangeError)
   })
 })
+
+describe('WasmTable scan (what a checkpoint is written from)', () => {
+  test('a walk in pieces with batches applied in between: untouched keys once with their value; the walk then the batches gives the table', () => {
+    const operationArbitrary = fc.record({
+      put: fc.boolean(),
+      keyIndex: fc.nat(),
+      valueLength: fc.oneof(fc.integer({ min: 0, max: 140 }), fc.integer({ min: 900, max: 5000 })),
+    })
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.uint8Array({ minLength: 1, maxLength: 24, max: 3 }), {
+          minLength: 1,
+          maxLength: 400,
+          selector: (key) => Buffer.from(key).toString('hex'),
+        }),
+        fc.array(fc.array(operationArbitrary, { maxLength: 120 }), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.array(operationArbitrary, { maxLength: 60 }), { maxLength: 12 }),
+        fc.integer({ min: 1, max: 4000 }),
+        fc.nat(),
+        (keys, before, during, budget, seed) => {
+          const toOperations = (batch: (typeof before)[number], stamp: number): Operation[] =>
+            batch.map((operation, index): Operation => {
+              const key = keys[operation.keyIndex % keys.length]!
+              return operation.put
+                ? { kind: 'put', key, value: valueOf(operation.valueLength, stamp * 1000 + index) }
+                : { kind: 'delete', key }
+            })
+          const table = WasmTable.create({ seed })
+          const atStart = new MapTable()
+          before.forEach((batch, index) => apply([table, atStart], toOperations(batch, index)))
+          const startState = new Map(keys.map((key) => [Buffer.from(key).toString('hex'), lookupOne(atStart, key)]))
+          // Walk in pieces; after each piece, apply the next batch of `during` (to the table only).
+          const scan = table.scan()
+          const walked = new MapTable()
+          const touched = new Set<string>()
+          const seen = new Map<string, number>()
+          const after: Operation[][] = []
+          for (let piece = scan.next(budget), step = 0; piece !== undefined; piece = scan.next(budget), step++) {
+            walked.applyBatch(piece.body, piece.recordCount)
+            forEachPut(piece.body, piece.recordCount, (key, value) => {
+              const name = Buffer.from(key).toString('hex')
+              seen.set(name, (seen.get(name) ?? 0) + 1)
+              // an untouched key comes with its value as of the walk's start
+              if (!touched.has(name)) expect(Buffer.from(value)).toEqual(Buffer.from(startState.get(name)!))
+            })
+            if (step < during.length) {
+              const operations = toOperations(during[step]!, 100 + step)
+              for (const operation of operations) touched.add(Buffer.from(operation.key).toString('hex'))
+              apply([table], operations)
+              after.push(operations)
+            }
+          }
+          for (const [name, value] of startState) {
+            if (!touched.has(name)) expect(seen.get(name) ?? 0).toBe(value === undefined ? 0 : 1)
+          }
+          // Recovery's order: the walk, then every batch after the walk began.
+          for (const operations of after) apply([walked], operations)
+          expectSameAnswers(table, walked, keys)
+          table.dispose()
+        },
+      ),
+      { numRuns: 80 },
+    )
+  })
+
+  test('liveBytes counts 16 + key + value of each live entry', () => {
+    const table = WasmTable.create({ seed: 3 })
+    const model = new MapTable()
+    apply(
+      [table, model],
+      [
+        { kind: 'put', key: keyOf(1), value: valueOf(10, 1) },
+        { kind: 'put', key: keyOf(2, 5), value: valueOf(3000, 2) },
+        { kind: 'put', key: keyOf(1), value: valueOf(20, 3) },
+        { kind: 'delete', key: keyOf(3) },
+      ],
+    )
+    expect(table.liveBytes).toBe(16 + 16 + 20 + 16 + 5 + 3000)
+    expect(model.liveBytes).toBe(table.liveBytes)
+    apply([table, model], [{ kind: 'delete', key: keyOf(2, 5) }])
+    expect(table.liveBytes).toBe(16 + 16 + 20)
+    expect(model.liveBytes).toBe(table.liveBytes)
+  })
+})
+
+function lookupOne(table: Table, key: Uint8Array): Uint8Array | undefined {
+  const answer = Buffer.from(table.getPacked(packKeys([key]), 1))
+  const length = answer.readUInt32LE(0)
+  return length === 0xffff_ffff ? undefined : new Uint8Array(answer.subarray(4, 4 + length))
+}
+
+function forEachPut(body: Uint8Array, recordCount: number, visit: (key: Uint8Array, value: Uint8Array) => void): void {
+  forEachRecord(body, recordCount, 'trust', (record) => {
+    expect(record.kind).toBe(recordKindPut)
+    visit(record.key, record.value)
+  })
+}
 
 // The project's lib (ES2022, no DOM) does not declare the WebAssembly API: the little this test uses.
 declare const WebAssembly: {

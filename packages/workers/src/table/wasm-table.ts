@@ -16,14 +16,16 @@
 import { randomFillSync } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { keyBytesMax, RecordFormatError, valueBytesMax } from '../format/record.js'
-import { type Table } from './table.js'
+import { keyBytesMax, RecordFormatError, recordHeaderBytes, recordKindPut, valueBytesMax } from '../format/record.js'
+import { type Table, type TableScan } from './table.js'
 import { absentLength } from '../protocol.js'
 
 const pageBytes = 65536
 /** wasm32 addresses 65536 pages; the table keeps one back so that every address fits in a u32. */
 export const memoryBytesLimit = 65535 * pageBytes
 export const memoryBytesMaxDefault = memoryBytesLimit
+/** The input block a scan lists entry addresses in: 16,384 of them (the block a table always has holds more). */
+const scanListBytes = 64 * 1024
 /** Memory a table starts with (or its limit, if smaller); it doubles from there as the table grows. */
 export const memoryBytesInitial = 16 * 1024 * 1024
 
@@ -94,6 +96,11 @@ interface TableExports {
   outputPointer(): number
   outputLength(): number
   entryCount(): number
+  liveBytes(): number
+  scanEntries(cursor: number, end: number, list: number, listMax: number, budgetBytes: number): number
+  scanListedCount(): number
+  arenaBegin(): number
+  arenaEnd(): number
   errorRecordIndex(): number
   errorRecordOffset(): number
   keyBytesMax(): number
@@ -307,6 +314,58 @@ export class WasmTable implements Table {
 
   get size(): number {
     return this.live().entryCount() >>> 0
+  }
+
+  get liveBytes(): number {
+    return this.live().liveBytes()
+  }
+
+  /**
+   * A walk of the arena in address order (assembly/table.ts), in pieces, from its start to where it ended
+   * when the walk began. Batches applied between two pieces may move, add or drop entries, so the walk is
+   * fuzzy: an entry whose key no batch touches after the walk began is returned exactly once, with its
+   * value (its block neither moves nor changes); a key that a later batch touches may come 0, 1 or 2
+   * times, with any of its values. A checkpoint replays every batch after the walk began over what the
+   * walk returned, which makes such keys exact (checkpoint/checkpoint-writer.ts).
+   */
+  scan(): TableScan {
+    let cursor = this.live().arenaBegin() >>> 0
+    const end = this.live().arenaEnd() >>> 0
+    return {
+      next: (budgetBytes) => {
+        if (cursor >= end) return undefined
+        const exports = this.live()
+        // The list of entry addresses goes in the input block, which the walk skips.
+        const list = exports.inputReserve(scanListBytes) >>> 0
+        const capacity = exports.inputCapacity() >>> 0
+        if (list === 0) throw new TableFullError('shard table is full: no room to list entries for a checkpoint')
+        cursor = exports.scanEntries(cursor, end, list, Math.floor(capacity / 4), budgetBytes) >>> 0
+        const listed = exports.scanListedCount() >>> 0
+        const memory = this.bytes()
+        const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength)
+        let bytes = 0
+        for (let index = 0; index < listed; index++) {
+          const entry = view.getUint32(list + 4 * index, true)
+          bytes += recordHeaderBytes + (view.getUint32(entry, true) & 0xff_ffff) + view.getUint32(entry + 4, true)
+        }
+        const body = new Uint8Array(bytes)
+        const out = new DataView(body.buffer)
+        let offset = 0
+        for (let index = 0; index < listed; index++) {
+          // entry: u32 key length | class << 24, u32 value length, key, value; record: u32 CRC (zero here),
+          // u32 kind, u32 key length, u32 value length, key, value (format/record.ts).
+          const entry = view.getUint32(list + 4 * index, true)
+          const keyLength = view.getUint32(entry, true) & 0xff_ffff
+          const valueLength = view.getUint32(entry + 4, true)
+          out.setUint32(offset + 4, recordKindPut, true)
+          out.setUint32(offset + 8, keyLength, true)
+          out.setUint32(offset + 12, valueLength, true)
+          body.set(memory.subarray(entry + 8, entry + 8 + keyLength + valueLength), offset + recordHeaderBytes)
+          offset += recordHeaderBytes + keyLength + valueLength
+        }
+        return { body, recordCount: listed }
+      },
+    }
   }
 
   /** Bytes of linear memory the table has (grown, not necessarily touched). */

@@ -6,7 +6,7 @@ import type { IoFailure } from '../errors.js'
 import { encodeRecord, recordBytes, recordKindPut } from '../format/record.js'
 import type { Shard } from '../shard.js'
 import type { Storage, StorageFile } from '../storage/storage.js'
-import type { LogKind } from '../format/segment-files.js'
+import type { FileKind } from '../format/segment-files.js'
 import { forEachPackedAnswer, packKeys } from '../protocol.js'
 
 const text = new TextEncoder()
@@ -24,7 +24,7 @@ export class HeldFile implements StorageFile {
 
   constructor(
     readonly path: string,
-    readonly log: LogKind,
+    readonly log: FileKind,
     private readonly storage: HeldStorage,
   ) {}
 
@@ -63,7 +63,7 @@ export class HeldStorage implements Storage {
   readonly files = new Map<string, HeldFile>()
   readonly held: HeldWrite[] = []
 
-  open(filePath: string, log: LogKind): StorageFile {
+  open(filePath: string, log: FileKind): StorageFile {
     let file = this.files.get(filePath)
     if (file === undefined) {
       file = new HeldFile(filePath, log, this)
@@ -88,13 +88,24 @@ export class HeldStorage implements Storage {
     this.files.delete(filePath)
   }
 
+  size(filePath: string): number {
+    return this.files.get(filePath)?.contents.length ?? 0
+  }
+
+  rename(from: string, to: string): void {
+    const file = this.files.get(from)
+    if (file === undefined) throw new Error(`ENOENT: no such file ${from}`)
+    this.files.delete(from)
+    this.files.set(to, file)
+  }
+
   /** The held writes of one log. */
-  heldOn(log: LogKind): HeldWrite[] {
+  heldOn(log: FileKind): HeldWrite[] {
     return this.held.filter((write) => write.file.log === log)
   }
 
   /** Completes the oldest held write of `log` with success. */
-  complete(log: LogKind): void {
+  complete(log: FileKind): void {
     const write = this.take(log)
     write.file.grow(write.fileOffset + write.buffer.length)
     write.file.contents.set(write.buffer, write.fileOffset)
@@ -107,13 +118,13 @@ export class HeldStorage implements Storage {
     this.complete('completion')
   }
 
-  fail(log: LogKind, failure: IoFailure): void {
+  fail(log: FileKind, failure: IoFailure): void {
     this.take(log).callback(failure)
   }
 
   close(): void {}
 
-  private take(log: LogKind): HeldWrite {
+  private take(log: FileKind): HeldWrite {
     const index = this.held.findIndex((write) => write.file.log === log)
     if (index < 0) throw new Error(`no ${log} write is held`)
     return this.held.splice(index, 1)[0]!

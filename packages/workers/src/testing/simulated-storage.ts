@@ -35,7 +35,7 @@
 import path from 'node:path'
 import type { IoFailure } from '../errors.js'
 import type { Storage, StorageFile } from '../storage/storage.js'
-import type { LogKind } from '../format/segment-files.js'
+import type { FileKind } from '../format/segment-files.js'
 
 export const sectorBytes = 512
 
@@ -107,7 +107,7 @@ export interface SimulatedStorageOptions {
 /** A fault to apply to the next operation that matches (in the order operations complete). */
 export interface InjectedFault {
   kind: Exclude<FaultKind, 'bitFlip'>
-  log?: LogKind
+  log?: FileKind
   path?: string
   /** Only this kind of operation (writeEio, writeEnospc, fsyncEio can hit both); any when unset. */
   operation?: 'writeDurable' | 'zeroFill'
@@ -118,7 +118,7 @@ export interface InjectedFault {
 export interface FaultRecord {
   kind: FaultKind
   path: string
-  log: LogKind
+  log: FileKind
   /**
    * Which writeDurable of its log this was (0-based, in the order they were issued), or whose fdatasync
    * (fsyncEio); -1 for a zeroFill or its fdatasync, and for a bit flip.
@@ -218,7 +218,7 @@ export class SimulatedFile implements StorageFile {
   constructor(
     readonly storage: SimulatedStorage,
     readonly path: string,
-    readonly log: LogKind,
+    readonly log: FileKind,
     durable: Uint8Array,
   ) {
     this.durable = new Image(durable)
@@ -319,12 +319,12 @@ export class SimulatedStorage implements Storage {
   /** writeDurable and zeroFill calls so far (a shard that failed must make no more). */
   writesIssued = 0
   /** writeDurable calls per log so far. */
-  readonly logWrites: Record<LogKind, number> = { intent: 0, completion: 0 }
+  readonly logWrites: Record<FileKind, number> = { intent: 0, completion: 0, checkpoint: 0 }
   /**
    * Per log, the highest writeDurable index of which any byte reached the durable image (by an
    * fdatasync, a failed one, or a crash keeping some of its sectors); -1 when none did.
    */
-  readonly logOnDiskMax: Record<LogKind, number> = { intent: -1, completion: -1 }
+  readonly logOnDiskMax: Record<FileKind, number> = { intent: -1, completion: -1, checkpoint: -1 }
   /** A hash of every completion, for determinism checks. */
   traceDigest = 0x811c9dc5
   crashed = false
@@ -335,7 +335,7 @@ export class SimulatedStorage implements Storage {
 
   constructor(
     options: SimulatedStorageOptions,
-    files?: Map<string, { log: LogKind; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>,
+    files?: Map<string, { log: FileKind; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>,
   ) {
     this.prng = new Prng(options.seed)
     this.rates = { ...noFaults, ...options.faults }
@@ -359,7 +359,7 @@ export class SimulatedStorage implements Storage {
     return this.pending.length
   }
 
-  open(filePath: string, log: LogKind): StorageFile {
+  open(filePath: string, log: FileKind): StorageFile {
     this.assertLive()
     let file = this.files.get(filePath)
     if (file === undefined) {
@@ -387,6 +387,19 @@ export class SimulatedStorage implements Storage {
     this.assertLive()
     // An operation still in flight on it completes on the orphaned file, as on a real unlinked inode.
     this.files.delete(filePath)
+  }
+
+  size(filePath: string): number {
+    return this.files.get(filePath)?.length ?? 0
+  }
+
+  /** Durable at once, as the real backends make it (rename, then fsync of the directory). */
+  rename(from: string, to: string): void {
+    this.assertLive()
+    const file = this.files.get(from)
+    if (file === undefined) throw Object.assign(new Error(`ENOENT: no such file ${from}`), { code: 'ENOENT', errno: -2 })
+    this.files.delete(from)
+    this.files.set(to, file)
   }
 
   close(): void {
@@ -463,7 +476,7 @@ export class SimulatedStorage implements Storage {
     this.assertLive()
     if (this.prng.chance(this.rates.bitFlip)) this.flipBit()
     this.crashed = true
-    const survivors = new Map<string, { log: LogKind; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>()
+    const survivors = new Map<string, { log: FileKind; contents: Uint8Array; acknowledged: AcknowledgedRange[] }>()
     for (const [filePath, file] of this.files) {
       const contents = file.survivor(this.prng)
       const acknowledged = file.acknowledged
@@ -485,7 +498,7 @@ export class SimulatedStorage implements Storage {
     return images
   }
 
-  noteOnDisk(log: LogKind, logWriteIndex: number): void {
+  noteOnDisk(log: FileKind, logWriteIndex: number): void {
     if (logWriteIndex > this.logOnDiskMax[log]) this.logOnDiskMax[log] = logWriteIndex
   }
 
