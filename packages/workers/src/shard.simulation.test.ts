@@ -3,13 +3,13 @@
 // survived. A failing seed is printed with the one command that replays it.
 //
 //   RINGKV_SEED=<n>        replay one seed (prints its run in full)
-//   RINGKV_SEEDS=<count>   run more seeds than the CI default (400)
+//   RINGKV_SEEDS=<count>   run more seeds than the CI default (800)
 //   RINGKV_SEED_FIRST=<n>  start the seeds there (default 1), to explore new ones
 
 import { describe, expect, it } from 'vitest'
 import { replayCommand, simulate, type SimulationResult, type Violation } from './testing/simulator.js'
 
-const seedsDefault = 400
+const seedsDefault = 800
 const replaySeed = process.env.RINGKV_SEED === undefined ? undefined : Number(process.env.RINGKV_SEED)
 const seedCount = Number(process.env.RINGKV_SEEDS ?? seedsDefault)
 const seedFirst = Number(process.env.RINGKV_SEED_FIRST ?? 1)
@@ -25,6 +25,10 @@ function summarize(results: SimulationResult[], milliseconds: number): string {
       `${results.reduce((sum, result) => sum + result.requestsAcknowledged, 0)} requests acknowledged, ` +
       `${results.reduce((sum, result) => sum + result.requestsFailed, 0)} failed with IO_ERROR, ` +
       `${results.reduce((sum, result) => sum + result.storageSteps, 0)} storage completions`,
+    `  checkpoints: ${results.reduce((sum, result) => sum + result.checkpointsAsked, 0)} asked for, ` +
+      `${results.reduce((sum, result) => sum + result.checkpointsDone, 0)} of those made current, ` +
+      `${results.reduce((sum, result) => sum + result.checkpointsFailed, 0)} failed; ` +
+      `${results.reduce((sum, result) => sum + result.checkpointLoads, 0)} reopens loaded a checkpoint`,
     `  ${count((result) => result.faults.length === 0)} seeds without faults, ${count((result) => result.faults.length > 0)} with: ` +
       ([...faults].map(([kind, number]) => `${kind} ${number}`).join(', ') || 'none'),
     `  ${count((result) => result.ending === 'damage-reported')} opens refused with WAL_CORRUPT ` +

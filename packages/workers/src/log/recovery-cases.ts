@@ -35,7 +35,8 @@
 //     clean              (tail) only zeros after the last complete batch
 //     in_flight          (tail) non-zero bytes after the last complete batch, but no intact batch beyond the
 //                        next sequence: torn bytes, or the next batch intact without its completion record
-//     beyond             (tail) an intact batch with a sequence past the next one
+//     beyond             (tail) a batch whose header holds, with a sequence past the next one (its body
+//                        may be torn: the header alone shows it was written)
 //     unknown            not looked at: a record that does not hold names no batch to look at
 //     covered            not looked at: the batch's sequence is not after the checkpoint's (the
 //                        checkpoint holds it)
@@ -55,8 +56,9 @@
 //
 // The blind spot of parallel writes: if the disk LOSES or MISDIRECTS the intent write of the very last
 // batch after acknowledging it, the intent log shows zeros there, exactly as after a crash before that
-// write reached the disk (torn_last). Recovery drops that batch and says so in `tailReason`. Every other
-// loss or damage of acknowledged data is refused. Writing the logs one after the other would close this
+// write reached the disk (torn_last); if it loses its completion write, the batch sits in the intent log
+// without a record, exactly as after a crash before the record reached the disk (tail_in_flight). Recovery
+// drops that batch and says so in `tailReason`. Every other loss or damage of acknowledged data is refused. Writing the logs one after the other would close this
 // gap at the cost of a second fdatasync per batch; ringkv chose latency here, deliberately.
 
 import assert from 'node:assert/strict'

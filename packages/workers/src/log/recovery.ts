@@ -126,13 +126,18 @@ function intentProblem(contents: Uint8Array, located: Located): string | undefin
   return undefined
 }
 
-/** The first intact batch at or after `from` with a sequence of at least `low`: its offset and sequence. */
-function findIntactBatch(contents: Uint8Array, from: number, low: number): { offset: number; sequence: number } | undefined {
+/**
+ * The first batch at or after `from` with a sequence of at least `low`: its offset and sequence. `whole`:
+ * only a batch whose body holds too; otherwise a batch header that holds is enough (the header alone
+ * proves the batch was written, and so that the one before it was acknowledged).
+ */
+function findBatch(contents: Uint8Array, from: number, low: number, whole: boolean): { offset: number; sequence: number } | undefined {
   const view = new DataView(contents.buffer, contents.byteOffset, contents.byteLength)
   for (let offset = from; offset + batchHeaderBytes <= contents.length; offset++) {
     if (view.getUint32(offset, true) !== batchMagic) continue
     const header = decodeBatchHeader(contents.subarray(offset))
     if (header === undefined || header.sequence < low) continue
+    if (!whole) return { offset, sequence: header.sequence }
     const end = offset + batchHeaderBytes + header.bodyBytes
     if (end > contents.length) continue
     if (checksum(contents.subarray(offset + batchHeaderBytes, end)) === header.bodyChecksum) {
@@ -277,7 +282,10 @@ export function recover(
     byteRange: [at, at + completionRecordBytes],
     reason,
   })
-  scan: for (const segment of completionSegments) {
+  // With a checkpoint, the completion log is read from the segment its header names: those before it hold
+  // only batches it covers, and are retired (an earlier open may have left them).
+  const completionFirst = checkpoint.header?.completion.segment ?? 0
+  scan: for (const segment of completionSegments.filter((number) => number >= completionFirst)) {
     const contents = storage.read(filePath('completion', segment))
     for (let offset = 0; offset < contents.length; offset += completionRecordBytes) {
       const decoded = decodeCompletion(contents.subarray(offset, offset + completionRecordBytes))
@@ -385,8 +393,10 @@ export function recover(
     for (const segment of intentSegments.filter((number) => number >= intentKeptEnd.segment)) {
       const contents = readIntent(segment)
       const from = segment === intentKeptEnd.segment ? intentKeptEnd.offset : 0
-      // Batch appliedSequence+1 may be the in-flight one; anything later was written after it was acknowledged.
-      const beyond = findIntactBatch(contents, from, appliedSequence + 2)
+      // Batch appliedSequence+1 may be the in-flight one; anything later was written after it was
+      // acknowledged: even torn, its header shows that (say batch n+1 was acknowledged, its intent write
+      // lost, and batch n+2 torn by the crash: n+1 looks torn_last, and n+2's header says otherwise).
+      const beyond = findBatch(contents, from, appliedSequence + 2, false)
       const dirty = nonZeroEnd(contents, from) - from
       const found = recoveryCase({
         completion: 'none',
@@ -399,12 +409,12 @@ export function recover(
           appliedSequence + 1,
           filePath('intent', segment),
           [beyond!.offset, beyond!.offset + batchHeaderBytes],
-          `intent batch ${beyond!.sequence} is intact but the completion records after batch ${appliedSequence} are missing`,
+          `intent batch ${beyond!.sequence} was written, so batch ${appliedSequence + 1} was acknowledged, but recovery has nothing intact after batch ${appliedSequence}`,
         )
         break
       }
       if (found.decision === 'drop') {
-        const intact = findIntactBatch(contents, from, appliedSequence + 1)
+        const intact = findBatch(contents, from, appliedSequence + 1, true)
         tailBytesDropped += dirty
         tailReason ??=
           intact !== undefined

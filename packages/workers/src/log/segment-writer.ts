@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict'
 import path from 'node:path'
-import { segmentName, type LogKind } from '../format/segment-files.js'
+import { segmentName, segmentNumbers, type LogKind } from '../format/segment-files.js'
 import type { IoFailure } from '../errors.js'
 import { ioFailure, type Storage, type StorageFile } from '../storage/storage.js'
 
@@ -106,23 +106,23 @@ export class SegmentWriter {
   }
 
   /**
-   * Closes and removes the segments before `segment` that this writer opened (a checkpoint made them
-   * unneeded: checkpoint/checkpoint-writer.ts). Never the one it appends to, nor the next: both come after.
-   * Returns their numbers. A removal that fails throws (the caller reports it; nothing is lost by it).
+   * Closes and removes this log's segments before `segment` (a checkpoint made them unneeded:
+   * checkpoint/checkpoint-writer.ts), those this writer opened and those an earlier open left. Never the
+   * one it appends to, nor the next: both come after. Returns their numbers. A removal that fails throws
+   * (the caller reports it; nothing is lost by it).
    */
   retireBefore(segment: number): number[] {
     assert(segment <= this.segment, 'the segment appended to is never retired')
-    const retired: number[] = []
-    for (const [number, file] of this.files) {
-      if (number >= segment) continue
+    const retired = segmentNumbers(this.storage.list(this.directory), this.kind).filter((number) => number < segment)
+    for (const number of retired) {
+      const file = this.files.get(number)
       this.files.delete(number)
       try {
-        file.close()
+        file?.close()
       } catch {
         // as in close(): nothing is lost by a failed close of a file no longer written
       }
-      this.storage.remove(file.path)
-      retired.push(number)
+      this.storage.remove(path.join(this.directory, segmentName(this.kind, number)))
     }
     return retired
   }

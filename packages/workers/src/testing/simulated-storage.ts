@@ -325,6 +325,8 @@ export class SimulatedStorage implements Storage {
    * fdatasync, a failed one, or a crash keeping some of its sectors); -1 when none did.
    */
   readonly logOnDiskMax: Record<FileKind, number> = { intent: -1, completion: -1, checkpoint: -1 }
+  /** The bytes of every intent writeDurable issued, by index (the buffers themselves: the log never reuses one). */
+  readonly intentWrites: Uint8Array[] = []
   /** A hash of every completion, for determinism checks. */
   traceDigest = 0x811c9dc5
   crashed = false
@@ -418,12 +420,14 @@ export class SimulatedStorage implements Storage {
       file = this.files.get(filePath)
       if (file === undefined) throw new Error(`no file ${filePath}`)
     } else {
-      const candidates = [...this.files.values()].filter((candidate) => candidate.acknowledged.length > 0)
+      // Acknowledged bytes that are durable: a lost write past the end of a growing file (a checkpoint's)
+      // was acknowledged but left nothing there to flip.
+      const candidates = [...this.files.values()].filter((candidate) => durableRanges(candidate).length > 0)
       if (candidates.length === 0) return undefined
       file = this.prng.pick(candidates)
     }
     if (fileOffset === undefined) {
-      const range = this.prng.pick(file.acknowledged)
+      const range = this.prng.pick(durableRanges(file))
       fileOffset = range.fileOffset + this.prng.below(range.length)
     }
     if (fileOffset >= file.durable.length) throw new RangeError(`offset ${fileOffset} is past the durable end of ${file.path}`)
@@ -505,6 +509,7 @@ export class SimulatedStorage implements Storage {
   queueWrite(file: SimulatedFile, buffer: Uint8Array, fileOffset: number, callback: (failure: IoFailure | null) => void): void {
     this.writesIssued++
     const logWriteIndex = this.logWrites[file.log]++
+    if (file.log === 'intent') this.intentWrites.push(buffer)
     this.enqueue({ kind: 'write', id: this.operationNext++, file, bytes: buffer, fileOffset, logWriteIndex, callback })
   }
 
@@ -651,6 +656,14 @@ export class SimulatedStorage implements Storage {
   private assertLive(): void {
     if (this.crashed) throw new Error('this storage crashed: use the one crash() returned')
   }
+}
+
+/** A file's acknowledged ranges, cut to its durable length. */
+function durableRanges(file: SimulatedFile): AcknowledgedRange[] {
+  const length = file.durable.length
+  return file.acknowledged
+    .filter((range) => range.fileOffset < length)
+    .map((range) => ({ fileOffset: range.fileOffset, length: Math.min(range.length, length - range.fileOffset) }))
 }
 
 function failure(operation: IoFailure['operation'], errno: number, code: string, filePath: string): IoFailure {

@@ -47,6 +47,7 @@ export type ViolationKind =
   | 'open-threw'
   | 'shard-threw'
   | 'io-error-rule'
+  | 'checkpoint-error'
   | 'stalled'
 
 export interface Violation {
@@ -73,6 +74,12 @@ export interface SimulationResult {
   traceDigest: number
   /** Whether the shard wrote a completion log (the dual log) or only the v0 single log. */
   dualLog: boolean
+  /** Checkpoints asked for (by the workload; automatic ones come on top), made current, and failed. */
+  checkpointsAsked: number
+  checkpointsDone: number
+  checkpointsFailed: number
+  /** Opens that loaded a checkpoint. */
+  checkpointLoads: number
 }
 
 /** Requests in flight at once, across all clients; beyond it clients wait. */
@@ -129,6 +136,10 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   const generationsMax = prng.between(1, 4)
   const issueChance = prng.pick([0.1, 0.3, 0.5, 0.8])
   const deleteChance = prng.pick([0, 0.2, 0.5])
+  const readAfterAcknowledgementChance = prng.pick([1, 0.2, 0])
+  // Checkpoints: asked for at random moments, and automatic after a little log, or neither.
+  const checkpointChance = prng.pick([0, 0.005, 0.02, 0.05])
+  const autoCheckpoint = prng.pick([false, false, { logBytes: 1024, liveRatio: 0 }, { logBytes: 8192, liveRatio: 0.5 }] as const)
 
   const clients: Client[] = []
   for (let index = 0; index < clientCount; index++) {
@@ -155,6 +166,10 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     violations: [],
     traceDigest: 0,
     dualLog: false,
+    checkpointsAsked: 0,
+    checkpointsDone: 0,
+    checkpointsFailed: 0,
+    checkpointLoads: 0,
   }
   const faulty = Object.values(faultRates).some((rate) => rate > 0)
   let storage = new SimulatedStorage({
@@ -177,9 +192,11 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       recovery: 'strict',
       storage,
       segmentBytes,
+      autoCheckpoint,
     } as ShardOptions & { segmentBytes: number }
     try {
       const shard = Shard.open(shardOptions)
+      if (shard.recovery.checkpointSequence > 0) result.checkpointLoads++
       const repaired = (shard.recovery as { repaired?: unknown }).repaired
       if (!faulty && repaired !== undefined) {
         violate(
@@ -261,7 +278,11 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
           if (failedAtWrites !== undefined) {
             violate('io-error-rule', generation, `request ${request.id} succeeded after the shard reported an I/O error`)
           }
-          checkReadAfterAcknowledgement(live, request, (message) => violate('read-after-acknowledgement', generation, message))
+          // Not always: a read applies every durable batch to the table at once, which would hide the
+          // moments when durable batches wait to be applied (a checkpoint must not start in one).
+          if (prng.chance(readAfterAcknowledgementChance)) {
+            checkReadAfterAcknowledgement(live, request, (message) => violate('read-after-acknowledgement', generation, message))
+          }
           return
         }
         result.requestsFailed++
@@ -283,8 +304,31 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       }
     }
 
+    let closing = false
+    const askCheckpoint = (): void => {
+      result.checkpointsAsked++
+      live.checkpoint((error) => {
+        if (error === null) return void result.checkpointsDone++
+        result.checkpointsFailed++
+        // A checkpoint fails only for an I/O error that was injected, or because the shard is closing.
+        const expected =
+          (error.code === 'IO_ERROR' && storage.faults.some((fault) => isIoFault(fault.kind))) ||
+          (error.code === 'ENGINE_CLOSED' && closing)
+        if (!expected) violate('checkpoint-error', generation, `a checkpoint failed with ${describeError(error)}`)
+      })
+    }
+
     const actions = prng.between(0, generationActionsMax)
     for (let action = 0; action < actions && !threw && !stalled; action++) {
+      if (checkpointChance > 0 && prng.chance(checkpointChance)) {
+        try {
+          askCheckpoint()
+        } catch (error) {
+          threw = true
+          violate('shard-threw', generation, `checkpoint threw ${describeError(error)}`)
+          break
+        }
+      }
       const idle = clients.filter((client) => !client.busy)
       if (idle.length > 0 && (storage.pendingCount === 0 || prng.chance(issueChance))) {
         issue(prng.pick(idle))
@@ -308,6 +352,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     // Sometimes quiesce and close cleanly before the power goes.
     if (!threw && !stalled && prng.chance(0.2)) {
       let closed = false
+      closing = true
       live.close(() => {
         closed = true
       })
@@ -394,26 +439,31 @@ function valueFor(prng: Prng, requestId: number, valueBytesMax: number): Uint8Ar
 }
 
 /**
- * The blind spot: a lost or misdirected write of the last intent batch before the crash, where "last"
- * means that no later intent write left a byte on disk (it was still in flight, or only in the page cache
- * and the crash dropped it): then the disk looks exactly like a crash before that write reached it. Marks
- * the acknowledged requests that write carried, so the checker accepts them missing. Called after the
- * crash, which decides what of the page cache survived.
+ * The blind spot: a lost or misdirected write of the last batch before the crash, to either log, where
+ * "last" means that no later write to that log left a byte on disk (it was still in flight, or only in
+ * the page cache and the crash dropped it): then the disk looks exactly like a crash before that write
+ * reached it (log/recovery-cases.ts). Marks the acknowledged requests that batch carried, so the checker
+ * accepts them missing. Called after the crash, which decides what of the page cache survived. A batch is
+ * one intent write and one completion write, issued in the same order on both logs: the completion
+ * write with index i is the intent write with index i's.
  */
 function markBlindSpot(storage: SimulatedStorage, keys: KeyModel[], result: SimulationResult): void {
-  const hits = storage.faults.filter(
-    (fault) =>
-      (fault.kind === 'lost' || fault.kind === 'misdirected') &&
-      fault.log === 'intent' &&
-      fault.logWriteIndex >= storage.logOnDiskMax.intent,
-  )
+  const hits: Uint8Array[] = []
+  for (const fault of storage.faults) {
+    if (fault.kind !== 'lost' && fault.kind !== 'misdirected') continue
+    if (fault.log === 'intent' && fault.logWriteIndex >= storage.logOnDiskMax.intent && fault.bytes !== undefined) hits.push(fault.bytes)
+    if (fault.log === 'completion' && fault.logWriteIndex >= storage.logOnDiskMax.completion) {
+      const intent = storage.intentWrites[fault.logWriteIndex]
+      if (intent !== undefined) hits.push(intent)
+    }
+  }
   if (hits.length === 0) return
   const seen = new Set<Request>()
   for (const key of keys) {
     for (const request of key.requests) {
       if (seen.has(request) || request.status !== 'acknowledged') continue
       seen.add(request)
-      if (hits.some((fault) => fault.bytes !== undefined && carries(fault.bytes, request.records))) {
+      if (hits.some((bytes) => carries(bytes, request.records))) {
         request.blindSpot = true
         result.blindSpotRequests++
       }
