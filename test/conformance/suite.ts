@@ -395,12 +395,90 @@ export function suite({ backend, skip }: BackendCase): void {
         [() => open(directory, { batchBytesMax: '4M' as never }), TypeError, 'INVALID_OPTION', /options\.batchBytesMax/],
         [() => open(directory, { bytesInFlightMax: -1 }), RangeError, 'INVALID_OPTION', /options\.bytesInFlightMax/],
         [() => open(directory, { segmentBytes: 1024 }), RangeError, 'INVALID_OPTION', /options\.segmentBytes/],
+        [() => open(directory, { autoCheckpoint: 5 as never }), TypeError, 'INVALID_OPTION', /options\.autoCheckpoint/],
+        [() => open(directory, { autoCheckpoint: { logBytes: 0 } }), RangeError, 'INVALID_OPTION', /options\.autoCheckpoint\.logBytes/],
+        [() => open(directory, { autoCheckpoint: { liveRatio: -1 } }), RangeError, 'INVALID_OPTION', /options\.autoCheckpoint\.liveRatio/],
         [() => open(directory, null as never), TypeError, 'INVALID_OPTION', /options must be an object/],
         [() => open('', { backend }), TypeError, 'INVALID_ARGUMENT', /directory/],
         [() => open(7 as never, { backend }), TypeError, 'INVALID_ARGUMENT', /directory/],
       ]
       await expectArgumentErrors(bad)
       expect(fs.readdirSync(directory)).toEqual([]) // nothing was created
+    })
+
+    it('compact() checkpoints every shard and removes the log it covers; a reopen loads the checkpoints and finds every write', async () => {
+      const engine = await openDb({ shards: 2, segmentBytes: 64 * 1024, autoCheckpoint: false })
+      const valueOf = (round: number, index: number): string => `${round}:${index}:`.padEnd(200 + (index % 50), 'v')
+      for (let round = 0; round < 4; round++) {
+        await Promise.all(Array.from({ length: 1000 }, (_, index) => engine.put(`key-${index}`, valueOf(round, index))))
+      }
+      await Promise.all(Array.from({ length: 100 }, (_, index) => engine.delete(`key-${index}`)))
+      const segmentsOf = (shard: number): string[] =>
+        fs.readdirSync(shardDirectory(directory, shard)).filter((name) => name.endsWith('.wal'))
+      const segmentBytesOf = (shard: number): number =>
+        segmentsOf(shard).reduce((sum, name) => sum + fs.statSync(path.join(shardDirectory(directory, shard), name)).size, 0)
+      const before = [0, 1].map((shard) => segmentsOf(shard).length)
+      const diskBefore = [0, 1].map(segmentBytesOf)
+      await engine.compact()
+      const stats = engine.stats().shards
+      for (const [shard, shardStats] of stats.entries()) {
+        expect(shardStats.checkpoints).toBe(1)
+        expect(shardStats.checkpointSequence).toBe(shardStats.batches)
+        expect(shardStats.lastCheckpoint!.bytes).toBe(shardStats.checkpointDiskBytes)
+        expect(shardStats.logDiskBytes).toBe(segmentBytesOf(shard))
+        expect(shardStats.logDiskBytes).toBeLessThan(diskBefore[shard]! / 2)
+        expect(segmentsOf(shard).length).toBeLessThan(before[shard]!)
+        expect(fs.readdirSync(shardDirectory(directory, shard)).filter((name) => name.endsWith('.ckpt'))).toHaveLength(1)
+      }
+      expect(stats.reduce((sum, shard) => sum + shard.liveEntries, 0)).toBe(900)
+      const liveBytes = Array.from({ length: 900 }, (_, index) => 16 + `key-${index + 100}`.length + valueOf(3, index + 100).length)
+      expect(stats.reduce((sum, shard) => sum + shard.liveBytes, 0)).toBe(liveBytes.reduce((sum, bytes) => sum + bytes, 0))
+      await engine.put('after', 'the checkpoint')
+      await engine.close()
+      const again = await openDb()
+      for (const report of again.recovery) expect(report.checkpointSequence).toBeGreaterThan(0)
+      expect(again.recovery.reduce((sum, report) => sum + report.checkpointRecords, 0)).toBe(900)
+      expect(again.recovery.reduce((sum, report) => sum + report.batchesReplayed, 0)).toBe(1)
+      for (let index = 0; index < 1000; index++) {
+        expect(text(await again.get(`key-${index}`))).toBe(index < 100 ? undefined : valueOf(3, index))
+      }
+      expect(text(await again.get('after'))).toBe('the checkpoint')
+    })
+
+    it('checkpoints by itself past autoCheckpoint.logBytes, while writes go on, and compact() during a write storm loses nothing', async () => {
+      const engine = await openDb({ shards: 2, segmentBytes: 64 * 1024, autoCheckpoint: { logBytes: 64 * 1024 } })
+      const valueOf = (round: number, index: number): string => `${round}:${index}:`.padEnd(300, 'w')
+      let compactions = 0
+      let writing = true
+      const compacting = (async () => {
+        while (writing) {
+          await engine.compact()
+          compactions++
+        }
+      })()
+      const rounds = 16
+      for (let round = 0; round < rounds; round++) {
+        await Promise.all(Array.from({ length: 500 }, (_, index) => engine.put(`storm-${index}`, valueOf(round, index))))
+      }
+      writing = false
+      await compacting
+      expect(compactions).toBeGreaterThan(0)
+      const stats = engine.stats().shards
+      for (const [shard, shardStats] of stats.entries()) {
+        expect(shardStats.checkpoints).toBeGreaterThan(1)
+        // The log on disk stays within its bound (README, "Disk space"), far below everything written: the log
+        // since the checkpoint (logBytes), the segment it starts in, the segment written and the next one
+        // zero-filled ahead, and the small completion segments.
+        const logBytes = fs
+          .readdirSync(shardDirectory(directory, shard))
+          .filter((name) => name.endsWith('.wal'))
+          .reduce((sum, name) => sum + fs.statSync(path.join(shardDirectory(directory, shard), name)).size, 0)
+        expect(logBytes).toBeLessThanOrEqual(5 * 64 * 1024)
+        expect(shardStats.bytes).toBeGreaterThan(3 * logBytes)
+      }
+      await engine.close()
+      const again = await openDb()
+      for (let index = 0; index < 500; index++) expect(text(await again.get(`storm-${index}`))).toBe(valueOf(rounds - 1, index))
     })
 
     it('answers every call after close with ENGINE_CLOSED, and close twice is fine', async () => {
@@ -416,6 +494,7 @@ export function suite({ backend, skip }: BackendCase): void {
         () => engine.has('a'),
         () => engine.delete('a'),
         () => engine.batch([]),
+        () => engine.compact(),
       ]
       for (const call of calls) {
         await expect(call()).rejects.toMatchObject({ name: 'EngineError', code: 'ENGINE_CLOSED' })

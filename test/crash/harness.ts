@@ -76,7 +76,16 @@ export interface WriterConfig {
   round: number
   workload: Workload
   operationsPerClient?: number
+  /**
+   * Checkpoints forced often, so that cuts land inside them, their renames and the segments' retirement:
+   * small segments, an automatic checkpoint every `logBytes` of log, and on some rounds a loop calling
+   * db.compact() back to back. Off with RINGKV_CRASH_COMPACTION=off.
+   */
+  compaction?: { segmentBytes: number; logBytes: number; compactLoop: boolean }
 }
+
+/** Whether the writers force checkpoints (RINGKV_CRASH_COMPACTION, default on). */
+export const compactionForced = (process.env.RINGKV_CRASH_COMPACTION ?? 'on') !== 'off'
 
 export interface WriterError {
   client: number
@@ -98,6 +107,8 @@ export class Writer {
   readyLine: string | undefined
   openFailure: string | undefined
   readLine: string | undefined
+  /** db.compact() calls that completed (the rounds with a compact loop). */
+  compactions = 0
   closedLine: string | undefined
   fatal: string | undefined
   protocolProblems: string[] = []
@@ -156,6 +167,10 @@ export class Writer {
         waiter.resolve()
         return false
       })
+      return
+    }
+    if (kind === 'K') {
+      this.compactions = Number(fields[0])
       return
     }
     if (this.lines.length < 200) this.lines.push(line)
@@ -246,7 +261,8 @@ export class CrashModel {
   }
 
   writerConfig(dir: string, backend: Backend, shards: number, mode: 'write' | 'open' = 'write'): WriterConfig {
-    return { mode, dir, backend, shards, seed: this.seed, round: this.round, workload: this.workload }
+    const compaction = compactionForced ? { segmentBytes: 64 * 1024, logBytes: 64 * 1024, compactLoop: this.round % 2 === 1 } : undefined
+    return { mode, dir, backend, shards, seed: this.seed, round: this.round, workload: this.workload, compaction }
   }
 
   /**

@@ -26,6 +26,7 @@ import { tmpdir } from 'node:os'
 import { afterAll, describe, expect, it } from 'vitest'
 import {
   baseSeed,
+  compactionForced,
   crashBackends,
   crashShards,
   environmentNumber,
@@ -175,7 +176,15 @@ async function powerLossRounds(variant: (typeof variants)[number], kind: FileSys
   const supply = await variant.supply(kind)
   const { fileSystem } = supply
   anyRan.value = true
-  const totals = { acknowledged: 0, unacknowledgedSurvivors: 0, earlyCuts: 0, tailBytesDropped: 0, databases: 1 }
+  const totals = {
+    acknowledged: 0,
+    unacknowledgedSurvivors: 0,
+    earlyCuts: 0,
+    tailBytesDropped: 0,
+    databases: 1,
+    compactions: 0,
+    checkpointLoads: 0,
+  }
   const errorCodes = new Map<string, number>()
   const database = new RoundDatabase(fileSystem.mountPoint, seed)
   let readyMs = 800
@@ -224,7 +233,9 @@ async function powerLossRounds(variant: (typeof variants)[number], kind: FileSys
         }
       }
       expectRecovered(result, dir, writer, where)
-      const reports = (result.recovery ?? []) as { tailBytesDropped?: number }[]
+      const reports = (result.recovery ?? []) as { tailBytesDropped?: number; checkpointSequence?: number }[]
+      totals.compactions += writer.compactions
+      totals.checkpointLoads += reports.filter((report) => (report.checkpointSequence ?? 0) > 0).length
       // After the cut every failure must be an I/O error: nothing else is honest. (Checked after the
       // durability check, so that a wrong error code never hides a lost write.)
       const wrongErrors = writer.errors.filter((error) => error.code !== 'IO_ERROR')
@@ -241,6 +252,9 @@ async function powerLossRounds(variant: (typeof variants)[number], kind: FileSys
       `[crash] ${label} ${kind} ${backend}: ${rounds} rounds passed; ${JSON.stringify({ ...totals, ...(await supply.summary()) })}; ` +
         `writer errors ${JSON.stringify(Object.fromEntries(errorCodes))}`,
     )
+    // The cuts landed where checkpoints were: the reopens found and loaded them.
+    if (compactionForced && rounds >= 4)
+      expect(totals.checkpointLoads, `${label} ${kind} ${backend}: reopens that loaded a checkpoint`).toBeGreaterThan(0)
   } finally {
     supply.destroy()
   }

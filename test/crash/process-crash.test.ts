@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
   baseSeed,
+  compactionForced,
   crashBackends,
   crashShards,
   environmentNumber,
@@ -36,7 +37,15 @@ describe('process crash (SIGKILL), including during recovery', () => {
           const seed = model.mix(baseSeed, 3, backend === 'io_uring' ? 1 : 2)
           console.log(`[crash] process crash ${backend}: ${rounds} rounds, RINGKV_CRASH_SEED=${baseSeed} (seed ${seed})`)
           const rng = model.random(seed)
-          const totals = { acknowledged: 0, unacknowledgedSurvivors: 0, recoveryKills: 0, recoveryKillsDuringOpen: 0, databases: 1 }
+          const totals = {
+            acknowledged: 0,
+            unacknowledgedSurvivors: 0,
+            recoveryKills: 0,
+            recoveryKillsDuringOpen: 0,
+            databases: 1,
+            compactions: 0,
+            checkpointLoads: 0,
+          }
           const errorCodes = new Map<string, number>()
           const database = new RoundDatabase(root, seed)
           let readyMs = 800
@@ -75,6 +84,9 @@ describe('process crash (SIGKILL), including during recovery', () => {
 
             const result = await crashModel.check(dir, backend, crashShards, writer.acknowledged)
             expectRecovered(result, dir, writer, where)
+            totals.compactions += writer.compactions
+            const reports = (result.recovery ?? []) as { checkpointSequence?: number }[]
+            totals.checkpointLoads += reports.filter((report) => (report.checkpointSequence ?? 0) > 0).length
             totals.acknowledged += writer.acknowledgementCount
             totals.unacknowledgedSurvivors += result.unacknowledgedSurvivors
             database.nextRound(result.observed)
@@ -84,6 +96,8 @@ describe('process crash (SIGKILL), including during recovery', () => {
             `[crash] process crash ${backend}: ${rounds} rounds passed; ${JSON.stringify(totals)}; ` +
               `writer errors ${JSON.stringify(Object.fromEntries(errorCodes))}`,
           )
+          // The kills landed where checkpoints were: the reopens found and loaded them.
+          if (compactionForced && rounds >= 4) expect(totals.checkpointLoads, 'reopens that loaded a checkpoint').toBeGreaterThan(0)
         } finally {
           rmSync(root, { recursive: true, force: true })
         }

@@ -30,6 +30,7 @@ const {
   workload,
   operationsPerClient = Number.POSITIVE_INFINITY,
   runMsMax = 120_000, // a writer nobody killed exits by itself
+  compaction, // { segmentBytes, logBytes, compactLoop }: checkpoints forced often (harness.ts)
 } = config
 
 function report(line) {
@@ -71,7 +72,12 @@ report('OPENING')
 const openStart = performance.now()
 let db
 try {
-  db = await open(dir, { shards, backend })
+  db = await open(
+    dir,
+    compaction === undefined
+      ? { shards, backend }
+      : { shards, backend, segmentBytes: compaction.segmentBytes, autoCheckpoint: { logBytes: compaction.logBytes } },
+  )
 } catch (error) {
   report(`OPENFAIL ${errorFields(error)}`)
   process.exit(3)
@@ -126,7 +132,25 @@ async function runClient(client) {
   }
 }
 
+// On some rounds, checkpoints back to back while the clients write: `K <n>` after each one made current.
+let clientsDone = false
+const compacting =
+  compaction?.compactLoop === true
+    ? (async () => {
+        for (let count = 1; !clientsDone; count++) {
+          try {
+            await db.compact()
+            report(`K ${count}`)
+          } catch (error) {
+            report(`C ${errorFields(error)}`)
+            return
+          }
+        }
+      })()
+    : Promise.resolve()
 await Promise.all(Array.from({ length: workload.clients }, (_, client) => runClient(client)))
+clientsDone = true
+await compacting
 
 // Every client has stopped (an error, or its operation budget). Reads of what was acknowledged must keep
 // working, and show the acknowledged value (or, for a key its client's failed batch touched, that batch's

@@ -36,8 +36,11 @@ import {
   statsSlotLogDiskBytes,
   statsSlotRecords,
   type AutoCheckpoint,
+  type CheckpointResult,
 } from './protocol.js'
 import { CheckpointWriter, type CheckpointCallback } from './checkpoint/checkpoint-writer.js'
+import { checkpointFiles, checkpointName } from './format/checkpoint.js'
+import type { DurablePoint } from './log/log.js'
 import { batchHeaderBytes } from './format/record.js'
 import { recover, type LogResumption } from './log/recovery.js'
 import { type RecoveryReport } from './protocol.js'
@@ -53,9 +56,13 @@ export const segmentBytesDefault = 64 * 1024 * 1024
 export const intentFillStepBytesMax = 1024 * 1024
 export const completionFillStepBytesMax = 64 * 1024
 
-/** A completion segment holds one record per intent batch: 1/4096 of the intent segment, 16 records at least. */
+/**
+ * A completion segment holds one record per intent batch: 1/16 of the intent segment (4 MiB for 64 MiB:
+ * 65,536 batches), 16 records at least. Not smaller: a checkpoint retires every completion segment its
+ * intent segments cover, and batches of a few hundred bytes fill 64 bytes of completion log each.
+ */
 export function completionSegmentBytes(segmentBytes: number): number {
-  return Math.max(16 * completionRecordBytes, Math.floor(segmentBytes / 4096 / completionRecordBytes) * completionRecordBytes)
+  return Math.max(16 * completionRecordBytes, Math.floor(segmentBytes / 16 / completionRecordBytes) * completionRecordBytes)
 }
 
 export interface ShardOptions {
@@ -107,6 +114,8 @@ export class Shard {
   private autoCheckpointAfterBytes = 0
   private batchesSinceDiskStats = 0
   private closing = false
+  /** close() waits for the checkpoint in progress to stop: this closes the log then. */
+  private closeAfterCheckpoint: (() => void) | undefined
 
   private constructor(options: ShardOptions) {
     this.stats = options.stats ?? new Float64Array(statsSlotCount)
@@ -219,6 +228,9 @@ export class Shard {
    */
   close(callback: () => void): void {
     this.closing = true
+    const waiting = this.checkpointWaiters
+    this.checkpointWaiters = []
+    for (const waiter of waiting) waiter(new EngineError('ENGINE_CLOSED', 'the shard is closing'), undefined)
     const closeLog = (): void =>
       this.log.close(() => {
         this.durable = []
@@ -227,7 +239,8 @@ export class Shard {
         callback()
       })
     if (this.checkpointRun === undefined) return closeLog()
-    this.checkpointWriter.abort(closeLog)
+    this.closeAfterCheckpoint = closeLog
+    this.checkpointWriter.abort()
   }
 
   private startCheckpoint(): void {
@@ -243,39 +256,63 @@ export class Shard {
     const run = { logBytes: this.logBytesSinceCheckpoint, waiters, batchLatencyMaxUs: 0 }
     this.checkpointRun = run
     this.checkpointWriter.write(point, this.table.scan(), (error, result) => {
-      this.checkpointRun = undefined
-      if (error === null) {
-        this.checkpointSequence = point.sequence
-        this.logBytesSinceCheckpoint -= run.logBytes
-        this.autoCheckpointAfterBytes = 0
-        try {
-          this.log.retireBefore(point)
-        } catch {
-          // A segment that could not be removed stays; the next open retires it (recovery's retireSegments).
-        }
-        this.stats[statsSlotCheckpoints]! += 1
-        this.stats[statsSlotCheckpointSequence] = result!.sequence
-        this.stats[statsSlotCheckpointDurationMs] = result!.durationMs
-        this.stats[statsSlotCheckpointBytes] = result!.bytes
-        this.stats[statsSlotCheckpointStepMsMax] = result!.stepMsMax
-        this.stats[statsSlotCheckpointBatchLatencyMaxUs] = run.batchLatencyMaxUs
-      } else {
-        this.stats[statsSlotCheckpointFailures]! += 1
-        // An automatic checkpoint that failed is tried again only after as much log again.
-        this.autoCheckpointAfterBytes = this.logBytesSinceCheckpoint
+      if (error === null && !this.closing) {
+        // Current now: retire the segments it covers and the older checkpoints, off this thread; the
+        // checkpoint is done once they are gone (compact() promises that).
+        const retireStarted = performance.now()
+        const older = checkpointFiles(this.storage.list(this.directory)).current.filter((sequence) => sequence < point.sequence)
+        const retired = [
+          ...this.log.retireBefore(point),
+          ...older.map((sequence) => path.join(this.directory, checkpointName(sequence, 'current'))),
+        ]
+        // This thread closes the retired files and lists the directory: part of the checkpoint's stall.
+        result!.stepMsMax = Math.max(result!.stepMsMax, performance.now() - retireStarted)
+        this.storage.discard(retired, () => this.checkpointDone(point, run, null, result))
+        return
       }
-      if (!this.closing) this.refreshStats()
-      for (const waiter of run.waiters) waiter(error, result)
-      if (this.checkpointWaiters.length > 0 && !this.closing) {
-        if (this.log.failed !== undefined) {
-          const waiting = this.checkpointWaiters
-          this.checkpointWaiters = []
-          for (const waiter of waiting) waiter(this.log.failed, undefined)
-        } else {
-          this.startCheckpoint()
-        }
-      }
+      this.checkpointDone(point, run, error, result)
     })
+  }
+
+  private checkpointDone(
+    point: DurablePoint,
+    run: NonNullable<Shard['checkpointRun']>,
+    error: EngineError | null,
+    result: CheckpointResult | undefined,
+  ): void {
+    this.checkpointRun = undefined
+    const closeLog = this.closeAfterCheckpoint
+    this.closeAfterCheckpoint = undefined
+    if (closeLog !== undefined) {
+      for (const waiter of run.waiters) waiter(error ?? new EngineError('ENGINE_CLOSED', 'the shard is closing'), undefined)
+      return closeLog()
+    }
+    if (error === null) {
+      this.checkpointSequence = point.sequence
+      this.logBytesSinceCheckpoint -= run.logBytes
+      this.autoCheckpointAfterBytes = 0
+      this.stats[statsSlotCheckpoints]! += 1
+      this.stats[statsSlotCheckpointSequence] = result!.sequence
+      this.stats[statsSlotCheckpointDurationMs] = result!.durationMs
+      this.stats[statsSlotCheckpointBytes] = result!.bytes
+      this.stats[statsSlotCheckpointStepMsMax] = result!.stepMsMax
+      this.stats[statsSlotCheckpointBatchLatencyMaxUs] = run.batchLatencyMaxUs
+    } else {
+      this.stats[statsSlotCheckpointFailures]! += 1
+      // An automatic checkpoint that failed is tried again only after as much log again.
+      this.autoCheckpointAfterBytes = this.logBytesSinceCheckpoint
+    }
+    if (!this.closing) this.refreshStats()
+    for (const waiter of run.waiters) waiter(error, result)
+    if (this.checkpointWaiters.length > 0 && !this.closing) {
+      if (this.log.failed !== undefined) {
+        const waiting = this.checkpointWaiters
+        this.checkpointWaiters = []
+        for (const waiter of waiting) waiter(this.log.failed, undefined)
+      } else {
+        this.startCheckpoint()
+      }
+    }
   }
 
   /** Whether the automatic policy asks for a checkpoint now. */

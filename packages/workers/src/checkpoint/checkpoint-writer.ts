@@ -28,7 +28,7 @@
 import path from 'node:path'
 import { EngineError, type IoFailure } from '../errors.js'
 import { checksum } from '../format/checksum.js'
-import { checkpointFiles, checkpointHeaderBytes, checkpointName, encodeCheckpointHeader } from '../format/checkpoint.js'
+import { checkpointHeaderBytes, checkpointName, encodeCheckpointHeader } from '../format/checkpoint.js'
 import { batchHeaderBytes, encodeBatchHeader } from '../format/record.js'
 import type { DurablePoint } from '../log/log.js'
 import { ioFailure, type Storage, type StorageFile } from '../storage/storage.js'
@@ -53,7 +53,7 @@ export class CheckpointWriter {
   private readonly directory: string
   private readonly shard: number
   private readonly failed: () => EngineError | undefined
-  private aborted: (() => void) | undefined
+  private aborted = false
 
   constructor(options: CheckpointWriterOptions) {
     this.storage = options.storage
@@ -62,9 +62,9 @@ export class CheckpointWriter {
     this.failed = options.failed
   }
 
-  /** Asks the checkpoint in progress to stop after its write in flight; `stopped` is called once it has. */
-  abort(stopped: () => void): void {
-    this.aborted = stopped
+  /** Asks the checkpoint in progress to stop after its operation in flight: it then calls back ENGINE_CLOSED. */
+  abort(): void {
+    this.aborted = true
   }
 
   /** Writes the checkpoint of `point` from `scan` and makes it current; calls back once, either way. */
@@ -85,20 +85,29 @@ export class CheckpointWriter {
     let bodyChecksum = 0
     let stepMsMax = 0
 
-    const giveUp = (error: EngineError): void => {
+    let closed = false
+    const close = (): void => {
+      if (closed) return
+      closed = true
       try {
         file.close()
+      } catch {
+        // a checkpoint given up, or every byte of it durable: a failed close loses nothing
+      }
+    }
+    const giveUp = (error: EngineError): void => {
+      close()
+      try {
+        // Removed now (a failure is rare): a checkpoint of the same sequence may be asked for next.
         this.storage.remove(temporary)
       } catch {
         // the next open discards it (checkpoint_unfinished)
       }
-      const stopped = this.aborted
       callback(error, undefined)
-      if (stopped !== undefined) stopped()
     }
     const written = (next: () => void) => (failure: IoFailure | null) => {
       if (failure !== null) return giveUp(this.ioError(failure))
-      if (this.aborted !== undefined) return giveUp(new EngineError('ENGINE_CLOSED', 'the shard closed while it wrote a checkpoint'))
+      if (this.aborted) return giveUp(new EngineError('ENGINE_CLOSED', 'the shard closed while it wrote a checkpoint'))
       const failed = this.failed()
       if (failed !== undefined) return giveUp(failed)
       next()
@@ -144,27 +153,22 @@ export class CheckpointWriter {
         header,
         0,
         written(() => {
-          try {
-            file.close()
-            this.storage.rename(temporary, current)
-          } catch (error) {
-            return giveUp(this.ioError(ioFailure('rename', error as NodeJS.ErrnoException, current)))
-          }
-          // Current now: older checkpoints hold nothing needed (checkpoint_superseded).
-          try {
-            for (const sequence of checkpointFiles(this.storage.list(this.directory)).current) {
-              if (sequence < point.sequence) this.storage.remove(path.join(this.directory, checkpointName(sequence, 'current')))
-            }
-          } catch {
-            // the next open discards them, or the next checkpoint does
-          }
-          callback(null, {
-            sequence: point.sequence,
-            records,
-            bytes: offset,
-            durationMs: performance.now() - started,
-            stepMsMax,
-          })
+          close()
+          this.storage.renameDurable(
+            temporary,
+            current,
+            written(() => {
+              // Current now: older checkpoints hold nothing needed (checkpoint_superseded); the caller
+              // discards them with the segments the checkpoint retires.
+              callback(null, {
+                sequence: point.sequence,
+                records,
+                bytes: offset,
+                durationMs: performance.now() - started,
+                stepMsMax,
+              })
+            }),
+          )
         }),
       )
     }

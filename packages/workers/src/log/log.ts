@@ -92,9 +92,9 @@ export class Log {
     return this.durableEnd
   }
 
-  /** Retires both logs' segments before the given ones (a checkpoint covers them). */
-  retireBefore(point: DurablePoint): { intent: number[]; completion: number[] } {
-    return { intent: this.intent.retireBefore(point.intent.segment), completion: this.completion.retireBefore(point.completion.segment) }
+  /** Closes both logs' segments before the given ones (a checkpoint covers them); returns their paths, to discard. */
+  retireBefore(point: DurablePoint): string[] {
+    return [...this.intent.retireBefore(point.intent.segment), ...this.completion.retireBefore(point.completion.segment)]
   }
 
   /** The first I/O failure, after which the log refuses writes. */

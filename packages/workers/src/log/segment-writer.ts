@@ -106,12 +106,13 @@ export class SegmentWriter {
   }
 
   /**
-   * Closes and removes this log's segments before `segment` (a checkpoint made them unneeded:
-   * checkpoint/checkpoint-writer.ts), those this writer opened and those an earlier open left. Never the
-   * one it appends to, nor the next: both come after. Returns their numbers. A removal that fails throws
-   * (the caller reports it; nothing is lost by it).
+   * Closes this log's segments before `segment` (a checkpoint made them unneeded:
+   * checkpoint/checkpoint-writer.ts), those this writer opened, and returns their paths with those an
+   * earlier open left, for the caller to discard (Storage.discard: not made durable; a crash that brings
+   * a segment back leaves it to recovery, which retires it again). Never the one it appends to, nor the
+   * next: both come after.
    */
-  retireBefore(segment: number): number[] {
+  retireBefore(segment: number): string[] {
     assert(segment <= this.segment, 'the segment appended to is never retired')
     const retired = segmentNumbers(this.storage.list(this.directory), this.kind).filter((number) => number < segment)
     for (const number of retired) {
@@ -122,9 +123,8 @@ export class SegmentWriter {
       } catch {
         // as in close(): nothing is lost by a failed close of a file no longer written
       }
-      this.storage.remove(path.join(this.directory, segmentName(this.kind, number)))
     }
-    return retired
+    return retired.map((number) => path.join(this.directory, segmentName(this.kind, number)))
   }
 
   /** Calls back once no fill is in flight (appends are the caller's to wait for), then closes the files. */

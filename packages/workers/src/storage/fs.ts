@@ -4,6 +4,7 @@
 import fs from 'node:fs'
 import type { IoFailure } from '../errors.js'
 import { ioFailure, NodeFile, NodeStorage, type StorageFile } from './storage.js'
+import type { FileKind } from '../format/segment-files.js'
 
 /** libuv's write then fdatasync; also the checkpoint files of the io_uring backend (uring.ts). */
 export class FsFile extends NodeFile {
@@ -30,8 +31,8 @@ export class FsStorage extends NodeStorage {
     super()
   }
 
-  open(filePath: string): StorageFile {
-    return new FsFile(filePath)
+  open(filePath: string, kind: FileKind): StorageFile {
+    return new FsFile(filePath, kind !== 'checkpoint')
   }
 
   close(): void {}

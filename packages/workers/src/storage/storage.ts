@@ -52,8 +52,17 @@ export interface Storage {
   list(directory: string): string[]
   /** Removes a file and makes that durable (its directory is fsynced). */
   remove(filePath: string): void
-  /** Renames a file over `to` (atomically replacing it) and makes that durable (its directory is fsynced). */
-  rename(from: string, to: string): void
+  /**
+   * Renames a file over `to` (atomically replacing it), then makes that durable (fsync of the directory),
+   * off the calling thread; calls back once, with the first failure or null.
+   */
+  renameDurable(from: string, to: string, callback: (failure: IoFailure | null) => void): void
+  /**
+   * Removes files off the calling thread, without making the removal durable: for files nothing needs any
+   * more, which recovery removes again if a crash brings them back (retired segments, superseded
+   * checkpoints). Failures are ignored for the same reason. Calls back once every removal has returned.
+   */
+  discard(filePaths: readonly string[], callback: () => void): void
   /** A file's size in bytes (0 when it does not exist): for stats. */
   size(filePath: string): number
   /** Releases the backend's own resources (a ring). Every file must be closed first. */
@@ -91,10 +100,18 @@ export function syncDirectory(directory: string): void {
 export abstract class NodeFile implements StorageFile {
   readonly fd: number
 
-  constructor(readonly path: string) {
+  /**
+   * `durableCreate`: a new file's directory entry is made durable at once (a log segment: recovery must
+   * find it). A checkpoint's is not: its durable rename covers it (renameDurable), and a shard's thread
+   * would wait for two fsyncs for nothing.
+   */
+  constructor(
+    readonly path: string,
+    durableCreate = true,
+  ) {
     const existed = fs.existsSync(path)
     this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644)
-    if (!existed) {
+    if (!existed && durableCreate) {
       fs.fsyncSync(this.fd)
       syncDirectory(pathDirectory(path))
     }
@@ -171,9 +188,26 @@ export abstract class NodeStorage implements Storage {
     syncDirectory(pathDirectory(filePath))
   }
 
-  rename(from: string, to: string): void {
-    fs.renameSync(from, to)
-    syncDirectory(pathDirectory(to))
+  renameDurable(from: string, to: string, callback: (failure: IoFailure | null) => void): void {
+    fs.rename(from, to, (error) => {
+      if (error !== null) return callback(ioFailure('rename', error, from))
+      const directory = pathDirectory(to)
+      fs.open(directory, 'r', (openError, fd) => {
+        if (openError !== null) return callback(ioFailure('open', openError, directory))
+        fs.fsync(fd, (syncError) => {
+          fs.close(fd, () => callback(syncError === null ? null : ioFailure('fsync', syncError, directory)))
+        })
+      })
+    })
+  }
+
+  discard(filePaths: readonly string[], callback: () => void): void {
+    let outstanding = filePaths.length + 1
+    const done = (): void => {
+      if (--outstanding === 0) callback()
+    }
+    for (const filePath of filePaths) fs.rm(filePath, { force: true }, done)
+    done()
   }
 
   size(filePath: string): number {

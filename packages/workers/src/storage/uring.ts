@@ -49,7 +49,7 @@ export class UringStorage extends NodeStorage {
   open(filePath: string, kind: FileKind): StorageFile {
     // A checkpoint's writes go through libuv's threadpool: on a ring they would make this thread, which
     // waits for everything in flight on its rings, wait for the checkpoint's writes too (1 MiB each).
-    return kind === 'checkpoint' ? new FsFile(filePath) : new UringFile(filePath, this.rings[kind])
+    return kind === 'checkpoint' ? new FsFile(filePath, false) : new UringFile(filePath, this.rings[kind])
   }
 
   close(): void {

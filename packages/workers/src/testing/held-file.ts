@@ -92,6 +92,17 @@ export class HeldStorage implements Storage {
     return this.files.get(filePath)?.contents.length ?? 0
   }
 
+  discard(filePaths: readonly string[], callback: () => void): void {
+    for (const filePath of filePaths) this.remove(filePath)
+    callback()
+  }
+
+  /** At once: the unit tests drive every step themselves. */
+  renameDurable(from: string, to: string, callback: (failure: IoFailure | null) => void): void {
+    this.rename(from, to)
+    callback(null)
+  }
+
   rename(from: string, to: string): void {
     const file = this.files.get(from)
     if (file === undefined) throw new Error(`ENOENT: no such file ${from}`)

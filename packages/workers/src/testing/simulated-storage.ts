@@ -396,6 +396,16 @@ export class SimulatedStorage implements Storage {
   }
 
   /** Durable at once, as the real backends make it (rename, then fsync of the directory). */
+  discard(filePaths: readonly string[], callback: () => void): void {
+    for (const filePath of filePaths) this.remove(filePath)
+    callback()
+  }
+
+  renameDurable(from: string, to: string, callback: (failure: IoFailure | null) => void): void {
+    this.rename(from, to)
+    queueMicrotask(() => callback(null))
+  }
+
   rename(from: string, to: string): void {
     this.assertLive()
     const file = this.files.get(from)

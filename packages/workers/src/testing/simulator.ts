@@ -132,7 +132,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
   const keysPerClient = prng.between(1, 6)
   const valueBytesMax = prng.pick([0, 8, 100, 600, 3000])
   const batchBytesMax = prng.pick([64, 512, 4096, 65536])
-  const segmentBytes = prng.pick([4096, 8192, 65536])
+  const segmentSizes = prng.pick([[4096], [8192], [65536], [4096, 65536]])
   const generationsMax = prng.between(1, 4)
   const issueChance = prng.pick([0.1, 0.3, 0.5, 0.8])
   const deleteChance = prng.pick([0, 0.2, 0.5])
@@ -191,7 +191,8 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       batchBytesMax,
       recovery: 'strict',
       storage,
-      segmentBytes,
+      // On some seeds each open picks its segment size (an option a user may change between opens).
+      segmentBytes: prng.pick(segmentSizes),
       autoCheckpoint,
     } as ShardOptions & { segmentBytes: number }
     try {
