@@ -24,11 +24,11 @@
 // window are "during a checkpoint", the others "without", and the summary gives both latency figures, the
 // worst single put, and the longest the checkpoints held a shard's thread at once (lastCheckpoint.stepMsMax).
 // Live bytes are the keys written so far x (16 + key + value): what stats()'s liveBytes says once it is
-// refreshed (every 256 batches, and after each checkpoint). The README states no disk bound yet, so the one
-// checked is this script's estimate, from how a shard checkpoints: (2 + liveRatio) x live (the current
-// checkpoint and the one replacing it) plus, per shard, an allowance: the segment holding the previous
-// checkpoint's point (segmentBytes), the log up to the threshold (logBytes; segmentBytes in compact-loop),
-// the zero-filled space ahead (min(1 MiB, segmentBytes)), a completion segment, and twice the log written
+// refreshed (every 256 batches, and after each checkpoint). The bound checked is the README's ("Disk
+// space"): (2 + liveRatio) x live (the current checkpoint and the one replacing it) plus, per shard, an
+// allowance: the segment holding the previous checkpoint's point (segmentBytes), the log up to the threshold
+// (logBytes; segmentBytes in compact-loop), the zero-filled space ahead in the segment written and the next
+// (2 x min(1 MiB, segmentBytes)), a completion segment, and twice the log written
 // while the longest checkpoint seen ran (the run's peak puts/s per shard x record bytes x that duration; twice,
 // for compact-loop, whose previous point is one checkpoint older). "allowance used" per sample is
 // (disk - (2 + liveRatio) x live) / shards.
@@ -237,11 +237,15 @@ async function soak(run) {
   const recordBytes = recordHeaderBytes + run.keyBytes + run.valueBytes
   const completionSegmentBytes = Math.max(
     16 * completionRecordBytes,
-    Math.floor(segmentBytes / 4096 / completionRecordBytes) * completionRecordBytes,
+    Math.floor(segmentBytes / 16 / completionRecordBytes) * completionRecordBytes,
   )
-  /** The allowance's fixed part, per shard; the log written during a checkpoint is added at the end. */
+  /**
+   * The allowance's fixed part, per shard (the README's "Disk space"): the checkpoint's segment, the log up
+   * to the threshold, the zero-filled space ahead in the segment written and in the next one, a completion
+   * segment. The log written during a checkpoint is added at the end.
+   */
   const fixedAllowanceBytes =
-    segmentBytes + (logBytes ?? segmentBytes) + Math.min(intentFillStepBytesMax, segmentBytes) + completionSegmentBytes
+    segmentBytes + (logBytes ?? segmentBytes) + 2 * Math.min(intentFillStepBytesMax, segmentBytes) + completionSegmentBytes
 
   const openStarted = performance.now()
   const db = await open(directory, options)

@@ -481,6 +481,70 @@ export function suite({ backend, skip }: BackendCase): void {
       for (let index = 0; index < 500; index++) expect(text(await again.get(`storm-${index}`))).toBe(valueOf(rounds - 1, index))
     })
 
+    it('backup() during a write storm: the backup opens and holds every write acknowledged before the call', async () => {
+      const engine = await openDb({ shards: 2, segmentBytes: 64 * 1024, autoCheckpoint: { logBytes: 64 * 1024 } })
+      const target = `${directory}-backup`
+      const valueOf = (round: number, index: number): string => `${round}:${index}:`.padEnd(150, 'b')
+      try {
+        const acknowledged = new Map<string, string>()
+        let round = 0
+        let writing = true
+        const storm = (async () => {
+          while (writing) {
+            const current = round++
+            await Promise.all(
+              Array.from({ length: 300 }, async (_, index) => {
+                await engine.put(`b-${index}`, valueOf(current, index))
+                acknowledged.set(`b-${index}`, valueOf(current, index))
+              }),
+            )
+          }
+        })()
+        while (round < 3) await new Promise((resolve) => setTimeout(resolve, 5))
+        const before = new Map(acknowledged)
+        await engine.backup(target)
+        writing = false
+        await storm
+        // The source goes on; the backup is a database of its own, opened while the source is open.
+        await engine.put('only-in-source', 'x')
+        const copy = await open(target, { backend })
+        try {
+          expect(copy.shards).toBe(2)
+          for (const report of copy.recovery) expect(report.repaired).toBeUndefined()
+          for (const [key, value] of before) {
+            const got = text(await copy.get(key))
+            // every write acknowledged before the call, or a later one of the same key (a prefix of what came after)
+            const round = Number(got?.split(':')[0])
+            expect(round, `${key}: ${got}`).toBeGreaterThanOrEqual(Number(value.split(':')[0]))
+            expect(got).toBe(valueOf(round, Number(key.slice(2))))
+          }
+          expect(await copy.get('only-in-source')).toBeUndefined()
+        } finally {
+          await copy.close()
+        }
+      } finally {
+        fs.rmSync(target, { recursive: true, force: true })
+      }
+    })
+
+    it('backup() refuses a target that is not empty, or is the database or inside it, with BACKUP_TARGET_INVALID', async () => {
+      const engine = await openDb({ shards: 1 })
+      await engine.put('k', 'v')
+      const occupied = `${directory}-occupied`
+      fs.mkdirSync(occupied)
+      fs.writeFileSync(path.join(occupied, 'file'), 'x')
+      try {
+        for (const target of [occupied, directory, path.join(directory, 'inside'), path.dirname(directory)]) {
+          await expect(engine.backup(target)).rejects.toMatchObject({ name: 'EngineError', code: 'BACKUP_TARGET_INVALID' })
+        }
+        expect(fs.readdirSync(occupied)).toEqual(['file'])
+        expect(fs.existsSync(path.join(directory, 'inside'))).toBe(false)
+        await expect(engine.backup('')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' })
+      } finally {
+        fs.rmSync(occupied, { recursive: true, force: true })
+      }
+    })
+
     it('answers every call after close with ENGINE_CLOSED, and close twice is fine', async () => {
       const engine = await openDb({ shards: 2 })
       const write = engine.put('in flight', 'at close')
@@ -495,6 +559,7 @@ export function suite({ backend, skip }: BackendCase): void {
         () => engine.delete('a'),
         () => engine.batch([]),
         () => engine.compact(),
+        () => engine.backup(`${directory}-never`),
       ]
       for (const call of calls) {
         await expect(call()).rejects.toMatchObject({ name: 'EngineError', code: 'ENGINE_CLOSED' })

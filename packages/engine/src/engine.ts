@@ -13,6 +13,8 @@ import {
   segmentBytesDefault,
   shardDirectory,
   shardsMax,
+  prepareBackupTarget,
+  syncDirectory,
   type AutoCheckpoint,
   type BackendChoice,
   type RecoveryReport,
@@ -264,6 +266,25 @@ export class Engine {
   async compact(): Promise<void> {
     if (this.closed) throw closedError()
     await Promise.all(this.clients.map((client) => client.checkpoint()))
+  }
+
+  /**
+   * Writes a backup of the database into `target` (a directory that does not exist or is empty, and is not
+   * the database nor inside it: else BACKUP_TARGET_INVALID) while the database stays open and writable. The
+   * backup opens as an ordinary ringkv directory and holds every write acknowledged before the call, and
+   * per shard a consistent prefix of the writes after it. Each shard checkpoints, then hard-links its
+   * checkpoint where the file system allows (else copies it) and copies the log after it; every file and
+   * directory of the backup is durable when this resolves.
+   */
+  async backup(target: string): Promise<void> {
+    if (this.closed) throw closedError()
+    if (typeof target !== 'string' || target.length === 0) {
+      throw argumentError(TypeError, 'INVALID_ARGUMENT', 'target must be a non-empty string')
+    }
+    const absolute = path.resolve(target)
+    prepareBackupTarget(this.directory, absolute, this.clients.length)
+    await Promise.all(this.clients.map((client) => client.backup(shardDirectory(absolute, client.shard))))
+    syncDirectory(absolute)
   }
 
   stats(): EngineStats {

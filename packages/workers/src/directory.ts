@@ -90,6 +90,37 @@ export class DatabaseDirectory {
   }
 }
 
+/**
+ * Prepares `target` for a backup of a database of `shards` shards at `source`: refuses a target that is the
+ * database, inside it or around it, or that exists and is not empty (BACKUP_TARGET_INVALID); creates it and
+ * writes its manifest. The shards' files are the shards' to copy (checkpoint/backup.ts).
+ */
+export function prepareBackupTarget(source: string, target: string, shards: number): void {
+  const inside = (child: string, parent: string): boolean => {
+    const relative = path.relative(parent, child)
+    return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative))
+  }
+  const refuse = (reason: string): never => {
+    throw new EngineError('BACKUP_TARGET_INVALID', `cannot back ${source} up into ${target}: ${reason}`, {
+      details: { source, target, reason },
+    })
+  }
+  const real = (directory: string): string => {
+    try {
+      return fs.realpathSync(directory)
+    } catch {
+      return directory
+    }
+  }
+  if (inside(real(target), real(source)) || inside(real(source), real(target)))
+    refuse('it is the database itself, or inside it, or holds it')
+  if (fs.existsSync(target) && (!fs.statSync(target).isDirectory() || fs.readdirSync(target).length > 0)) {
+    refuse('it exists and is not an empty directory')
+  }
+  fs.mkdirSync(target, { recursive: true })
+  writeManifest(target, path.join(target, manifestName), { format: formatVersion, shards, routing: routingName })
+}
+
 function readManifest(manifestPath: string): Manifest {
   const text = fs.readFileSync(manifestPath, 'utf8')
   let manifest: Manifest

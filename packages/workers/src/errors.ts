@@ -13,6 +13,7 @@ export type EngineErrorCode =
   | 'SHARD_COUNT_MISMATCH' // opened with a shard count other than the directory's
   | 'SHARD_FAILED' // the shard's worker died or could not start
   | 'BACKEND_UNAVAILABLE' // io_uring was required but cannot be set up here
+  | 'BACKUP_TARGET_INVALID' // backup() into a directory that is not empty, or into the database itself
 
 export class EngineError extends Error {
   override readonly name = 'EngineError'

@@ -24,8 +24,9 @@ export {
   encodeRecord,
   batchHeaderBytes,
 } from './format/record.js'
-export { DatabaseDirectory, shardDirectory, shardsMax } from './directory.js'
+export { DatabaseDirectory, prepareBackupTarget, shardDirectory, shardsMax } from './directory.js'
 export { Shard, segmentBytesDefault, type ShardOptions } from './shard.js'
 export { completionRecordBytes } from './format/completion.js'
 export { segmentName, segmentNumbers, type LogKind } from './format/segment-files.js'
 export type { Storage, StorageFile } from './storage/storage.js'
+export { syncDirectory } from './storage/storage.js'

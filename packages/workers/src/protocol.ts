@@ -117,7 +117,23 @@ export interface CheckpointResult {
   stepMsMax: number
 }
 
-export type ShardRequest = OpenRequest | WriteRequest | ReadRequest | CloseRequest | CheckpointRequest
+/**
+ * Backs the shard up into `directory` (checkpoint/backup.ts): answered with a BackupResult once every file of
+ * the backup is durable.
+ */
+export interface BackupRequest {
+  type: 'backup'
+  directory: string
+}
+
+/** What a shard's backup holds: every batch up to `sequence`, in `files` files, `bytes` of them copied (the rest linked). */
+export interface BackupResult {
+  sequence: number
+  files: number
+  bytes: number
+}
+
+export type ShardRequest = OpenRequest | WriteRequest | ReadRequest | CloseRequest | CheckpointRequest | BackupRequest
 
 /** A failure as it crosses the boundary: the façade turns it back into an EngineError. */
 export interface ErrorDescription {

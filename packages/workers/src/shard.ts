@@ -12,7 +12,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { completionRecordBytes } from './format/completion.js'
-import { segmentName, type LogKind } from './format/segment-files.js'
+import { segmentName, segmentNumbers, type LogKind } from './format/segment-files.js'
 import { EngineError } from './errors.js'
 import { Log, type AppendCallback } from './log/log.js'
 import type { BackendChoice } from './protocol.js'
@@ -36,10 +36,12 @@ import {
   statsSlotLogDiskBytes,
   statsSlotRecords,
   type AutoCheckpoint,
+  type BackupResult,
   type CheckpointResult,
 } from './protocol.js'
 import { CheckpointWriter, type CheckpointCallback } from './checkpoint/checkpoint-writer.js'
 import { checkpointFiles, checkpointName } from './format/checkpoint.js'
+import { copyBackup, type BackupPlan } from './checkpoint/backup.js'
 import type { DurablePoint } from './log/log.js'
 import { batchHeaderBytes } from './format/record.js'
 import { recover, type LogResumption } from './log/recovery.js'
@@ -100,6 +102,7 @@ export class Shard {
   /** Durable batches, in order, whose writers may already be answered, not yet applied to the table. */
   private durable: { body: Uint8Array; recordCount: number }[] = []
   private readonly directory: string
+  private readonly shardNumber: number
   private readonly autoCheckpoint: AutoCheckpoint | false
   private readonly checkpointWriter: CheckpointWriter
   /** The current checkpoint's sequence (0: none). */
@@ -116,6 +119,10 @@ export class Shard {
   private closing = false
   /** close() waits for the checkpoint in progress to stop: this closes the log then. */
   private closeAfterCheckpoint: (() => void) | undefined
+  /** The current checkpoint's point (where the logs go on after it), if there is one. */
+  private checkpointPoint: DurablePoint | undefined
+  /** Backups copying now: no checkpoint starts (nor retires a segment) while one does. */
+  private backupsCopying = 0
 
   private constructor(options: ShardOptions) {
     this.stats = options.stats ?? new Float64Array(statsSlotCount)
@@ -126,6 +133,7 @@ export class Shard {
     if (options.storage === undefined) fs.mkdirSync(options.directory, { recursive: true })
     this.storage = options.storage ?? createStorage(options.backend)
     this.directory = options.directory
+    this.shardNumber = options.shard
     this.autoCheckpoint = options.autoCheckpoint ?? { logBytes: segmentBytes, liveRatio: 0 }
     if (this.autoCheckpoint !== false) {
       const { logBytes, liveRatio } = this.autoCheckpoint
@@ -159,6 +167,7 @@ export class Shard {
       )
       this.recovery = result.report
       this.checkpointSequence = result.report.checkpointSequence
+      this.checkpointPoint = result.checkpoint === undefined ? undefined : { ...result.checkpoint }
       this.logBytesSinceCheckpoint = result.report.bytesReplayed
       // What recovery found unneeded: checkpoints superseded or unfinished, segments a checkpoint covers.
       for (const file of result.discardFiles) this.storage.remove(file)
@@ -210,7 +219,42 @@ export class Shard {
     if (this.closing) return callback(new EngineError('ENGINE_CLOSED', 'the shard is closing'), undefined)
     if (this.log.failed !== undefined) return callback(this.log.failed, undefined)
     this.checkpointWaiters.push(callback)
-    if (this.checkpointRun === undefined) this.startCheckpoint()
+    this.startWaitingCheckpoint()
+  }
+
+  /**
+   * Backs the shard up into `target` (checkpoint/backup.ts): a checkpoint of everything durable now, then
+   * a copy of it and of the log after it, with checkpoints held still meanwhile. Calls back once.
+   */
+  backup(target: string, callback: (error: EngineError | null, result: BackupResult | undefined) => void): void {
+    this.checkpoint((error) => {
+      if (error !== null) return callback(error, undefined)
+      if (this.closing) return callback(new EngineError('ENGINE_CLOSED', 'the shard is closing'), undefined)
+      this.backupsCopying++
+      const names = this.storage.list(this.directory)
+      const plan: BackupPlan = {
+        source: this.directory,
+        target,
+        checkpoint: this.checkpointPoint,
+        end: this.log.durable,
+        segments: { intent: segmentNumbers(names, 'intent'), completion: segmentNumbers(names, 'completion') },
+      }
+      copyBackup(plan, (copyError, result) => {
+        this.backupsCopying--
+        if (!this.closing) this.startWaitingCheckpoint()
+        if (copyError === null) return callback(null, result)
+        callback(
+          new EngineError(
+            'IO_ERROR',
+            `shard ${this.shardNumber}: backup into ${target} failed with ${copyError.code ?? copyError.message}`,
+            {
+              cause: copyError,
+            },
+          ),
+          undefined,
+        )
+      })
+    })
   }
 
   write(records: Uint8Array, recordCount: number, callback: AppendCallback): void {
@@ -289,6 +333,7 @@ export class Shard {
     }
     if (error === null) {
       this.checkpointSequence = point.sequence
+      this.checkpointPoint = point
       this.logBytesSinceCheckpoint -= run.logBytes
       this.autoCheckpointAfterBytes = 0
       this.stats[statsSlotCheckpoints]! += 1
@@ -304,7 +349,12 @@ export class Shard {
     }
     if (!this.closing) this.refreshStats()
     for (const waiter of run.waiters) waiter(error, result)
-    if (this.checkpointWaiters.length > 0 && !this.closing) {
+    this.startWaitingCheckpoint()
+  }
+
+  /** Starts the checkpoint that callers wait for, if any, unless a backup holds checkpoints still. */
+  private startWaitingCheckpoint(): void {
+    if (this.checkpointWaiters.length > 0 && !this.closing && this.backupsCopying === 0 && this.checkpointRun === undefined) {
       if (this.log.failed !== undefined) {
         const waiting = this.checkpointWaiters
         this.checkpointWaiters = []
@@ -318,6 +368,7 @@ export class Shard {
   /** Whether the automatic policy asks for a checkpoint now. */
   private checkpointDue(): boolean {
     if (this.autoCheckpoint === false || this.checkpointRun !== undefined || this.closing || this.log.failed !== undefined) return false
+    if (this.backupsCopying > 0) return false
     const threshold = Math.max(this.autoCheckpoint.logBytes, this.autoCheckpoint.liveRatio * this.table.liveBytes)
     return this.logBytesSinceCheckpoint >= threshold + this.autoCheckpointAfterBytes
   }

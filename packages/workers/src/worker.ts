@@ -126,6 +126,15 @@ function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<Shard
         })
       })
     }
+    case 'backup': {
+      const open = shard
+      if (open === undefined) return notOpen()
+      return answerWhenDone((answer) => {
+        open.backup(request.directory, (error, result) => {
+          answer(error === null ? { ok: true, value: result } : { ok: false, error: describe(error) })
+        })
+      })
+    }
     case 'close': {
       const open = shard
       if (open === undefined) return { ok: true, value: undefined }
