@@ -6,9 +6,10 @@
 // writer process does not crash; reads of acknowledged data keep working and never show a failed write;
 // close works; and after a remount (or freeing the space) a reopen holds every acknowledged write.
 import { execFileSync } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import { readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
+import { open, type Engine } from '@ringkv/engine'
 import { baseSeed, crashBackends, CrashModel, expectRecovered, model, skipWithoutBackend, type Workload, Writer } from './harness.js'
 import { announceSkip, destroyAllLoopFileSystems, loopSkipReason, LoopFileSystem } from './loopfs.js'
 import { summarizeErrors } from './report.js'
@@ -80,6 +81,53 @@ describe('I/O errors while running (ext4 on a loop device)', () => {
         fileSystem.destroy()
       }
     })
+
+    it.skipIf(skip !== undefined)(
+      `${backend}: ENOSPC during a checkpoint: compact() fails with IO_ERROR, the shard goes on, a reopen recovers everything`,
+      async (context) => {
+        const fileSystem = LoopFileSystem.create({ kind: 'ext4', sizeBytes: 64 * 1024 * 1024 })
+        try {
+          await skipWithoutBackend(context, `ENOSPC during a checkpoint with ${backend}`, backend, fileSystem.mountPoint)
+          const dir = join(fileSystem.mountPoint, 'db')
+          const valueOf = (round: number, index: number): string => `${round}:${index}:`.padEnd(2048, 'c')
+          const keys = 2000 // about 4 MiB of live data
+          const writeRound = (db: Engine, round: number): Promise<unknown> =>
+            Promise.all(Array.from({ length: keys }, (_, index) => db.put(`key-${index}`, valueOf(round, index))))
+          let db = await open(dir, { shards: 1, backend, segmentBytes: 1024 * 1024, autoCheckpoint: false })
+          await writeRound(db, 1)
+          await db.compact() // the previous checkpoint, which must stay usable
+          await writeRound(db, 2)
+          await new Promise((resolve) => setTimeout(resolve, 200)) // the log's zero-fill ahead settles
+          // Leave about 1 MiB: less than the 4 MiB checkpoint needs.
+          const filler = join(fileSystem.mountPoint, 'filler')
+          const freeBytes = Number(
+            execFileSync('df', ['-B1', '--output=avail', fileSystem.mountPoint], { encoding: 'utf8' }).split('\n')[1],
+          )
+          execFileSync('fallocate', ['-l', String(Math.max(0, freeBytes - 1024 * 1024)), filler])
+          const failure = await db.compact().then(
+            () => undefined,
+            (error: unknown) => error,
+          )
+          expect(failure).toMatchObject({ name: 'EngineError', code: 'IO_ERROR', cause: { code: 'ENOSPC' } })
+          const stats = db.stats().shards[0]!
+          expect(stats.checkpointFailures).toBe(1)
+          expect(readdirSync(join(dir, 'shard-000')).filter((name) => name.endsWith('.tmp'))).toEqual([])
+          for (let index = 0; index < keys; index += 97)
+            expect(Buffer.from((await db.get(`key-${index}`))!).toString()).toBe(valueOf(2, index))
+          rmSync(filler)
+          await db.put('after', 'the space was freed') // the log never failed: the shard goes on
+          await db.close()
+          db = await open(dir, { backend })
+          expect(db.recovery[0]!.checkpointSequence).toBe(stats.checkpointSequence) // the previous checkpoint
+          for (let index = 0; index < keys; index++) expect(Buffer.from((await db.get(`key-${index}`))!).toString()).toBe(valueOf(2, index))
+          expect(Buffer.from((await db.get('after'))!).toString()).toBe('the space was freed')
+          await db.close()
+        } finally {
+          fileSystem.destroy()
+        }
+      },
+      120_000,
+    )
 
     it.skipIf(skip !== undefined)(`${backend}: ENOSPC (a small file system fills up)`, async (context) => {
       const fileSystem = LoopFileSystem.create({ kind: 'ext4', sizeBytes: 64 * 1024 * 1024 })

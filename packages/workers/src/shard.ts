@@ -231,7 +231,7 @@ export class Shard {
       if (error !== null) return callback(error, undefined)
       if (this.closing) return callback(new EngineError('ENGINE_CLOSED', 'the shard is closing'), undefined)
       this.backupsCopying++
-      const names = this.storage.list(this.directory)
+      const names = this.listOrNothing()
       const plan: BackupPlan = {
         source: this.directory,
         target,
@@ -304,7 +304,7 @@ export class Shard {
         // Current now: retire the segments it covers and the older checkpoints, off this thread; the
         // checkpoint is done once they are gone (compact() promises that).
         const retireStarted = performance.now()
-        const older = checkpointFiles(this.storage.list(this.directory)).current.filter((sequence) => sequence < point.sequence)
+        const older = checkpointFiles(this.listOrNothing()).current.filter((sequence) => sequence < point.sequence)
         const retired = [
           ...this.log.retireBefore(point),
           ...older.map((sequence) => path.join(this.directory, checkpointName(sequence, 'current'))),
@@ -365,6 +365,19 @@ export class Shard {
     }
   }
 
+  /**
+   * The shard directory's names, or none when it cannot be read (EIO once the disk has failed): what uses
+   * it only tidies up (retiring, stats), which the next open does again. A backup then copies no segment,
+   * and the copy of the checkpoint or the fsyncs fail it.
+   */
+  private listOrNothing(): string[] {
+    try {
+      return this.storage.list(this.directory)
+    } catch {
+      return []
+    }
+  }
+
   /** Whether the automatic policy asks for a checkpoint now. */
   private checkpointDue(): boolean {
     if (this.autoCheckpoint === false || this.checkpointRun !== undefined || this.closing || this.log.failed !== undefined) return false
@@ -379,7 +392,13 @@ export class Shard {
     this.stats[statsSlotLiveBytes] = this.table.liveBytes
     let logBytes = 0
     let checkpointBytes = 0
-    for (const name of this.storage.list(this.directory)) {
+    let names: string[]
+    try {
+      names = this.storage.list(this.directory)
+    } catch {
+      return // the disk failed (EIO after a power cut): the stats stay as they were; the log reports the failure
+    }
+    for (const name of names) {
       const bytes = this.storage.size(path.join(this.directory, name))
       if (name.startsWith('checkpoint-')) checkpointBytes += bytes
       else logBytes += bytes

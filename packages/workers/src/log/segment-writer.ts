@@ -114,7 +114,13 @@ export class SegmentWriter {
    */
   retireBefore(segment: number): string[] {
     assert(segment <= this.segment, 'the segment appended to is never retired')
-    const retired = segmentNumbers(this.storage.list(this.directory), this.kind).filter((number) => number < segment)
+    let names: string[]
+    try {
+      names = this.storage.list(this.directory)
+    } catch {
+      names = [...this.files.keys()].map((number) => segmentName(this.kind, number)) // the disk failed: those known
+    }
+    const retired = segmentNumbers(names, this.kind).filter((number) => number < segment)
     for (const number of retired) {
       const file = this.files.get(number)
       this.files.delete(number)
