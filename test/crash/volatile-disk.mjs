@@ -210,10 +210,12 @@ function cutNow(seed, trigger) {
 }
 
 function cut(seed) {
+  // When the disk stopped, on CLOCK_MONOTONIC (the same clock as every process's process.hrtime).
+  const atNs = String(process.hrtime.bigint())
   poweredOn = false
   stats.cuts++
   const next = random(seed)
-  const report = { seed, cachedWrites: cache.length, vanished: 0, whole: 0, torn: 0, sectorsKept: 0, sectorsLost: 0 }
+  const report = { seed, atNs, cachedWrites: cache.length, vanished: 0, whole: 0, torn: 0, sectorsKept: 0, sectorsLost: 0 }
   for (const { offset, data } of cache) {
     const sectors = data.length / sectorBytes
     const mode = Math.floor(next() * 3)

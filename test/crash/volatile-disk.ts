@@ -19,6 +19,8 @@ export interface CutReport {
   /** What fired it: the cut command, the armed FSYNC, or the armed cut's timer. */
   trigger: 'command' | 'fsync' | 'timer'
   seed: number
+  /** When the disk stopped: process.hrtime.bigint() of the server, as a decimal string (CLOCK_MONOTONIC). */
+  atNs: string
   cachedWrites: number
   vanished: number
   whole: number
