@@ -63,20 +63,27 @@ function keyOf(number: number, length = 16): Uint8Array {
   return key
 }
 
+/** One operation of a random batch: a put (of a small or a large value) or a delete, of one of the keys. */
+const operationArbitrary = fc.record({
+  put: fc.boolean(),
+  keyIndex: fc.nat(),
+  valueLength: fc.oneof(fc.integer({ min: 0, max: 140 }), fc.integer({ min: 900, max: 5000 })),
+})
+
+/** Up to `count` distinct short keys over a small alphabet (so they collide in prefixes and lengths). */
+function keysArbitrary(count: number): fc.Arbitrary<Uint8Array[]> {
+  return fc.uniqueArray(fc.uint8Array({ minLength: 1, maxLength: 24, max: 3 }), {
+    minLength: 1,
+    maxLength: count,
+    selector: (key) => Buffer.from(key).toString('hex'),
+  })
+}
+
 describe('WasmTable against MapTable', () => {
   test('random batches of put, overwrite and delete give the same answers as a Map', () => {
-    const operationArbitrary = fc.record({
-      put: fc.boolean(),
-      keyIndex: fc.nat(),
-      valueLength: fc.oneof(fc.integer({ min: 0, max: 140 }), fc.integer({ min: 900, max: 5000 })),
-    })
     fc.assert(
       fc.property(
-        fc.uniqueArray(fc.uint8Array({ minLength: 1, maxLength: 24, max: 3 }), {
-          minLength: 1,
-          maxLength: 600,
-          selector: (key) => Buffer.from(key).toString('hex'),
-        }),
+        keysArbitrary(600),
         fc.array(fc.array(operationArbitrary, { maxLength: 250 }), { minLength: 1, maxLength: 25 }),
         fc.nat(),
         (keys, batches, seed) => {
@@ -140,18 +147,9 @@ describe('WasmTable against MapTable', () => {
 
 describe('WasmTable scan (what a checkpoint is written from)', () => {
   test('a walk in pieces with batches applied in between: untouched keys once with their value; the walk then the batches gives the table', () => {
-    const operationArbitrary = fc.record({
-      put: fc.boolean(),
-      keyIndex: fc.nat(),
-      valueLength: fc.oneof(fc.integer({ min: 0, max: 140 }), fc.integer({ min: 900, max: 5000 })),
-    })
     fc.assert(
       fc.property(
-        fc.uniqueArray(fc.uint8Array({ minLength: 1, maxLength: 24, max: 3 }), {
-          minLength: 1,
-          maxLength: 400,
-          selector: (key) => Buffer.from(key).toString('hex'),
-        }),
+        keysArbitrary(400),
         fc.array(fc.array(operationArbitrary, { maxLength: 120 }), { minLength: 1, maxLength: 12 }),
         fc.array(fc.array(operationArbitrary, { maxLength: 60 }), { maxLength: 12 }),
         fc.integer({ min: 1, max: 4000 }),
