@@ -4,8 +4,9 @@
 //
 // Layout (the arrows point down; nothing imports upward):
 //   worker.ts       the thread's entry point (Piscina)  -> shard.ts
-//   shard.ts        one shard: storage + log + table    -> log/, table/, storage/
+//   shard.ts        one shard: storage + log + table    -> log/, checkpoint/, table/, storage/
 //   log/            group commit (log.ts), segment files (segment-writer.ts), recovery (recovery.ts)
+//   checkpoint/     a checkpoint of the table (checkpoint-writer.ts), a backup of the shard (backup.ts)
 //   table/          the shard's key -> value table (table.ts interface, wasm-table.ts)
 //   storage/        the backends under the log: io_uring (uring.ts), node:fs (fs.ts)
 //   format/         on-disk bytes: records and batches, completion records, segment names, the checksum
