@@ -105,8 +105,6 @@ export class Shard {
   private readonly shardNumber: number
   private readonly autoCheckpoint: AutoCheckpoint | false
   private readonly checkpointWriter: CheckpointWriter
-  /** The current checkpoint's sequence (0: none). */
-  private checkpointSequence: number
   /** Intent bytes of the durable batches after the current checkpoint: what a reopen would replay. */
   private logBytesSinceCheckpoint: number
   /** The checkpoint being written: what it will cover, and who waits for it. */
@@ -119,7 +117,7 @@ export class Shard {
   private closing = false
   /** close() waits for the checkpoint in progress to stop: this closes the log then. */
   private closeAfterCheckpoint: (() => void) | undefined
-  /** The current checkpoint's point (where the logs go on after it), if there is one. */
+  /** The current checkpoint's point (its sequence, where the logs go on after it), if there is one. */
   private checkpointPoint: DurablePoint | undefined
   /** Backups copying now: no checkpoint starts (nor retires a segment) while one does. */
   private backupsCopying = 0
@@ -166,15 +164,10 @@ export class Shard {
         },
       )
       this.recovery = result.report
-      this.checkpointSequence = result.report.checkpointSequence
       this.checkpointPoint = result.checkpoint === undefined ? undefined : { ...result.checkpoint }
       this.logBytesSinceCheckpoint = result.report.bytesReplayed
       // What recovery found unneeded: checkpoints superseded or unfinished, segments a checkpoint covers.
       for (const file of result.discardFiles) this.storage.remove(file)
-      for (const segment of result.retireSegments.intent) this.storage.remove(path.join(options.directory, segmentName('intent', segment)))
-      for (const segment of result.retireSegments.completion) {
-        this.storage.remove(path.join(options.directory, segmentName('completion', segment)))
-      }
       // Cut the completion log first: then no completion record ever points at intent bytes already cut.
       const completion = this.resume(
         'completion',
@@ -202,7 +195,7 @@ export class Shard {
       this.storage.close()
       throw error
     }
-    this.stats[statsSlotCheckpointSequence] = this.checkpointSequence
+    this.stats[statsSlotCheckpointSequence] = this.recovery.checkpointSequence
     this.refreshStats()
   }
 
@@ -292,7 +285,7 @@ export class Shard {
     this.checkpointWaiters = []
     this.applyDurable()
     const point = this.log.durable
-    if (point.sequence === this.checkpointSequence) {
+    if (point.sequence === (this.checkpointPoint?.sequence ?? 0)) {
       // Nothing new since the current checkpoint: it is the checkpoint asked for.
       for (const waiter of waiters) waiter(null, undefined)
       return
@@ -332,12 +325,11 @@ export class Shard {
       return closeLog()
     }
     if (error === null) {
-      this.checkpointSequence = point.sequence
       this.checkpointPoint = point
       this.logBytesSinceCheckpoint -= run.logBytes
       this.autoCheckpointAfterBytes = 0
       this.stats[statsSlotCheckpoints]! += 1
-      this.stats[statsSlotCheckpointSequence] = result!.sequence
+      this.stats[statsSlotCheckpointSequence] = point.sequence
       this.stats[statsSlotCheckpointDurationMs] = result!.durationMs
       this.stats[statsSlotCheckpointBytes] = result!.bytes
       this.stats[statsSlotCheckpointStepMsMax] = result!.stepMsMax
@@ -382,8 +374,10 @@ export class Shard {
   private checkpointDue(): boolean {
     if (this.autoCheckpoint === false || this.checkpointRun !== undefined || this.closing || this.log.failed !== undefined) return false
     if (this.backupsCopying > 0) return false
-    const threshold = Math.max(this.autoCheckpoint.logBytes, this.autoCheckpoint.liveRatio * this.table.liveBytes)
-    return this.logBytesSinceCheckpoint >= threshold + this.autoCheckpointAfterBytes
+    // The fixed threshold first: it settles most batches without asking the table for its live bytes.
+    const logBytes = this.logBytesSinceCheckpoint - this.autoCheckpointAfterBytes
+    if (logBytes < this.autoCheckpoint.logBytes) return false
+    return logBytes >= this.autoCheckpoint.liveRatio * this.table.liveBytes
   }
 
   /** Live entries and bytes, and the bytes of the shard's files on disk. */

@@ -50,10 +50,11 @@ export interface RecoveryResult {
   completion: LogResumption
   /** The checkpoint the table was loaded from, if any: its sequence and where the logs went on after it. */
   checkpoint: CheckpointHeader | undefined
-  /** Files the shard removes once open: checkpoints superseded or never finished (checkpointCases). */
+  /**
+   * Files the shard removes once open: checkpoints superseded or never finished (checkpointCases), and log
+   * segments wholly before the checkpoint that a crash left behind (to retire).
+   */
   discardFiles: string[]
-  /** Log segments wholly before the checkpoint that a crash left behind: retired once the shard is open. */
-  retireSegments: { intent: number[]; completion: number[] }
 }
 
 export interface RecoveryOptions {
@@ -194,12 +195,9 @@ function loadCheckpoint(
       reason = `the checkpoint says shard ${header.shard}, sequence ${header.sequence}`
       byteRange = [0, checkpointHeaderBytes]
     } else {
-      const missing = [
-        segmentNumbers(names, 'intent').includes(header.intent.segment) ? undefined : segmentName('intent', header.intent.segment),
-        segmentNumbers(names, 'completion').includes(header.completion.segment)
-          ? undefined
-          : segmentName('completion', header.completion.segment),
-      ].filter((name) => name !== undefined)
+      const missing = [segmentName('intent', header.intent.segment), segmentName('completion', header.completion.segment)].filter(
+        (name) => !names.includes(name),
+      )
       if (missing.length > 0) {
         state = 'log_missing'
         reason = `the log after the checkpoint is gone: ${missing.join(', ')}`
@@ -483,12 +481,17 @@ export function recover(
     intent: resumeIntent,
     completion: resumeCompletion,
     checkpoint: checkpoint.header,
-    discardFiles: checkpoint.discardFiles,
-    retireSegments: {
-      intent: checkpoint.header === undefined ? [] : intentSegments.filter((number) => number < checkpoint.header!.intent.segment),
-      completion:
-        checkpoint.header === undefined ? [] : completionSegments.filter((number) => number < checkpoint.header!.completion.segment),
-    },
+    discardFiles: [
+      ...checkpoint.discardFiles,
+      ...(checkpoint.header === undefined
+        ? []
+        : [
+            ...intentSegments.filter((number) => number < checkpoint.header!.intent.segment).map((number) => filePath('intent', number)),
+            ...completionSegments
+              .filter((number) => number < checkpoint.header!.completion.segment)
+              .map((number) => filePath('completion', number)),
+          ]),
+    ],
   }
 }
 
