@@ -344,6 +344,18 @@ describe('recovery with checkpoints', () => {
     },
   )
 
+  it('after a truncate open repaired a damaged checkpoint, the next checkpoint replaces it, even with nothing new', () => {
+    const { storage, shard } = shardWith(12)
+    expect(checkpointNow(storage, shard).error).toBeNull()
+    storage.files.get(`${directory}/checkpoint-0000000000000012.ckpt`)!.contents[200]! ^= 0x01
+    const repaired = reopen(storage, { segmentBytes: 4096, recovery: 'truncate' }) as Shard
+    expect(repaired.recovery.repaired).toMatchObject({ checkpointBlocksDropped: 1 })
+    expect(checkpointNow(storage, repaired)).toEqual({ error: null, done: true })
+    // What the repair kept is now a checkpoint that holds: a strict open takes it.
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery).toMatchObject({ checkpointSequence: 12, repaired: undefined })
+  })
+
   checkpointCaseTest('checkpoint_log_missing', 'the segment a checkpoint says the log goes on in is gone: refused', () => {
     const { storage, shard } = shardWith(12)
     expect(checkpointNow(storage, shard).error).toBeNull()

@@ -48,7 +48,7 @@ export interface RecoveryResult {
   nextSequence: number
   intent: LogResumption
   completion: LogResumption
-  /** The checkpoint the table was loaded from, if any: its sequence and where the logs went on after it. */
+  /** The intact checkpoint the table was loaded from, if any: its sequence and where the logs went on after it. */
   checkpoint: CheckpointHeader | undefined
   /**
    * Files the shard removes once open: checkpoints superseded or never finished (checkpointCases), and log
@@ -480,7 +480,9 @@ export function recover(
     nextSequence: appliedSequence + 1,
     intent: resumeIntent,
     completion: resumeCompletion,
-    checkpoint: checkpoint.header,
+    // A damaged checkpoint that truncate loaded in part is not current for the shard: its next checkpoint
+    // replaces it, even with no batch after it, so that the repair leaves a directory a strict open takes.
+    checkpoint: checkpoint.damage === undefined ? checkpoint.header : undefined,
     discardFiles: [
       ...checkpoint.discardFiles,
       ...(checkpoint.header === undefined
