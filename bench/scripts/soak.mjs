@@ -24,8 +24,8 @@
 // window are "during a checkpoint", the others "without", and the summary gives both latency figures, the
 // worst single put, and the longest the checkpoints held a shard's thread at once (lastCheckpoint.stepMsMax).
 // Live bytes are the keys written so far x (16 + key + value): what stats()'s liveBytes says once it is
-// refreshed (every 256 batches, and after each checkpoint). The bound checked is the README's ("Disk
-// space"): (2 + liveRatio) x live (the current checkpoint and the one replacing it) plus, per shard, an
+// refreshed (every 256 batches, and after each checkpoint). The bound checked is the README's ("Checkpoints
+// and disk space"): (2 + liveRatio) x live (the current checkpoint and the one replacing it) plus, per shard, an
 // allowance: the segment holding the previous checkpoint's point (segmentBytes), the log up to the threshold
 // (logBytes; segmentBytes in compact-loop), the zero-filled space ahead in the segment written and the next
 // (2 x min(1 MiB, segmentBytes)), a completion segment, and twice the log written
@@ -240,7 +240,7 @@ async function soak(run) {
     Math.floor(segmentBytes / 16 / completionRecordBytes) * completionRecordBytes,
   )
   /**
-   * The allowance's fixed part, per shard (the README's "Disk space"): the checkpoint's segment, the log up
+   * The allowance's fixed part, per shard (the README's "Checkpoints and disk space"): the checkpoint's segment, the log up
    * to the threshold, the zero-filled space ahead in the segment written and in the next one, a completion
    * segment. The log written during a checkpoint is added at the end.
    */

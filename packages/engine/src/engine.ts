@@ -70,7 +70,7 @@ export interface OpenOptions {
    * When a shard checkpoints by itself (its table to a checkpoint file, then the log segments it covers
    * are removed): once its intent log holds at least max(logBytes, liveRatio x its live bytes) of batches
    * after its last checkpoint. Default { logBytes: segmentBytes, liveRatio: 0 }. false: only `compact()`.
-   * The README's "Disk space" section says what bound on disk each choice gives.
+   * The README's "Checkpoints and disk space" section says what bound on disk each choice gives.
    */
   autoCheckpoint?: { logBytes?: number; liveRatio?: number } | false
 }
