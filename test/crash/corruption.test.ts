@@ -77,15 +77,21 @@ function restore(dir: string, saved: Map<string, Buffer>): void {
   for (const [path, bytes] of saved) writeFileSync(path, bytes)
 }
 
-/** Batch byte ranges of a file in the v0 intent-log format, or undefined if it is not one. */
-function batchRanges(bytes: Buffer): [number, number][] | undefined {
-  const ranges: [number, number][] = []
+/**
+ * Batch byte ranges of an intent segment (batches in stamped 512-byte sectors: a 4-byte stamp, then 508
+ * bytes of the batch, zeros after its end; format/sectors.ts), or undefined if the file is not one. `padding`:
+ * where the batch's own bytes end and its last sector's zero padding starts.
+ */
+function batchRanges(bytes: Buffer): { start: number; end: number; padding: number }[] | undefined {
+  const ranges: { start: number; end: number; padding: number }[] = []
   let offset = 0
-  while (offset + 32 <= bytes.length && bytes.readUInt32LE(offset) === batchMagic) {
-    if (zlib.crc32(bytes.subarray(offset + 8, offset + 32)) !== bytes.readUInt32LE(offset + 4)) return undefined
-    const end = offset + 32 + bytes.readUInt32LE(offset + 16)
+  while (offset + 36 <= bytes.length && bytes.readUInt32LE(offset + 4) === batchMagic) {
+    const header = bytes.subarray(offset + 4, offset + 36)
+    if (zlib.crc32(header.subarray(8, 32)) !== header.readUInt32LE(4)) return undefined
+    const length = 32 + header.readUInt32LE(16)
+    const end = offset + Math.ceil(length / 508) * 512
     if (end > bytes.length) return undefined
-    ranges.push([offset, end])
+    ranges.push({ start: offset, end, padding: offset + Math.floor(length / 508) * 512 + 4 + (length % 508) })
     offset = end
   }
   if (ranges.length === 0) return undefined
@@ -128,14 +134,24 @@ async function classify(dir: string, states: State[]): Promise<Outcome> {
   }
 }
 
-/** Positions to damage in a file: every byte when it is small, else a sample that favours non-zero bytes. */
-function positions(bytes: Buffer, rng: { integer(maxExclusive: number): number }, everyByteMax: number): number[] {
+/**
+ * Positions to damage in a file: every byte when it is small (but of each intent batch's zero padding, only
+ * its first bytes: padding is no batch's data), else a sample that favours non-zero bytes.
+ */
+function positions(
+  bytes: Buffer,
+  rng: { integer(maxExclusive: number): number },
+  everyByteMax: number,
+  ranges: ReturnType<typeof batchRanges>,
+): number[] {
   let used = bytes.length
   while (used > 0 && bytes[used - 1] === 0) used--
+  if (ranges !== undefined) used = ranges.at(-1)!.end
   const chosen = new Set<number>()
   if (used <= everyByteMax) {
     // Every byte written, and the first bytes of the zero tail (a preallocated segment's unused part).
-    for (let index = 0; index < Math.min(bytes.length, used + 64); index++) chosen.add(index)
+    const padding = (index: number): boolean => ranges?.some(({ end, padding }) => index >= padding + 4 && index < end) ?? false
+    for (let index = 0; index < Math.min(bytes.length, used + 64); index++) if (!padding(index)) chosen.add(index)
   } else {
     while (chosen.size < Math.min(largeFlips, used)) chosen.add(rng.integer(Math.max(1, used)))
   }
@@ -162,7 +178,7 @@ async function damageEveryFile(dir: string, states: State[], mode: 'flip' | 'cut
     const name = relative(dir, path)
     const ranges = batchRanges(original)
     const manifest = name.endsWith('.json')
-    for (const position of positions(original, rng, everyByteMax)) {
+    for (const position of positions(original, rng, everyByteMax, ranges)) {
       if (mode === 'flip') {
         const damaged = Buffer.from(original)
         damaged[position] = damaged[position]! ^ (1 << rng.integer(8)) // one bit: the hardest to notice
@@ -173,10 +189,10 @@ async function damageEveryFile(dir: string, states: State[], mode: 'flip' | 'cut
       const outcome = await classify(dir, states)
       restore(dir, saved)
       const where = `${mode} ${name} at byte ${position} of ${original.length}`
-      // Which batch the damage is in (v0 log format), and which batches lie wholly before a cut.
-      const batchIndex = ranges?.findIndex(([start, end]) => position >= start && position < end)
+      // Which batch the damage is in (intent segments), and which batches lie wholly before a cut.
+      const batchIndex = ranges?.findIndex(({ start, end }) => position >= start && position < end)
       const inFinalBatch = ranges !== undefined && batchIndex === ranges.length - 1
-      const wholeBefore = ranges?.filter(([, end]) => end <= position).length
+      const wholeBefore = ranges?.filter(({ end }) => end <= position).length
       if (outcome.kind === 'other') {
         if (manifest)
           tally.corrupt++ // a damaged manifest may be refused with any clear error
@@ -195,7 +211,7 @@ async function damageEveryFile(dir: string, states: State[], mode: 'flip' | 'cut
       }
       if (outcome.batchesKept === finalBatches) {
         tally.intact++
-        if (mode === 'cut' && ranges !== undefined && position < ranges.at(-1)![1]) {
+        if (mode === 'cut' && ranges !== undefined && position < ranges.at(-1)!.padding) {
           tally.failures.push(`${where}: opened with all ${finalBatches} batches although the cut removed some`)
         }
         continue

@@ -33,6 +33,7 @@ import {
   statsSlotCheckpoints,
   statsSlotCheckpointFailures,
   statsSlotCheckpointSequence,
+  statsSlotSegmentsReused,
   statsSlotCheckpointDurationMs,
   statsSlotCheckpointBytes,
   statsSlotCheckpointStepMsMax,
@@ -93,6 +94,8 @@ export interface ShardStats {
   checkpointFailures: number
   /** The batch sequence the current checkpoint covers (0: none). */
   checkpointSequence: number
+  /** Log segments made since open by reusing one a checkpoint retired, instead of a new zero-filled file. */
+  segmentsReused: number
   /**
    * The last checkpoint made since open: how long it took, its size, the longest it held the shard's
    * thread at once (the stall it can cause a write), and the slowest batch (write + fdatasync) while it ran.
@@ -285,6 +288,7 @@ export class ShardClient {
       checkpoints: this.stats[statsSlotCheckpoints]!,
       checkpointFailures: this.stats[statsSlotCheckpointFailures]!,
       checkpointSequence: this.stats[statsSlotCheckpointSequence]!,
+      segmentsReused: this.stats[statsSlotSegmentsReused]!,
       lastCheckpoint:
         this.stats[statsSlotCheckpoints]! === 0
           ? undefined

@@ -2,7 +2,7 @@
 // main thread before any worker starts.
 //
 // Layout:
-//   <dir>/ringkv.json      manifest: { "format": 2, "shards": N, "routing": "fnv1a32-mod" }
+//   <dir>/ringkv.json      manifest: { "format": 3, "shards": N, "routing": "fnv1a32-mod" }
 //   <dir>/LOCK             flock'ed (exclusive, non-blocking) for as long as the database is open
 //   <dir>/shard-000/ …     one directory per shard, owned by that shard's worker: intent-NNNNNNNN.wal and
 //                          completion-NNNNNNNN.wal segments (format/segment-files.ts)
@@ -18,7 +18,7 @@ import { syncDirectory } from './storage/storage.js'
 
 export const manifestName = 'ringkv.json'
 export const lockName = 'LOCK'
-export const formatVersion = 2
+export const formatVersion = 3
 export const routingName = 'fnv1a32-mod'
 export const shardsMax = 256
 

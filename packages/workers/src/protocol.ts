@@ -172,7 +172,9 @@ export const statsSlotCheckpointDurationMs = statsSlotLatencyTotal + 8
 export const statsSlotCheckpointBytes = statsSlotLatencyTotal + 9
 export const statsSlotCheckpointStepMsMax = statsSlotLatencyTotal + 10
 export const statsSlotCheckpointBatchLatencyMaxUs = statsSlotLatencyTotal + 11
-export const statsSlotCount = statsSlotLatencyTotal + 12
+/** Log segments made by reusing a retired one (both logs), since the shard opened. */
+export const statsSlotSegmentsReused = statsSlotLatencyTotal + 12
+export const statsSlotCount = statsSlotLatencyTotal + 13
 export const statsBytes = statsSlotCount * Float64Array.BYTES_PER_ELEMENT
 
 /** Log-linear bucket of a latency: 8 linear steps per power of two (at most 12.5% error). */

@@ -28,7 +28,8 @@ function summarize(results: SimulationResult[], milliseconds: number): string {
     `  checkpoints: ${results.reduce((sum, result) => sum + result.checkpointsAsked, 0)} asked for, ` +
       `${results.reduce((sum, result) => sum + result.checkpointsDone, 0)} of those made current, ` +
       `${results.reduce((sum, result) => sum + result.checkpointsFailed, 0)} failed; ` +
-      `${results.reduce((sum, result) => sum + result.checkpointLoads, 0)} reopens loaded a checkpoint`,
+      `${results.reduce((sum, result) => sum + result.checkpointLoads, 0)} reopens loaded a checkpoint, ` +
+      `${results.reduce((sum, result) => sum + result.segmentsReused, 0)} segments reused`,
     `  ${count((result) => result.faults.length === 0)} seeds without faults, ${count((result) => result.faults.length > 0)} with: ` +
       ([...faults].map(([kind, number]) => `${kind} ${number}`).join(', ') || 'none'),
     `  ${count((result) => result.ending === 'damage-reported')} opens refused with WAL_CORRUPT ` +
@@ -129,6 +130,13 @@ describe('shard simulation on simulated storage', () => {
     },
     runTimeoutMs,
   )
+
+  it('the runs above cover checkpoints and reused segments, with crashes around them', async (context) => {
+    if (seeds.length < 100) return context.skip() // a replay of a few seeds need not reach them
+    const all = await runSeeds()
+    expect(all.reduce((sum, result) => sum + result.checkpointLoads, 0)).toBeGreaterThan(0)
+    expect(all.filter((result) => result.segmentsReused > 0).length).toBeGreaterThan(10)
+  })
 
   it('is deterministic: the same seed gives the same run', async () => {
     for (const seed of seeds.slice(0, 5)) {

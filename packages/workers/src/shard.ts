@@ -23,6 +23,7 @@ import {
   statsSlotCheckpointBatchLatencyMaxUs,
   statsSlotCheckpointBytes,
   statsSlotCheckpointDiskBytes,
+  statsSlotSegmentsReused,
   statsSlotCheckpointDurationMs,
   statsSlotCheckpointFailures,
   statsSlotCheckpoints,
@@ -57,6 +58,12 @@ export const segmentBytesDefault = 64 * 1024 * 1024
 /** Zero-filling runs at most this far ahead of the intent log's position. */
 export const intentFillStepBytesMax = 1024 * 1024
 export const completionFillStepBytesMax = 64 * 1024
+/**
+ * Retired segments each log keeps for reuse (log/segment-writer.ts). One is enough in the steady state: the
+ * default policy checkpoints about once per segment of log, and each checkpoint retires about one segment,
+ * before the log needs its next one. Each kept segment is on disk: it is in the README's bound.
+ */
+export const segmentsReusedMax = 1
 
 /**
  * A completion segment holds one record per intent batch: 1/16 of the intent segment (4 MiB for 64 MiB:
@@ -166,7 +173,8 @@ export class Shard {
       this.recovery = result.report
       this.checkpointPoint = result.checkpoint === undefined ? undefined : { ...result.checkpoint }
       this.logBytesSinceCheckpoint = result.report.bytesReplayed
-      // What recovery found unneeded: checkpoints superseded or unfinished, segments a checkpoint covers.
+      // What recovery found unneeded: checkpoints superseded or unfinished. (Segments a checkpoint covers
+      // go to the writers, which keep some for reuse; the others are removed below.)
       for (const file of result.discardFiles) this.storage.remove(file)
       // Cut the completion log first: then no completion record ever points at intent bytes already cut.
       const completion = this.resume(
@@ -175,8 +183,10 @@ export class Shard {
         completionSegmentBytes(segmentBytes),
         completionFillStepBytesMax,
         options.directory,
+        result.retired.completion,
       )
-      const intent = this.resume('intent', result.intent, segmentBytes, intentFillStepBytesMax, options.directory)
+      const intent = this.resume('intent', result.intent, segmentBytes, intentFillStepBytesMax, options.directory, result.retired.intent)
+      for (const file of [...completion.takeUnused(), ...intent.takeUnused()]) this.storage.remove(file)
       this.log = new Log({
         intent,
         completion,
@@ -399,7 +409,13 @@ export class Shard {
     }
     this.stats[statsSlotLogDiskBytes] = logBytes
     this.stats[statsSlotCheckpointDiskBytes] = checkpointBytes
+    this.stats[statsSlotSegmentsReused] = this.log.segmentsReused
     this.batchesSinceDiskStats = 0
+  }
+
+  /** Log segments made since open by reusing a retired one (log/segment-writer.ts). */
+  get segmentsReused(): number {
+    return this.log.segmentsReused
   }
 
   get failed(): EngineError | undefined {
@@ -407,7 +423,14 @@ export class Shard {
   }
 
   /** Applies recovery's cut to one log and opens its writer where the log goes on. */
-  private resume(kind: LogKind, resumption: LogResumption, segmentBytes: number, fillStepMax: number, directory: string): SegmentWriter {
+  private resume(
+    kind: LogKind,
+    resumption: LogResumption,
+    segmentBytes: number,
+    fillStepMax: number,
+    directory: string,
+    retired: readonly number[],
+  ): SegmentWriter {
     for (const segment of resumption.removeSegments) this.storage.remove(path.join(directory, segmentName(kind, segment)))
     const file = this.storage.open(path.join(directory, segmentName(kind, resumption.segment)), kind)
     let filledTo = resumption.fileLength
@@ -425,6 +448,8 @@ export class Shard {
       file,
       position: resumption.position,
       filledTo,
+      reuseMax: segmentsReusedMax,
+      retired,
     })
   }
 

@@ -1,7 +1,9 @@
 // The completion log's on-disk format: one 64-byte completion record per intent batch (the segment files
-// that hold them are named in segment-files.ts). Owns the byte layout; never touches a file. Segments are
-// zero-filled ahead of the write position (log/segment-writer.ts), so a never-written slot reads as zeros,
-// and zeros never parse as a completion record.
+// that hold them are named in segment-files.ts). Owns the byte layout; never touches a file. Ahead of the
+// write position a segment holds zeros (a fresh segment, zero-filled: log/segment-writer.ts) or the records
+// of an earlier life (a reused segment): each record names the completion segment it was written in, so a
+// slot holding zeros, or a record of another segment, is a slot not written in this life ('unwritten'), as
+// the intent log's sector stamps tell its sectors apart (sectors.ts says why segments are reused).
 //
 // completion record (64 bytes, 64-byte aligned, so it never straddles a 512-byte sector: a crash leaves it
 // either old (zeros) or new, never torn)
@@ -16,16 +18,19 @@
 //   | 28     | 4    | record count                                                                 |
 //   | 32     | 4    | CRC32 of the batch's intent bytes (header + body, as written)                |
 //   | 36     | 4    | status: 1 = batch written, 2 = clean close (no batch; sequence = last batch) |
-//   | 40     | 24   | reserved, zero                                                               |
+//   | 40     | 4    | the completion segment number this record was written in                     |
+//   | 44     | 20   | reserved, zero                                                               |
+//
+// The batch's offset is a sector boundary, and its length the batch's own bytes (header + body): in the
+// segment it takes sectorSpan(length) bytes (sectors.ts).
 
 import assert from 'node:assert/strict'
 import { checksum } from './checksum.js'
 import { getSequence, setSequence } from './record.js'
+import { sectorBytes } from './sectors.js'
 
 export const completionMagic = 0x43564b52
 export const completionRecordBytes = 64
-/** Sector size assumed for tears: a crash leaves each 512-byte sector of a write old or new. */
-export const sectorBytes = 512
 // A completion record must never straddle a sector, or a crash could tear it: recovery relies on this.
 assert.equal(sectorBytes % completionRecordBytes, 0, 'completion records tile a sector')
 export const completionStatusWritten = 1
@@ -39,6 +44,8 @@ export interface CompletionRecord {
   recordCount: number
   intentChecksum: number
   status: number
+  /** The completion segment the record is written in. */
+  ownSegment: number
 }
 
 export function encodeCompletion(target: Uint8Array, record: CompletionRecord): void {
@@ -54,20 +61,27 @@ export function encodeCompletion(target: Uint8Array, record: CompletionRecord): 
   view.setUint32(28, record.recordCount, true)
   view.setUint32(32, record.intentChecksum, true)
   view.setUint32(36, record.status, true)
+  view.setUint32(40, record.ownSegment, true)
   view.setUint32(4, checksum(target.subarray(8)), true)
 }
 
-/** 'zero' for a never-written slot; 'damaged' for anything else that does not hold. */
-export function decodeCompletion(source: Uint8Array): CompletionRecord | 'zero' | 'damaged' {
-  if (source.length < completionRecordBytes) return source.every((byte) => byte === 0) ? 'zero' : 'damaged'
+/**
+ * The record in a slot of completion segment `segment`: 'unwritten' for a slot not written in this life
+ * (zeros, or a whole record of another segment: stale, in a reused segment); 'damaged' for anything else
+ * that does not hold.
+ */
+export function decodeCompletion(source: Uint8Array, segment: number): CompletionRecord | 'unwritten' | 'damaged' {
+  if (source.length < completionRecordBytes) return source.every((byte) => byte === 0) ? 'unwritten' : 'damaged'
   const slot = source.subarray(0, completionRecordBytes)
-  if (slot.every((byte) => byte === 0)) return 'zero'
+  if (slot.every((byte) => byte === 0)) return 'unwritten'
   const view = new DataView(slot.buffer, slot.byteOffset, completionRecordBytes)
   if (view.getUint32(0, true) !== completionMagic) return 'damaged'
   if (view.getUint32(4, true) !== checksum(slot.subarray(8))) return 'damaged'
   const status = view.getUint32(36, true)
   if (status !== completionStatusWritten && status !== completionStatusClosed) return 'damaged'
-  for (let offset = 40; offset < completionRecordBytes; offset++) if (slot[offset] !== 0) return 'damaged'
+  for (let offset = 44; offset < completionRecordBytes; offset++) if (slot[offset] !== 0) return 'damaged'
+  const ownSegment = view.getUint32(40, true)
+  if (ownSegment !== segment) return 'unwritten'
   return {
     sequence: getSequence(view, 8),
     segment: view.getUint32(16, true),
@@ -76,5 +90,6 @@ export function decodeCompletion(source: Uint8Array): CompletionRecord | 'zero' 
     recordCount: view.getUint32(28, true),
     intentChecksum: view.getUint32(32, true),
     status,
+    ownSegment,
   }
 }

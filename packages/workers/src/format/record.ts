@@ -1,7 +1,8 @@
 // The write-ahead log's on-disk format: batches of records. This module owns the byte layout and the
 // checksums, and nothing else: it never touches a file. Every offset below is little-endian.
 //
-// A log file is a sequence of batches, each written by one group commit (one write + one fdatasync):
+// A log is a sequence of batches, each written by one group commit (one write + one fdatasync). In a
+// segment file each batch lies in stamped 512-byte sectors (sectors.ts); its own bytes are these:
 //
 //   batch header (32 bytes)
 //   | offset | size | field                                                                  |
@@ -26,7 +27,8 @@
 // Why two levels of checksum: the body CRC lets recovery (and the completion log) check a whole batch in
 // one pass; the record CRC makes each record verifiable on its own when it is built and when it is
 // replayed. A zero-filled region never parses: magic 0 is not the batch magic, and a record kind of 0 is
-// invalid.
+// invalid. (What tells a sector written in this life of a segment from zeros or an older life's bytes is
+// its stamp: sectors.ts.)
 //
 // The façade builds record bytes with both CRCs zero (the main thread is the bottleneck at high rates);
 // the shard worker seals them (fills in the CRCs) before they are written.

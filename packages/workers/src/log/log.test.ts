@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { decodeCompletion } from '../format/completion.js'
 import { EngineError } from '../errors.js'
 import { batchHeaderBytes, decodeBatchHeader, recordBytes, recordKindDelete } from '../format/record.js'
+import { sectorStampBytes } from '../format/sectors.js'
 import { Shard, type ShardOptions } from '../shard.js'
 import { MapTable } from '../table/table.js'
 import { Log } from './log.js'
@@ -34,7 +35,7 @@ describe('dual log group commit', () => {
     const write = track(shard, 'a', '1')
     expect(storage.heldOn('intent')).toHaveLength(1)
     expect(storage.heldOn('completion')).toHaveLength(1)
-    const record = decodeCompletion(storage.heldOn('completion')[0]!.buffer)
+    const record = decodeCompletion(storage.heldOn('completion')[0]!.buffer, 1)
     expect(record).toMatchObject({ sequence: 1, segment: 1, offset: 0, recordCount: 1, status: 1 })
     storage.complete('completion')
     expect(write.outcome).toBe('waiting')
@@ -53,7 +54,7 @@ describe('dual log group commit', () => {
     expect(storage.heldOn('intent')).toHaveLength(1) // one commit in flight at a time
     storage.completeCommit()
     expect([first.outcome, second.outcome, third.outcome]).toEqual(['durable', 'waiting', 'waiting'])
-    const next = decodeBatchHeader(storage.heldOn('intent')[0]!.buffer.subarray(0, batchHeaderBytes))!
+    const next = decodeBatchHeader(storage.heldOn('intent')[0]!.buffer.subarray(sectorStampBytes, sectorStampBytes + batchHeaderBytes))!
     expect(next).toMatchObject({ sequence: 2, recordCount: 2 })
     storage.completeCommit()
     expect([second.outcome, third.outcome]).toEqual(['durable', 'durable'])
@@ -78,7 +79,7 @@ describe('dual log group commit', () => {
     for (const key of ['b', 'c', 'd', 'e', 'f']) track(shard, key, '1')
     const counts: number[] = []
     while (storage.heldOn('intent').length > 0) {
-      counts.push(decodeBatchHeader(storage.heldOn('intent')[0]!.buffer)!.recordCount)
+      counts.push(decodeBatchHeader(storage.heldOn('intent')[0]!.buffer.subarray(sectorStampBytes))!.recordCount)
       storage.completeCommit()
     }
     expect(counts).toEqual([1, 2, 2, 1])
@@ -120,7 +121,7 @@ describe('dual log group commit', () => {
     storage.completeCommit()
     expect(write.outcome).toBe('durable')
     expect(closed).toBe(false)
-    expect(decodeCompletion(storage.heldOn('completion')[0]!.buffer)).toMatchObject({ sequence: 1, status: 2 })
+    expect(decodeCompletion(storage.heldOn('completion')[0]!.buffer, 1)).toMatchObject({ sequence: 1, status: 2 })
     storage.complete('completion')
     expect(closed).toBe(true)
     expect([...storage.files.values()].every((file) => file.closed)).toBe(true)
@@ -262,7 +263,7 @@ describe('assertions across the disk', () => {
   function placingWriter(place: () => SegmentLocation): SegmentWriter {
     const writer = {
       location: { segment: 1, offset: 0 },
-      append: (_buffer: Uint8Array, placed: (location: SegmentLocation) => void) => placed(place()),
+      append: (_length: number, _build: unknown, placed: (location: SegmentLocation) => void) => placed(place()),
       halt: () => {},
       close: (callback: () => void) => callback(),
     }

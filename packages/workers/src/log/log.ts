@@ -26,6 +26,7 @@ import {
 import { EngineError, type IoFailure } from '../errors.js'
 import { batchHeaderBytes, decodeBatchHeader, encodeBatchHeader, forEachRecord, type BatchHeader } from '../format/record.js'
 import { checksum } from '../format/checksum.js'
+import { layOutSectors, sectorSpan } from '../format/sectors.js'
 import { followsOn, type SegmentLocation, type SegmentWriter } from './segment-writer.js'
 
 export type AppendCallback = (error: EngineError | null) => void
@@ -97,6 +98,11 @@ export class Log {
     return [...this.intent.retireBefore(point.intent.segment), ...this.completion.retireBefore(point.completion.segment)]
   }
 
+  /** Segments made by reusing a retired one, in both logs (segment-writer.ts). */
+  get segmentsReused(): number {
+    return this.intent.reusedCount + this.completion.reusedCount
+  }
+
   /** The first I/O failure, after which the log refuses writes. */
   get failed(): EngineError | undefined {
     return this.failure
@@ -127,10 +133,10 @@ export class Log {
   private writeCloseRecord(callback: () => void): void {
     const closeFiles = (): void => this.intent.close(() => this.completion.close(callback))
     if (this.failure !== undefined || this.intentOnly) return closeFiles()
-    const record = sealCompletion(this.nextSequence - 1, { segment: 0, offset: 0 }, 0, 0, 0, completionStatusClosed)
     // A failed close record loses nothing: every batch before it is acknowledged and complete.
     this.completion.append(
-      record,
+      completionRecordBytes,
+      (ownSegment) => sealCompletion(this.nextSequence - 1, { segment: 0, offset: 0 }, 0, 0, 0, completionStatusClosed, ownSegment),
       () => {},
       () => closeFiles(),
     )
@@ -190,8 +196,11 @@ export class Log {
       firstFailure ??= failure
       if (--outstanding === 0) this.commitCallback(firstFailure, requests, body, recordCount, started, end)
     }
+    // In the segment, the batch lies in stamped sectors (format/sectors.ts): laid out once its segment is known.
+    const span = sectorSpan(buffer.length)
     this.intent.append(
-      buffer,
+      span,
+      (segment) => layOutSectors(buffer, segment),
       (location) => {
         // Recovery refuses a batch that is not where the previous one ended ('misplaced'). Asserted here,
         // before its completion record exists: the intent write is already submitted, but without a
@@ -202,12 +211,14 @@ export class Log {
             `batch ${sequence} placed at ${location.segment}:${location.offset}, the previous batch ended at ${this.intentEnd.segment}:${this.intentEnd.offset}`,
           )
         }
-        this.intentEnd = { segment: location.segment, offset: location.offset + buffer.length }
+        this.intentEnd = { segment: location.segment, offset: location.offset + span }
         end.intent = this.intentEnd
         if (this.intentOnly) return
         outstanding++
         this.completion.append(
-          sealCompletion(sequence, location, buffer.length, recordCount, intentChecksum, completionStatusWritten),
+          completionRecordBytes,
+          (ownSegment) =>
+            sealCompletion(sequence, location, buffer.length, recordCount, intentChecksum, completionStatusWritten, ownSegment),
           (placed) => {
             end.completion = { segment: placed.segment, offset: placed.offset + completionRecordBytes }
           },
@@ -262,6 +273,7 @@ function sealCompletion(
   recordCount: number,
   intentChecksum: number,
   status: number,
+  ownSegment: number,
 ): Uint8Array {
   const fields: CompletionRecord = {
     sequence,
@@ -271,9 +283,10 @@ function sealCompletion(
     recordCount,
     intentChecksum,
     status,
+    ownSegment,
   }
   const record = new Uint8Array(completionRecordBytes)
   encodeCompletion(record, fields)
-  assert.deepEqual(decodeCompletion(record), fields, 'the completion record reads back as written')
+  assert.deepEqual(decodeCompletion(record, ownSegment), fields, 'the completion record reads back as written')
   return record
 }

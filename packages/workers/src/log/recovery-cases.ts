@@ -12,31 +12,41 @@
 //   for the pair in parallel against 358–417 µs one after the other, for 4 KiB + 64 B appends), so a crash
 //   can leave either one durable without the other;
 // - each batch starts where the previous one ended, or at offset 0 of a later segment;
-// - segments are zero-filled before they are written, and a crash tears a write at sector granularity
-//   (each 512-byte sector old or new): a torn intent batch shows whole zero sectors (or ends past the end of
-//   the file); a completion record is 64 bytes, 64-byte aligned, inside one sector, so it is never torn.
+// - every intent sector is stamped with the number of the segment it was written in, and every completion
+//   record names its own segment (format/sectors.ts, format/completion.ts); a segment is either fresh and
+//   zero-filled before it is written, or reused (a segment a checkpoint retired, renamed to a larger number
+//   than any it was written as), so ahead of the write position lie only zeros or an earlier life's bytes,
+//   neither of which carries the segment's own number: "unwritten in this life";
+// - a crash tears a write at sector granularity (each 512-byte sector old or new): a torn intent batch shows
+//   a sector unwritten in this life (or ends past the end of the file); a completion record is 64 bytes,
+//   64-byte aligned, inside one sector, so it is never torn.
 //
 // The facts, for one place in the logs. Recovery walks the completion records in order; for each it looks
 // at the intent batch the record points at. Past the last record, it looks at what the intent log holds
 // after the last complete batch ("the tail").
 //
 //   completion  the completion record at this place:
-//     valid              decodes, checksum holds, the next sequence
+//     valid              decodes, checksum holds, written in this life of its segment, the next sequence
 //     damaged            not zero and fails its checksum, magic or status
 //     out_of_sequence    valid, but not the sequence that comes next
-//     after_empty_slot   a non-zero record after a zero (never-written) slot
+//     after_empty_slot   a record of this life after a slot not written in it (zeros, or a record of an
+//                        earlier life of a reused segment)
 //     none               no record: the tail, after the last record
 //   intent      the intent bytes there:
 //     intact             the batch the record names, every checksum holds (header, body, records, record's)
 //     torn               as a crash leaves a write: past the end of its file (or its file missing), or a
-//                        whole zero sector inside it
-//     damaged            does not hold, and no zero sector: not what a crash does
+//                        sector inside it not written in this life (zeros, or stale in a reused segment)
+//     damaged            does not hold, though every sector of it was written in this life: not what a
+//                        crash does
 //     misplaced          not where the previous batch ended (nor at 0 of a later segment)
 //     clean              (tail) only zeros after the last complete batch
-//     in_flight          (tail) non-zero bytes after the last complete batch, but no intact batch beyond the
-//                        next sequence: torn bytes, or the next batch intact without its completion record
-//     beyond             (tail) a batch whose header holds, with a sequence past the next one (its body
-//                        may be torn: the header alone shows it was written)
+//     stale              (tail) after the last complete batch, only zeros and sectors of an earlier life (a
+//                        reused segment, or one renamed for reuse and not written yet)
+//     in_flight          (tail) sectors written in this life after the last complete batch, but no batch
+//                        beyond the next sequence: torn bytes, or the next batch intact without its
+//                        completion record
+//     beyond             (tail) a batch written in this life whose header holds, with a sequence past the
+//                        next one (its body may be torn: the header alone shows it was written)
 //     unknown            not looked at: a record that does not hold names no batch to look at
 //     covered            not looked at: the batch's sequence is not after the checkpoint's (the
 //                        checkpoint holds it)
@@ -55,7 +65,7 @@
 //           every batch before the damage, drops the rest from both logs, and says exactly what (`repaired`).
 //
 // The blind spot of parallel writes: if the disk LOSES or MISDIRECTS the intent write of the very last
-// batch after acknowledging it, the intent log shows zeros there, exactly as after a crash before that
+// batch after acknowledging it, the intent log shows zeros (or stale sectors) there, exactly as after a crash before that
 // write reached the disk (torn_last); if it loses its completion write, the batch sits in the intent log
 // without a record, exactly as after a crash before the record reached the disk (tail_in_flight). Recovery
 // drops that batch and says so in `tailReason`. Every other loss or damage of acknowledged data is refused. Writing the logs one after the other would close this
@@ -64,7 +74,18 @@
 import assert from 'node:assert/strict'
 
 export const completionStates = ['valid', 'damaged', 'out_of_sequence', 'after_empty_slot', 'none'] as const
-export const intentStates = ['intact', 'torn', 'damaged', 'misplaced', 'clean', 'in_flight', 'beyond', 'unknown', 'covered'] as const
+export const intentStates = [
+  'intact',
+  'torn',
+  'damaged',
+  'misplaced',
+  'clean',
+  'stale',
+  'in_flight',
+  'beyond',
+  'unknown',
+  'covered',
+] as const
 export type CompletionState = (typeof completionStates)[number]
 export type IntentState = (typeof intentStates)[number]
 
@@ -103,13 +124,14 @@ export const recoveryCases: readonly RecoveryCase[] = [
   row('complete',                    ['valid'],             ['intact'],             'any',  'apply',  'both halves are durable: the batch is whole'),
   row('covered_by_checkpoint',       ['valid'],             ['covered'],            'any',  'skip',   'the checkpoint holds this batch (its sequence is not after the checkpoint\'s): its intent bytes may already be retired'),
   row('torn_last',                   ['valid'],             ['torn'],               true,   'drop',   "the crash came between the two logs' writes, so it was never acknowledged"),
-  row('damaged_last',                ['valid'],             ['damaged'],            true,   'refuse', 'a crash cannot damage a batch without a zero sector: damage to a batch that may be acknowledged'),
+  row('damaged_last',                ['valid'],             ['damaged'],            true,   'refuse', 'a crash tears a batch only with a sector unwritten in this life: damage to a batch that may be acknowledged'),
   row('broken_before_last',          ['valid'],             ['torn', 'damaged'],    false,  'refuse', 'a later batch (or the close) was written only after this one was acknowledged'),
   row('misplaced',                   ['valid'],             ['misplaced'],          'any',  'refuse', 'the write path never leaves a gap between batches: records or batches were lost or moved'),
   row('completion_damaged',          ['damaged'],           ['unknown'],            'any',  'refuse', 'a completion record is never torn: this is damage'),
   row('completion_out_of_sequence',  ['out_of_sequence'],   ['unknown'],            'any',  'refuse', 'a completion record was lost or misplaced'),
   row('completion_after_empty_slot', ['after_empty_slot'],  ['unknown'],            'any',  'refuse', 'completion records are written in order: one in between was lost'),
   row('tail_clean',                  ['none'],              ['clean'],              'any',  'end',    'nothing was in flight (or the shard is new)'),
+  row('tail_stale',                  ['none'],              ['stale'],              'any',  'end',    'a reused segment: what lies ahead was written in an earlier life, before a checkpoint retired it'),
   row('tail_in_flight',              ['none'],              ['in_flight'],          'any',  'drop',   'the in-flight batch: its completion record never became durable, so it was never acknowledged'),
   row('tail_beyond',                 ['none'],              ['beyond'],             'any',  'refuse', 'completion records of acknowledged batches are gone'),
 ]
@@ -124,7 +146,7 @@ const intentStatesWith: Record<CompletionState, readonly IntentState[]> = {
   damaged: ['unknown'],
   out_of_sequence: ['unknown'],
   after_empty_slot: ['unknown'],
-  none: ['clean', 'in_flight', 'beyond'],
+  none: ['clean', 'stale', 'in_flight', 'beyond'],
 }
 
 export function factsPossible(facts: RecoveryFacts): boolean {

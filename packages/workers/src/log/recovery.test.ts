@@ -2,7 +2,8 @@
 // with a shard on held storage, crafts the state the case describes by editing bytes, and reopens. The
 // table itself is checked to give exactly one case for every set of facts that can occur.
 import { describe, expect, it } from 'vitest'
-import { completionRecordBytes, sectorBytes, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
+import { completionRecordBytes, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
+import { layOutSectors, sectorBytes, sectorSpan } from '../format/sectors.js'
 import { segmentName } from '../format/segment-files.js'
 import { EngineError } from '../errors.js'
 import {
@@ -14,7 +15,7 @@ import {
   recoveryCases,
   type RecoveryFacts,
 } from './recovery-cases.js'
-import { Shard, type ShardOptions } from '../shard.js'
+import { segmentsReusedMax, Shard, type ShardOptions } from '../shard.js'
 import { HeldStorage, lookup, putRecord, type HeldFile } from '../testing/held-file.js'
 
 const directory = '/held/shard-007'
@@ -39,7 +40,7 @@ function crashedAfter(count: number): { storage: HeldStorage; intent: HeldFile; 
   const completion = storage.files.get(`${directory}/${segmentName('completion', 1)}`)!
   const records: CompletionRecord[] = []
   for (let index = 0; index < count; index++) {
-    records.push(decodeCompletion(completion.contents.subarray(index * completionRecordBytes)) as CompletionRecord)
+    records.push(decodeCompletion(completion.contents.subarray(index * completionRecordBytes), 1) as CompletionRecord)
   }
   return { storage, intent, completion, records }
 }
@@ -87,7 +88,7 @@ describe('recovery decision table', () => {
     expect(lookup(shard, 'k3')).toBeUndefined()
     // the dropped batch's sequence is reused, and the logs go on cleanly
     write(shard, 'next', 'n')
-    expect(decodeCompletion(storage.heldOn('completion')[0]!.buffer)).toMatchObject({ sequence: 4 })
+    expect(decodeCompletion(storage.heldOn('completion')[0]!.buffer, 1)).toMatchObject({ sequence: 4 })
   })
 
   caseTest('torn_last', 'record valid, last batch with a zero sector (a tear): dropped', () => {
@@ -100,14 +101,18 @@ describe('recovery decision table', () => {
     expect(shard.recovery.tailReason).toMatch(/torn/)
   })
 
-  caseTest('damaged_last', 'record valid, last batch damaged with no zero sector: refused, since a crash cannot do that', () => {
-    const { storage, intent, records } = crashedAfter(4)
-    intent.contents[records[3]!.offset + 200]! ^= 0x04
-    expectCorrupt(reopen(storage), 'damaged_last', {
-      batchSequence: 4,
-      byteRange: [records[3]!.offset, records[3]!.offset + records[3]!.length],
-    })
-  })
+  caseTest(
+    'damaged_last',
+    'record valid, last batch damaged, every sector written in this life: refused, since a crash cannot do that',
+    () => {
+      const { storage, intent, records } = crashedAfter(4)
+      intent.contents[records[3]!.offset + 200]! ^= 0x04
+      expectCorrupt(reopen(storage), 'damaged_last', {
+        batchSequence: 4,
+        byteRange: [records[3]!.offset, records[3]!.offset + sectorSpan(records[3]!.length)],
+      })
+    },
+  )
 
   caseTest('broken_before_last', 'record valid, batch damaged before the last: refused', () => {
     const { storage, intent, records } = crashedAfter(4)
@@ -164,14 +169,39 @@ describe('recovery decision table', () => {
     expectCorrupt(reopen(storage), 'completion_after_empty_slot', { batchSequence: 2 })
   })
 
+  caseTest('completion_after_empty_slot', "a completion record after a slot of a reused segment's earlier life: refused", () => {
+    const { storage, completion, records } = crashedAfter(3)
+    // slot 2 holds a whole, valid record of the segment's earlier life (another segment number), as if the
+    // record of batch 2 had been lost over it
+    encodeCompletion(completion.contents.subarray(completionRecordBytes, 2 * completionRecordBytes), { ...records[1]!, ownSegment: 9 })
+    expectCorrupt(reopen(storage), 'completion_after_empty_slot', { batchSequence: 2 })
+  })
+
   caseTest('tail_in_flight', 'no record, torn bytes after the last batch: dropped as the in-flight batch', () => {
     const { storage, intent, records } = crashedAfter(2)
-    const end = records[1]!.offset + records[1]!.length
-    intent.grow(end + 700)
-    intent.contents.fill(0x5a, end, end + 300)
+    const end = records[1]!.offset + sectorSpan(records[1]!.length)
+    intent.grow(end + 2 * sectorBytes)
+    intent.contents.set(layOutSectors(new Uint8Array(300).fill(0x5a), 1), end) // a sector written in this life, no batch header
     const shard = reopen(storage) as Shard
-    expect(shard.recovery).toMatchObject({ batchesReplayed: 2, tailBytesDropped: 300 })
+    expect(shard.recovery).toMatchObject({ batchesReplayed: 2, tailBytesDropped: sectorBytes })
     expect(shard.recovery.tailReason).toMatch(/torn, never acknowledged batch after batch 2/)
+  })
+
+  caseTest('tail_stale', 'no record, only sectors of an earlier life after the last batch: the end, nothing dropped', () => {
+    const { storage, intent, records } = crashedAfter(2)
+    const end = records[1]!.offset + sectorSpan(records[1]!.length)
+    intent.grow(end + 4 * sectorBytes)
+    // what a reused segment holds ahead: sectors stamped with an earlier segment's number, even a whole batch
+    intent.contents.set(layOutSectors(new Uint8Array(900).fill(0x5a), 0x5a), end)
+    const stale = intent.contents.slice()
+    const shard = reopen(storage) as Shard
+    expect(shard.recovery).toMatchObject({ batchesReplayed: 2, tailBytesDropped: 0, tailReason: undefined })
+    expect(intent.contents).toEqual(stale) // not cut: the stale sectors are written over as the log goes on
+    write(shard, 'next', 'n')
+    storage.completeCommit()
+    const again = reopen(storage) as Shard
+    expect(again.recovery).toMatchObject({ batchesReplayed: 3, tailBytesDropped: 0 })
+    expect(lookup(again, 'next')).toBe('n')
   })
 
   caseTest('tail_beyond', 'no record, an intact batch beyond the next sequence: refused (completion records are gone)', () => {
@@ -228,7 +258,7 @@ describe('recovery decision table', () => {
     const shard = reopen(storage, { recovery: 'truncate' }) as Shard
     expect(shard.recovery.batchesReplayed).toBe(2)
     expect(shard.recovery.repaired).toMatchObject({ firstBatchDropped: 3, batchesDropped: 3 })
-    expect(shard.recovery.repaired!.intentBytesDropped).toBe(records[4]!.offset + records[4]!.length - records[2]!.offset)
+    expect(shard.recovery.repaired!.intentBytesDropped).toBe(records[4]!.offset + sectorSpan(records[4]!.length) - records[2]!.offset)
     expect([lookup(shard, 'k1'), lookup(shard, 'k2')]).toEqual(['1'.padEnd(600, '.'), undefined])
     // and a strict open afterwards finds a clean log
     write(shard, 'after', 'repair')
@@ -301,8 +331,8 @@ describe('recovery with checkpoints', () => {
       expect(names(storage).filter((name) => name.startsWith('intent')).length).toBeGreaterThan(3)
       expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true })
       expect(names(storage)).toContain('checkpoint-0000000000000020.ckpt')
-      // the intent segments before the one batch 20 ended in are gone
-      expect(names(storage).filter((name) => name.startsWith('intent')).length).toBeLessThanOrEqual(2)
+      // the intent segments before the one batch 20 ended in are gone, but for those kept for reuse
+      expect(names(storage).filter((name) => name.startsWith('intent')).length).toBeLessThanOrEqual(2 + segmentsReusedMax)
       writeBatches(storage, shard, 20, 3)
       const again = reopen(storage, { segmentBytes: 4096 }) as Shard
       expect(again.recovery).toMatchObject({ checkpointSequence: 20, checkpointRecords: 20, batchesReplayed: 3, repaired: undefined })
@@ -426,6 +456,80 @@ describe('recovery with checkpoints', () => {
 
   it('every checkpoint case has a test above, named by its label', () => {
     expect([...checkpointLabelsTested].sort()).toEqual(checkpointCases.map((row) => row.label).sort())
+  })
+})
+
+describe('reused segments', () => {
+  /**
+   * A shard whose checkpoint kept a retired intent segment for reuse, written on until its log's next
+   * segment is that file, renamed: `stale` is what the file held before (an earlier life's batches).
+   */
+  function reusedSegment(): { storage: HeldStorage; shard: Shard; file: HeldFile; stale: Uint8Array; name: string } {
+    const { storage, shard } = shardWith(20)
+    expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true })
+    const kept = names(storage)
+      .filter((name) => name.startsWith('intent'))
+      .map((name) => storage.files.get(`${directory}/${name}`)!)
+      .filter((file) => file.contents.length === 4096)[0]!
+    const stale = kept.contents.slice()
+    for (let index = 20; index < 40 && kept.contents.every((byte, at) => byte === stale[at]); index++)
+      writeBatches(storage, shard, index, 1)
+    expect(kept.contents, 'the log went on in the kept segment').not.toEqual(stale)
+    const name = [...storage.files].find(([, file]) => file === kept)![0]
+    return { storage, shard, file: kept, stale, name }
+  }
+
+  it('a checkpoint keeps a retired segment; the log goes on in it, renamed, not zero-filled; a crash in it loses nothing', () => {
+    const { storage, file, stale, name } = reusedSegment()
+    expect(file.contents.length).toBe(4096) // never cut nor zero-filled
+    expect(name > `${directory}/${segmentName('intent', 5)}`).toBe(true) // renamed forward
+    // past the batch written in this life, the earlier life's bytes are still there (stamped with its old number)
+    expect(file.contents.subarray(2048)).toEqual(stale.subarray(2048))
+    expect(stale.subarray(2048).some((byte) => byte !== 0)).toBe(true)
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    const batchesAfter = again.recovery.batchesReplayed
+    expect(again.recovery).toMatchObject({ checkpointSequence: 20, tailBytesDropped: 0, tailReason: undefined, repaired: undefined })
+    expectKeys(again, 0, 20 + batchesAfter)
+    expect(file.contents.subarray(2048)).toEqual(stale.subarray(2048)) // tail_stale: nothing cut
+  })
+
+  it('the completion log reuses its retired segments too, and recovery stops at their stale records', () => {
+    const { storage, shard } = shardWith(20)
+    expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true })
+    writeBatches(storage, shard, 20, 40)
+    expect((shard as unknown as { log: { segmentsReused: number } }).log.segmentsReused).toBeGreaterThanOrEqual(2)
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery).toMatchObject({ checkpointSequence: 20, batchesReplayed: 40, tailBytesDropped: 0, repaired: undefined })
+    expectKeys(again, 0, 60)
+  })
+
+  caseTest('torn_last', 'record valid, last batch in a reused segment with a sector of its earlier life (a tear): dropped', () => {
+    const { storage, file, stale } = reusedSegment()
+    file.contents.set(stale.subarray(0, sectorBytes), 0) // the first sector, with an old batch header in it, never written
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery.tailReason).toMatch(/intent bytes are torn/)
+    expect(again.recovery.repaired).toBeUndefined()
+    expectKeys(again, 0, 20 + again.recovery.batchesReplayed)
+    expect(lookup(again, `k${20 + again.recovery.batchesReplayed}`)).toBeUndefined()
+  })
+
+  caseTest('damaged_last', 'record valid, last batch in a reused segment damaged, every sector of this life: refused', () => {
+    const { storage, file, name } = reusedSegment()
+    file.contents[sectorBytes + 100]! ^= 0x10
+    expectCorrupt(reopen(storage, { segmentBytes: 4096 }), 'damaged_last', { file: name, byteRange: [0, 2 * sectorBytes] })
+  })
+
+  it('a crash after a segment was renamed for reuse, before anything was written in it: nothing lost, nothing refused', () => {
+    const { storage, shard } = shardWith(20)
+    expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true })
+    const before = new Set(names(storage))
+    let index = 20
+    while (index < 40 && names(storage).every((entry) => before.has(entry) || !entry.startsWith('intent')))
+      writeBatches(storage, shard, index++, 1)
+    expect(index).toBeLessThan(40)
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery).toMatchObject({ batchesReplayed: index - 20, tailBytesDropped: 0, tailReason: undefined, repaired: undefined })
+    expectKeys(again, 0, index)
   })
 })
 

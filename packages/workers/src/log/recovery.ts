@@ -12,17 +12,12 @@
 // recovery instead keeps every batch before the damage, drops the damaged batch and everything after it
 // from both logs, and the report says exactly what (`repaired`).
 
-import {
-  completionRecordBytes,
-  sectorBytes,
-  completionStatusClosed,
-  decodeCompletion,
-  type CompletionRecord,
-} from '../format/completion.js'
+import { completionRecordBytes, completionStatusClosed, decodeCompletion, type CompletionRecord } from '../format/completion.js'
+import { gatherSectors, sectorBytes, sectorSpan, sectorStamp, sectorStampBytes, writtenEnd } from '../format/sectors.js'
 import { segmentName, segmentNumbers } from '../format/segment-files.js'
 import assert from 'node:assert/strict'
 import { EngineError } from '../errors.js'
-import { batchHeaderBytes, batchMagic, decodeBatchHeader, forEachRecord, RecordFormatError } from '../format/record.js'
+import { batchHeaderBytes, decodeBatchHeader, forEachRecord, RecordFormatError } from '../format/record.js'
 import { checksum } from '../format/checksum.js'
 import type { RecoveryReport } from '../protocol.js'
 import { checkpointCase, recoveryCase, type CheckpointState, type CompletionState, type IntentState } from './recovery-cases.js'
@@ -50,11 +45,13 @@ export interface RecoveryResult {
   completion: LogResumption
   /** The intact checkpoint the table was loaded from, if any: its sequence and where the logs went on after it. */
   checkpoint: CheckpointHeader | undefined
-  /**
-   * Files the shard removes once open: checkpoints superseded or never finished (checkpointCases), and log
-   * segments wholly before the checkpoint that a crash left behind (to retire).
-   */
+  /** Files the shard removes once open: checkpoints superseded or never finished (checkpointCases). */
   discardFiles: string[]
+  /**
+   * Each log's segments wholly before the checkpoint (an earlier open retired them, or a crash left them):
+   * the shard keeps some for reuse and removes the others (log/segment-writer.ts).
+   */
+  retired: { intent: number[]; completion: number[] }
 }
 
 export interface RecoveryOptions {
@@ -81,69 +78,76 @@ class Damage {
   ) {}
 }
 
-function allZero(bytes: Uint8Array): boolean {
-  for (let index = 0; index < bytes.length; index++) if (bytes[index] !== 0) return false
-  return true
-}
-
 /** The end of the last non-zero byte at or after `from` (from itself when there is none). */
 function nonZeroEnd(bytes: Uint8Array, from: number): number {
   for (let index = bytes.length - 1; index >= from; index--) if (bytes[index] !== 0) return index + 1
   return from
 }
 
-/** Whether the intent region [offset, end) looks like a crash tear: past the file's end, or a zero sector. */
-function looksTorn(contents: Uint8Array, offset: number, end: number): boolean {
-  if (end > contents.length) return true
-  for (let sector = Math.floor(offset / sectorBytes) * sectorBytes; sector < end; sector += sectorBytes) {
-    if (allZero(contents.subarray(Math.max(sector, offset), Math.min(sector + sectorBytes, end)))) return true
+/**
+ * The intent batch a completion record points at, read back from its sectors: `problem` says why it is not
+ * intact (undefined when it is); `unwritten` whether a sector of it was not written in this segment's life
+ * (format/sectors.ts): what a crash tear leaves, where damage does not.
+ */
+function readIntentBatch(contents: Uint8Array, located: Located): { bytes: Uint8Array; problem: string | undefined; unwritten: boolean } {
+  const { record } = located
+  const { bytes, unwritten } = gatherSectors(contents, record.offset, record.length, record.segment)
+  const problem = (): string | undefined => {
+    if (record.offset + sectorSpan(record.length) > contents.length) return 'the batch runs past the end of its intent segment'
+    const header = decodeBatchHeader(bytes)
+    if (header === undefined) return 'the batch header fails its checksum'
+    if (header.sequence !== record.sequence) return `the intent batch has sequence ${header.sequence}`
+    if (batchHeaderBytes + header.bodyBytes !== record.length || header.recordCount !== record.recordCount) {
+      return 'the intent batch and its completion record disagree on its size'
+    }
+    const body = bytes.subarray(batchHeaderBytes)
+    if (checksum(body) !== header.bodyChecksum) return 'the batch body fails its checksum'
+    if (checksum(bytes.subarray(0, batchHeaderBytes), header.bodyChecksum) !== record.intentChecksum) {
+      return "the intent bytes do not match the completion record's checksum"
+    }
+    try {
+      forEachRecord(body, header.recordCount, 'verify', undefined)
+    } catch (error) {
+      if (error instanceof RecordFormatError) return error.message
+      throw error
+    }
+    return undefined
   }
-  return false
+  return { bytes, problem: problem(), unwritten }
 }
 
-/** Why the intent batch a completion record points at is not intact, or undefined when it is. */
-function intentProblem(contents: Uint8Array, located: Located): string | undefined {
-  const { record } = located
-  const end = record.offset + record.length
-  if (end > contents.length) return 'the batch runs past the end of its intent segment'
-  const bytes = contents.subarray(record.offset, end)
-  const header = decodeBatchHeader(bytes)
-  if (header === undefined) return 'the batch header fails its checksum'
-  if (header.sequence !== record.sequence) return `the intent batch has sequence ${header.sequence}`
-  if (batchHeaderBytes + header.bodyBytes !== record.length || header.recordCount !== record.recordCount) {
-    return 'the intent batch and its completion record disagree on its size'
-  }
-  const body = bytes.subarray(batchHeaderBytes)
-  if (checksum(body) !== header.bodyChecksum) return 'the batch body fails its checksum'
-  if (checksum(bytes.subarray(0, batchHeaderBytes), header.bodyChecksum) !== record.intentChecksum) {
-    return "the intent bytes do not match the completion record's checksum"
-  }
-  try {
-    forEachRecord(body, header.recordCount, 'verify', undefined)
-  } catch (error) {
-    if (error instanceof RecordFormatError) return error.message
-    throw error
+/**
+ * The first batch written in this life of segment `segment` at or after `from` (a sector boundary) with a
+ * sequence of at least `low`: its offset and sequence. Batches start at sector boundaries (sectors.ts), so
+ * only those are looked at. `whole`: only a batch whose every sector was written in this life and whose
+ * body holds; otherwise a batch header that holds is enough (the header alone proves the batch was
+ * written, and so that the one before it was acknowledged).
+ */
+function findBatch(
+  contents: Uint8Array,
+  segment: number,
+  from: number,
+  low: number,
+  whole: boolean,
+): { offset: number; sequence: number } | undefined {
+  for (let offset = from; offset + sectorStampBytes + batchHeaderBytes <= contents.length; offset += sectorBytes) {
+    if (sectorStamp(contents, offset) !== segment) continue
+    const header = decodeBatchHeader(contents.subarray(offset + sectorStampBytes, offset + sectorStampBytes + batchHeaderBytes))
+    if (header === undefined || header.sequence < low) continue
+    if (!whole) return { offset, sequence: header.sequence }
+    const { bytes, unwritten } = gatherSectors(contents, offset, batchHeaderBytes + header.bodyBytes, segment)
+    if (!unwritten && checksum(bytes.subarray(batchHeaderBytes)) === header.bodyChecksum) return { offset, sequence: header.sequence }
   }
   return undefined
 }
 
 /**
- * The first batch at or after `from` with a sequence of at least `low`: its offset and sequence. `whole`:
- * only a batch whose body holds too; otherwise a batch header that holds is enough (the header alone
- * proves the batch was written, and so that the one before it was acknowledged).
+ * The first slot of completion segment `segment` at or after `from` that holds a record written in this
+ * life, or one that does not decode: anything but zeros and an earlier life's records. Undefined when none.
  */
-function findBatch(contents: Uint8Array, from: number, low: number, whole: boolean): { offset: number; sequence: number } | undefined {
-  const view = new DataView(contents.buffer, contents.byteOffset, contents.byteLength)
-  for (let offset = from; offset + batchHeaderBytes <= contents.length; offset++) {
-    if (view.getUint32(offset, true) !== batchMagic) continue
-    const header = decodeBatchHeader(contents.subarray(offset))
-    if (header === undefined || header.sequence < low) continue
-    if (!whole) return { offset, sequence: header.sequence }
-    const end = offset + batchHeaderBytes + header.bodyBytes
-    if (end > contents.length) continue
-    if (checksum(contents.subarray(offset + batchHeaderBytes, end)) === header.bodyChecksum) {
-      return { offset, sequence: header.sequence }
-    }
+function completionWrittenPast(contents: Uint8Array, from: number, segment: number): number | undefined {
+  for (let offset = from; offset < contents.length; offset += completionRecordBytes) {
+    if (decodeCompletion(contents.subarray(offset, offset + completionRecordBytes), segment) !== 'unwritten') return offset
   }
   return undefined
 }
@@ -286,11 +290,11 @@ export function recover(
   scan: for (const segment of completionSegments.filter((number) => number >= completionFirst)) {
     const contents = storage.read(filePath('completion', segment))
     for (let offset = 0; offset < contents.length; offset += completionRecordBytes) {
-      const decoded = decodeCompletion(contents.subarray(offset, offset + completionRecordBytes))
-      if (decoded === 'zero') {
-        const rest = contents.subarray(offset)
-        if (!allZero(rest)) {
-          const at = offset + rest.findIndex((byte) => byte !== 0)
+      const decoded = decodeCompletion(contents.subarray(offset, offset + completionRecordBytes), segment)
+      if (decoded === 'unwritten') {
+        // Zeros, or a record of an earlier life of a reused segment: the end of what this life wrote.
+        const at = completionWrittenPast(contents, offset, segment)
+        if (at !== undefined) {
           completionDamage = completionProblem('after_empty_slot', segment, at, 'a completion record follows an empty slot')
         }
         break
@@ -348,24 +352,19 @@ export function recover(
       continue
     }
     const contents = readIntent(record.segment)
-    const range: [number, number] = [record.offset, record.offset + record.length]
+    const range: [number, number] = [record.offset, record.offset + sectorSpan(record.length)]
     const contiguous = intentEnd === undefined || followsOn(intentEnd, record)
-    const problem = contiguous ? intentProblem(contents, entry) : 'the batch is not where the previous one ended'
-    const intent: IntentState = !contiguous
-      ? 'misplaced'
-      : problem === undefined
-        ? 'intact'
-        : looksTorn(contents, range[0], range[1])
-          ? 'torn'
-          : 'damaged'
+    const batch = contiguous ? readIntentBatch(contents, entry) : undefined
+    const problem = batch === undefined ? 'the batch is not where the previous one ended' : batch.problem
+    const intent: IntentState = batch === undefined ? 'misplaced' : problem === undefined ? 'intact' : batch.unwritten ? 'torn' : 'damaged'
     const found = recoveryCase({ completion: 'valid', intent, last: index === located.length - 1 && !cleanShutdown })
     if (found.decision === 'apply') {
-      apply(contents.subarray(record.offset + batchHeaderBytes, record.offset + record.length), record.recordCount)
+      apply(batch!.bytes.subarray(batchHeaderBytes), record.recordCount)
       replayed++
       appliedSequence = record.sequence
       recordsReplayed += record.recordCount
       bytesReplayed += record.length
-      intentEnd = { segment: record.segment, offset: record.offset + record.length }
+      intentEnd = { segment: record.segment, offset: range[1] }
       continue
     }
     // Whatever the decision, neither this record nor anything after it is kept.
@@ -394,11 +393,12 @@ export function recover(
       // Batch appliedSequence+1 may be the in-flight one; anything later was written after it was
       // acknowledged: even torn, its header shows that (say batch n+1 was acknowledged, its intent write
       // lost, and batch n+2 torn by the crash: n+1 looks torn_last, and n+2's header says otherwise).
-      const beyond = findBatch(contents, from, appliedSequence + 2, false)
-      const dirty = nonZeroEnd(contents, from) - from
+      const beyond = findBatch(contents, segment, from, appliedSequence + 2, false)
+      // Only what this life of the segment wrote: an earlier life's sectors (a reused segment) are not the tail.
+      const dirty = writtenEnd(contents, from, segment) - from
       const found = recoveryCase({
         completion: 'none',
-        intent: beyond !== undefined ? 'beyond' : dirty > 0 ? 'in_flight' : 'clean',
+        intent: beyond !== undefined ? 'beyond' : dirty > 0 ? 'in_flight' : nonZeroEnd(contents, from) > from ? 'stale' : 'clean',
         last: false,
       })
       if (found.decision === 'refuse') {
@@ -412,7 +412,7 @@ export function recover(
         break
       }
       if (found.decision === 'drop') {
-        const intact = findBatch(contents, from, appliedSequence + 1, true)
+        const intact = findBatch(contents, segment, from, appliedSequence + 1, true)
         tailBytesDropped += dirty
         tailReason ??=
           intact !== undefined
@@ -432,7 +432,7 @@ export function recover(
       for (const segment of intentSegments.filter((number) => number >= intentKeptEnd.segment)) {
         const contents = readIntent(segment)
         const from = segment === intentKeptEnd.segment ? intentKeptEnd.offset : 0
-        intentBytesDropped += nonZeroEnd(contents, from) - from
+        intentBytesDropped += writtenEnd(contents, from, segment) - from
       }
     }
     repaired = {
@@ -450,7 +450,7 @@ export function recover(
   const resumeIntent: LogResumption = {
     segment: intentKeptEnd.segment,
     position: intentKeptEnd.offset,
-    dirtyPastPosition: nonZeroEnd(readIntent(intentKeptEnd.segment), intentKeptEnd.offset) > intentKeptEnd.offset,
+    dirtyPastPosition: writtenEnd(readIntent(intentKeptEnd.segment), intentKeptEnd.offset, intentKeptEnd.segment) > intentKeptEnd.offset,
     removeSegments: intentSegments.filter((number) => number > intentKeptEnd.segment),
     fileLength: readIntent(intentKeptEnd.segment).length,
   }
@@ -460,7 +460,7 @@ export function recover(
   const resumeCompletion: LogResumption = {
     segment: keptCompletionEnd.segment,
     position: keptCompletionEnd.offset,
-    dirtyPastPosition: nonZeroEnd(completionContents, keptCompletionEnd.offset) > keptCompletionEnd.offset,
+    dirtyPastPosition: completionWrittenPast(completionContents, keptCompletionEnd.offset, keptCompletionEnd.segment) !== undefined,
     removeSegments: completionSegments.filter((number) => number > keptCompletionEnd.segment),
     fileLength: completionContents.length,
   }
@@ -483,17 +483,12 @@ export function recover(
     // A damaged checkpoint that truncate loaded in part is not current for the shard: its next checkpoint
     // replaces it, even with no batch after it, so that the repair leaves a directory a strict open takes.
     checkpoint: checkpoint.damage === undefined ? checkpoint.header : undefined,
-    discardFiles: [
-      ...checkpoint.discardFiles,
-      ...(checkpoint.header === undefined
-        ? []
-        : [
-            ...intentSegments.filter((number) => number < checkpoint.header!.intent.segment).map((number) => filePath('intent', number)),
-            ...completionSegments
-              .filter((number) => number < checkpoint.header!.completion.segment)
-              .map((number) => filePath('completion', number)),
-          ]),
-    ],
+    discardFiles: checkpoint.discardFiles,
+    retired: {
+      intent: checkpoint.header === undefined ? [] : intentSegments.filter((number) => number < checkpoint.header!.intent.segment),
+      completion:
+        checkpoint.header === undefined ? [] : completionSegments.filter((number) => number < checkpoint.header!.completion.segment),
+    },
   }
 }
 

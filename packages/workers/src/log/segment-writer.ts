@@ -7,7 +7,14 @@
 // - zero-filling runs ahead of the position, off the event loop, and never overlaps a write: it only
 //   extends the file past everything written or being written;
 // - a batch never spans two segments: one that does not fit in the rest of a segment starts the next one,
-//   and one larger than a whole segment gets a segment of its own, as large as it needs.
+//   and one larger than a whole segment gets a segment of its own, as large as it needs;
+// - segments a checkpoint retired are reused: up to `reuseMax` of them stay on disk under their old names,
+//   and the next segment is one of them renamed (durably) to its new number, written over without being
+//   zero-filled again, so that a steady-state append costs its own bytes once. What the reused file still
+//   holds ahead of the position is stale, and every append says which segment it was written in (the
+//   intent log's sector stamps, the completion log's own-segment field: format/sectors.ts says why and how
+//   recovery tells them apart). Only a segment a checkpoint retired is reused: its number, and every number
+//   it was written as, is smaller than any segment the log will ever append to.
 
 import assert from 'node:assert/strict'
 import path from 'node:path'
@@ -42,10 +49,15 @@ export interface SegmentWriterOptions {
   position: number
   /** The file's length: everything below it is written or zero-filled. */
   filledTo: number
+  /** How many retired segments to keep for reuse. */
+  reuseMax: number
+  /** Retired segments on disk that may be kept for reuse (a checkpoint covers them); the rest are returned by `retireBefore`. */
+  retired: readonly number[]
 }
 
 type AppendCallback = (failure: IoFailure | null) => void
 type PlacedCallback = (location: SegmentLocation) => void
+type BuildCallback = (segment: number) => Uint8Array
 
 export class SegmentWriter {
   private readonly storage: Storage
@@ -64,6 +76,13 @@ export class SegmentWriter {
   private appendInFlight = false
   /** The files this writer opened, by segment number, until retired or closed. */
   private readonly files = new Map<number, StorageFile>()
+  private readonly reuseMax: number
+  /** Retired segments kept for reuse, on disk under their old numbers, a full segment long. */
+  private readonly reusable: number[] = []
+  /** Retired segments found at open and not kept: the caller removes them (`takeUnused`). */
+  private unused: number[] = []
+  /** How many segments this writer made by reusing a retired one. */
+  reusedCount = 0
 
   constructor(options: SegmentWriterOptions) {
     if (!(options.segmentBytes >= options.fillStepBytes && options.fillStepBytes > 0)) {
@@ -78,8 +97,17 @@ export class SegmentWriter {
     this.file = options.file
     this.position = options.position
     this.filledTo = options.filledTo
+    this.reuseMax = options.reuseMax
     this.files.set(this.segment, this.file)
+    this.unused = this.keepForReuse(options.retired)
     this.fillAhead()
+  }
+
+  /** Retired segments found at open and not kept for reuse: the caller removes them. */
+  takeUnused(): string[] {
+    const paths = this.unused.map((number) => this.pathOf(number))
+    this.unused = []
+    return paths
   }
 
   /** Where the next append would go, if it fits in the current segment. */
@@ -93,13 +121,15 @@ export class SegmentWriter {
   }
 
   /**
-   * Appends `buffer` durably. `placed` is called once its location is decided and its write submitted
-   * (not called when the append fails before that); `callback` once it is durable, or with the failure.
+   * Appends `length` bytes durably: `build` makes them once the segment they go in is decided (they say
+   * which segment they are written in). `placed` is called once their location is decided and their write
+   * submitted (not called when the append fails before that); `callback` once they are durable, or with the
+   * failure.
    */
-  append(buffer: Uint8Array, placed: PlacedCallback, callback: AppendCallback): void {
+  append(length: number, build: BuildCallback, placed: PlacedCallback, callback: AppendCallback): void {
     assert(!this.appendInFlight, 'one append in flight per log')
     this.appendInFlight = true
-    this.place(buffer, placed, (failure) => {
+    this.place(length, build, placed, (failure) => {
       this.appendInFlight = false
       callback(failure)
     })
@@ -107,10 +137,10 @@ export class SegmentWriter {
 
   /**
    * Closes this log's segments before `segment` (a checkpoint made them unneeded:
-   * checkpoint/checkpoint-writer.ts), those this writer opened, and returns their paths with those an
-   * earlier open left, for the caller to discard (Storage.discard: not made durable; a crash that brings
-   * a segment back leaves it to recovery, which retires it again). Never the one it appends to, nor the
-   * next: both come after.
+   * checkpoint/checkpoint-writer.ts), those this writer opened, keeps up to `reuseMax` of them for reuse,
+   * and returns the paths of the others, with those an earlier open left, for the caller to discard
+   * (Storage.discard: not made durable; a crash that brings a segment back leaves it to recovery, which
+   * retires it again). Never the one it appends to, nor the next: both come after.
    */
   retireBefore(segment: number): string[] {
     assert(segment <= this.segment, 'the segment appended to is never retired')
@@ -120,7 +150,7 @@ export class SegmentWriter {
     } catch {
       names = [...this.files.keys()].map((number) => segmentName(this.kind, number)) // the disk failed: those known
     }
-    const retired = segmentNumbers(names, this.kind).filter((number) => number < segment)
+    const retired = segmentNumbers(names, this.kind).filter((number) => number < segment && !this.reusable.includes(number))
     for (const number of retired) {
       const file = this.files.get(number)
       this.files.delete(number)
@@ -130,7 +160,24 @@ export class SegmentWriter {
         // as in close(): nothing is lost by a failed close of a file no longer written
       }
     }
-    return retired.map((number) => path.join(this.directory, segmentName(this.kind, number)))
+    return this.keepForReuse(retired).map((number) => this.pathOf(number))
+  }
+
+  /** Keeps retired segments a full segment long for reuse, up to `reuseMax`; returns the others. */
+  private keepForReuse(retired: readonly number[]): number[] {
+    const others: number[] = []
+    for (const number of retired) {
+      if (this.reusable.length < this.reuseMax && this.storage.size(this.pathOf(number)) === this.segmentBytes) {
+        this.reusable.push(number)
+      } else {
+        others.push(number)
+      }
+    }
+    return others
+  }
+
+  private pathOf(segment: number): string {
+    return path.join(this.directory, segmentName(this.kind, segment))
   }
 
   /** Calls back once no fill is in flight (appends are the caller's to wait for), then closes the files. */
@@ -153,32 +200,34 @@ export class SegmentWriter {
     finish()
   }
 
-  private place(buffer: Uint8Array, placed: PlacedCallback, callback: AppendCallback): void {
+  private place(length: number, build: BuildCallback, placed: PlacedCallback, callback: AppendCallback): void {
     if (this.failure !== undefined) return callback(this.failure)
-    if (this.position > 0 && this.position + buffer.length > this.segmentBytes) {
+    if (this.position > 0 && this.position + length > this.segmentBytes) {
       if (!this.roll()) {
         if (this.failure !== undefined) return callback(this.failure) // the next segment could not be made
         // the next segment is still being prepared: wait for its fill, then try again
-        this.fillWaiter = () => this.place(buffer, placed, callback)
+        this.fillWaiter = () => this.place(length, build, placed, callback)
         return
       }
     }
-    const end = this.position + buffer.length
+    const end = this.position + length
     if (end > this.filledTo) {
       // Only when writing outruns filling (or for an oversized batch): wait for the space.
       if (this.fillInFlight) {
-        this.fillWaiter = () => this.place(buffer, placed, callback)
+        this.fillWaiter = () => this.place(length, build, placed, callback)
         return
       }
       // Continue as the fill's waiter (set first: a fill may complete at once), so that a failed fill
       // reaches this append: place checks the failure first.
-      this.fillWaiter = () => this.place(buffer, placed, callback)
+      this.fillWaiter = () => this.place(length, build, placed, callback)
       this.startFill(this.file, Math.max(end, Math.min(this.segmentBytes, this.filledTo + this.fillStepBytes)), (filled) => {
         this.filledTo = filled
       })
       return
     }
     const location = { segment: this.segment, offset: this.position }
+    const buffer = build(location.segment)
+    assert.equal(buffer.length, length, 'an append is as long as it said')
     this.position = end
     this.file.writeDurable(buffer, location.offset, (failure) => {
       if (failure !== null) this.failure = failure
@@ -221,7 +270,9 @@ export class SegmentWriter {
 
   private prepareNext(): void {
     const segment = this.segment + 1
-    const filePath = path.join(this.directory, segmentName(this.kind, segment))
+    const filePath = this.pathOf(segment)
+    const reused = this.reusable.shift()
+    if (reused !== undefined) return this.reuse(reused, segment)
     let file: StorageFile
     try {
       file = this.storage.open(filePath, this.kind)
@@ -239,13 +290,48 @@ export class SegmentWriter {
     })
   }
 
+  /**
+   * Makes the next segment of a retired one: renamed to its new number, durably before anything is written
+   * in it (else a crash could bring back the old name, and the batches written under the new one would be
+   * gone), then opened, already full length. Runs as a fill does: one at a time, and close waits for it.
+   */
+  private reuse(retired: number, segment: number): void {
+    const filePath = this.pathOf(segment)
+    const next = { segment, file: undefined as unknown as StorageFile, filledTo: 0, ready: false }
+    this.next = next
+    this.startBackground(
+      (done) => this.storage.renameDurable(this.pathOf(retired), filePath, done),
+      () => {
+        if (this.failure !== undefined) return // halted meanwhile: nothing more is opened
+        try {
+          next.file = this.storage.open(filePath, this.kind)
+        } catch (error) {
+          this.failure ??= ioFailure('open', error as NodeJS.ErrnoException, filePath)
+          return
+        }
+        this.files.set(segment, next.file)
+        next.filledTo = this.storage.size(filePath)
+        next.ready = true
+        this.reusedCount++
+      },
+    )
+  }
+
   private startFill(file: StorageFile, length: number, filled: (length: number) => void): void {
+    this.startBackground(
+      (done) => file.zeroFill(length, done),
+      () => filled(length),
+    )
+  }
+
+  /** Runs one fill or rename (one at a time per log); on success `succeeded`, then whoever waits for it. */
+  private startBackground(run: (done: (failure: IoFailure | null) => void) => void, succeeded: () => void): void {
     assert(!this.fillInFlight, 'one fill in flight per log')
     this.fillInFlight = true
-    file.zeroFill(length, (failure) => {
+    run((failure) => {
       this.fillInFlight = false
       if (failure !== null) this.failure ??= failure
-      else filled(length)
+      else succeeded()
       const waiter = this.fillWaiter
       this.fillWaiter = undefined
       if (waiter !== undefined) waiter()

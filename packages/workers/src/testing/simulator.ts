@@ -22,6 +22,7 @@
 //   any more, and the shard issues no further writes to the storage;
 // - no write stays unanswered while the storage has nothing in flight.
 
+import { sectorPayloads } from '../format/sectors.js'
 import { EngineError } from '../errors.js'
 import { encodeRecord, recordBytes, recordHeaderBytes, recordKindDelete, recordKindPut } from '../format/record.js'
 import { Shard, type ShardOptions } from '../shard.js'
@@ -80,6 +81,8 @@ export interface SimulationResult {
   checkpointsFailed: number
   /** Opens that loaded a checkpoint. */
   checkpointLoads: number
+  /** Log segments made by reusing a retired one, over all generations. */
+  segmentsReused: number
 }
 
 /** Requests in flight at once, across all clients; beyond it clients wait. */
@@ -170,6 +173,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
     checkpointsDone: 0,
     checkpointsFailed: 0,
     checkpointLoads: 0,
+    segmentsReused: 0,
   }
   const faulty = Object.values(faultRates).some((rate) => rate > 0)
   let storage = new SimulatedStorage({
@@ -386,6 +390,7 @@ export async function simulate(options: SimulationOptions): Promise<SimulationRe
       break
     }
 
+    result.segmentsReused += live.segmentsReused
     // Power loss, then recovery on what survived.
     const crashed = storage
     storage = storage.crash() // may flip a bit in acknowledged data
@@ -452,10 +457,13 @@ function markBlindSpot(storage: SimulatedStorage, keys: KeyModel[], result: Simu
   const hits: Uint8Array[] = []
   for (const fault of storage.faults) {
     if (fault.kind !== 'lost' && fault.kind !== 'misdirected') continue
-    if (fault.log === 'intent' && fault.logWriteIndex >= storage.logOnDiskMax.intent && fault.bytes !== undefined) hits.push(fault.bytes)
+    // An intent write is a batch in stamped sectors (format/sectors.ts): its records are in the payloads.
+    if (fault.log === 'intent' && fault.logWriteIndex >= storage.logOnDiskMax.intent && fault.bytes !== undefined) {
+      hits.push(sectorPayloads(fault.bytes))
+    }
     if (fault.log === 'completion' && fault.logWriteIndex >= storage.logOnDiskMax.completion) {
       const intent = storage.intentWrites[fault.logWriteIndex]
-      if (intent !== undefined) hits.push(intent)
+      if (intent !== undefined) hits.push(sectorPayloads(intent))
     }
   }
   if (hits.length === 0) return
