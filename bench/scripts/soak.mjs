@@ -27,8 +27,10 @@
 // refreshed (every 256 batches, and after each checkpoint). The bound checked is the README's ("Checkpoints
 // and disk space"): (2 + liveRatio) x live (the current checkpoint and the one replacing it) plus, per shard, an
 // allowance: the segment holding the previous checkpoint's point (segmentBytes), the log up to the threshold
-// (logBytes; segmentBytes in compact-loop), the zero-filled space ahead in the segment written and the next
-// (2 x min(1 MiB, segmentBytes)), a completion segment, and twice the log written
+// (logBytes; segmentBytes in compact-loop), the rest of the segment written (a whole one when it is a reused
+// segment) and the next one prepared (a whole segment, or the zero-filled space ahead: together at most
+// segmentBytes + min(1 MiB, segmentBytes)), the retired segment kept for reuse (segmentBytes), three
+// completion segments (the same three roles), and twice the log written
 // while the longest checkpoint seen ran (the run's peak puts/s per shard x record bytes x that duration; twice,
 // for compact-loop, whose previous point is one checkpoint older). "allowance used" per sample is
 // (disk - (2 + liveRatio) x live) / shards.
@@ -55,8 +57,12 @@ const statsPollMs = 25
 const checkKeysMax = 100_000
 /** Bytes of a value that hold the number of the write that made it (a 48-bit integer). */
 const counterBytes = 6
-/** How a shard lays out its logs (shard.ts, format/): the zero-fill step ahead, a completion record, a record's header. */
+/**
+ * How a shard lays out its logs (shard.ts, format/): the zero-fill step ahead, the retired segments kept for
+ * reuse per log, a completion record, a record's header.
+ */
 const intentFillStepBytesMax = 1024 * 1024
+const segmentsReusedMax = 1
 const completionRecordBytes = 64
 const recordHeaderBytes = 16
 
@@ -241,11 +247,16 @@ async function soak(run) {
   )
   /**
    * The allowance's fixed part, per shard (the README's "Checkpoints and disk space"): the checkpoint's segment, the log up
-   * to the threshold, the zero-filled space ahead in the segment written and in the next one, a completion
-   * segment. The log written during a checkpoint is added at the end.
+   * to the threshold, the rest of the segment written with the next one, the segment kept for reuse, and
+   * the completion segments in the same roles. The log written during a checkpoint is added at the end.
    */
   const fixedAllowanceBytes =
-    segmentBytes + (logBytes ?? segmentBytes) + 2 * Math.min(intentFillStepBytesMax, segmentBytes) + completionSegmentBytes
+    segmentBytes +
+    (logBytes ?? segmentBytes) +
+    segmentBytes +
+    Math.min(intentFillStepBytesMax, segmentBytes) +
+    segmentsReusedMax * segmentBytes +
+    (2 + segmentsReusedMax) * completionSegmentBytes
 
   const openStarted = performance.now()
   const db = await open(directory, options)
