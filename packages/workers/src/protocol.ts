@@ -41,9 +41,9 @@ export interface AutoCheckpoint {
 export interface RecoveryReport {
   batchesReplayed: number
   recordsReplayed: number
-  /** Intent bytes of the replayed batches. */
+  /** Intent log bytes of the replayed batches, as they lie in their segments (whole sectors: format/sectors.ts). */
   bytesReplayed: number
-  /** Non-zero bytes cut from the tail as the unacknowledged in-flight batch (0 for a clean log). */
+  /** Intent log bytes written in this life of their segment, cut from the tail as the unacknowledged in-flight batch (0 for a clean log). */
   tailBytesDropped: number
   /** What was dropped from the tail and why, when anything was. */
   tailReason: string | undefined

@@ -44,6 +44,7 @@ import { CheckpointWriter, type CheckpointCallback } from './checkpoint/checkpoi
 import { checkpointFiles, checkpointName } from './format/checkpoint.js'
 import { copyBackup, type BackupPlan } from './checkpoint/backup.js'
 import type { DurablePoint } from './log/log.js'
+import { sectorSpan } from './format/sectors.js'
 import { batchHeaderBytes } from './format/record.js'
 import { recover, type LogResumption } from './log/recovery.js'
 import { type RecoveryReport } from './protocol.js'
@@ -474,7 +475,7 @@ export class Shard {
     // answers are posted from microtasks, and go first. (A read may empty the queue before it runs; then it
     // finds the queue empty, or applies batches that came after: both fine.)
     if (this.durable.push({ body, recordCount }) === 1) setImmediate(this.applyDurable)
-    this.logBytesSinceCheckpoint += batchHeaderBytes + body.length
+    this.logBytesSinceCheckpoint += sectorSpan(batchHeaderBytes + body.length) // what it takes in its segment
     if (this.checkpointRun !== undefined) {
       this.checkpointRun.batchLatencyMaxUs = Math.max(this.checkpointRun.batchLatencyMaxUs, latencyMicroseconds)
     }

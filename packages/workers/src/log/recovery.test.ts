@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { completionRecordBytes, decodeCompletion, encodeCompletion, type CompletionRecord } from '../format/completion.js'
 import { layOutSectors, sectorBytes, sectorSpan } from '../format/sectors.js'
 import { segmentName } from '../format/segment-files.js'
-import { EngineError } from '../errors.js'
+import { EngineError, type IoFailure } from '../errors.js'
 import {
   checkpointCases,
   completionStates,
@@ -517,6 +517,55 @@ describe('reused segments', () => {
     const { storage, file, name } = reusedSegment()
     file.contents[sectorBytes + 100]! ^= 0x10
     expectCorrupt(reopen(storage, { segmentBytes: 4096 }), 'damaged_last', { file: name, byteRange: [0, 2 * sectorBytes] })
+  })
+
+  it("a damaged checkpoint header with 'truncate': the scan from the first segment passes the kept segment's gap, and the log after the checkpoint is kept", () => {
+    const { storage, shard } = shardWith(40)
+    expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true })
+    writeBatches(storage, shard, 40, 3)
+    const file = storage.files.get(`${directory}/checkpoint-0000000000000040.ckpt`)!
+    file.contents[8]! ^= 0x01 // in the header: where the logs go on after it is unknown now
+    expectCorrupt(reopen(storage, { segmentBytes: 4096 }), 'checkpoint_damaged', { batchSequence: 40 })
+    const repaired = reopen(storage, { segmentBytes: 4096, recovery: 'truncate' }) as Shard
+    expect(repaired.recovery).toMatchObject({ batchesReplayed: 3, repaired: { firstBatchDropped: 0, batchesDropped: 0 } })
+    expect(repaired.recovery.repaired!.reason).toMatch(/checkpoint-0000000000000040\.ckpt/)
+    expectKeys(repaired, 40, 43)
+  })
+
+  it('a checkpoint that retires segments while a kept one is being renamed for reuse leaves that one alone', () => {
+    // renames of log segments wait for the test; the checkpoint's own rename goes at once
+    class SlowRenames extends HeldStorage {
+      readonly renames: (() => void)[] = []
+      override renameDurable(from: string, to: string, callback: (failure: IoFailure | null) => void): void {
+        if (!from.endsWith('.wal')) return super.renameDurable(from, to, callback)
+        this.renames.push(() => super.renameDurable(from, to, callback))
+      }
+    }
+    const storage = new SlowRenames()
+    const shard = Shard.open(options(storage, { segmentBytes: 4096 }))
+    let index = 0
+    /** One batch; a rename it waits for (its segment is full) is let go first. */
+    const writeOne = (): void => {
+      write(shard, `k${index}`, `${index}`.padEnd(600, '.'))
+      index++
+      while (storage.heldOn('intent').length === 0 && storage.renames.length > 0) storage.renames.shift()!()
+      storage.completeCommit()
+    }
+    while (index < 20) writeOne()
+    expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true })
+    while (index < 40 && storage.renames.length === 0) writeOne()
+    expect(storage.renames).toHaveLength(1) // the kept segment is being renamed to the next one's number
+    expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true }) // retires segments meanwhile
+    for (let round = 0; round < 4; round++) {
+      for (let batch = 0; batch < 8; batch++) writeOne()
+      expect(checkpointNow(storage, shard)).toEqual({ error: null, done: true })
+    }
+    for (const rename of storage.renames.splice(0)) rename()
+    expect(shard.failed).toBeUndefined()
+    expect(shard.segmentsReused).toBeGreaterThan(1)
+    const again = reopen(storage, { segmentBytes: 4096 }) as Shard
+    expect(again.recovery.repaired).toBeUndefined()
+    expectKeys(again, 0, index)
   })
 
   it('a crash after a segment was renamed for reuse, before anything was written in it: nothing lost, nothing refused', () => {

@@ -309,6 +309,11 @@ export function recover(
         // segments before it retired); without one (base 0), at batch 1, or at a close record of none.
         first = false
         if (decoded.sequence <= (closed ? base : base + 1)) lastSequence = closed ? decoded.sequence : decoded.sequence - 1
+      } else if (lastSequence < base && decoded.sequence > lastSequence && decoded.sequence <= (closed ? base : base + 1)) {
+        // A gap among batches the checkpoint holds loses nothing. It is what a scan from the first segment
+        // finds when a damaged checkpoint's header cannot say where to start: a retired segment kept for
+        // reuse, or left by a crash, and then the segments the checkpoint needs.
+        lastSequence = closed ? decoded.sequence : decoded.sequence - 1
       }
       if (decoded.sequence !== (closed ? lastSequence : lastSequence + 1)) {
         completionDamage = completionProblem(
@@ -363,7 +368,7 @@ export function recover(
       replayed++
       appliedSequence = record.sequence
       recordsReplayed += record.recordCount
-      bytesReplayed += record.length
+      bytesReplayed += range[1] - range[0]
       intentEnd = { segment: record.segment, offset: range[1] }
       continue
     }
@@ -378,7 +383,8 @@ export function recover(
     }
     break
   }
-  if (damage === undefined && completionDamage !== undefined) {
+  // Damage in the log is reported even after a damaged checkpoint (truncate): what it cuts is said too.
+  if ((damage === undefined || damage === checkpoint.damage) && completionDamage !== undefined) {
     const found = recoveryCase({ completion: completionDamage.state, intent: 'unknown', last: false })
     assert.equal(found.decision, 'refuse')
     damage = new Damage(found, completionDamage.sequence, completionDamage.file, completionDamage.byteRange, completionDamage.reason)
@@ -440,7 +446,12 @@ export function recover(
       batchesDropped: damage === checkpoint.damage ? 0 : Math.max(0, lastSequence - appliedSequence),
       intentBytesDropped,
       checkpointBlocksDropped: checkpoint.blocksDropped,
-      reason: `${damage.file} bytes ${damage.byteRange[0]}..${damage.byteRange[1]}: ${damage.reason} (${damage.recoveryCase.label})`,
+      reason: [checkpoint.damage, damage]
+        .filter((found, index, both) => found !== undefined && both.indexOf(found) === index)
+        .map(
+          (found) => `${found!.file} bytes ${found!.byteRange[0]}..${found!.byteRange[1]}: ${found!.reason} (${found!.recoveryCase.label})`,
+        )
+        .join('; '),
     }
     tailReason = undefined
     tailBytesDropped = 0

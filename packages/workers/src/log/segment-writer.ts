@@ -79,6 +79,8 @@ export class SegmentWriter {
   private readonly reuseMax: number
   /** Retired segments kept for reuse, on disk under their old numbers, a full segment long. */
   private readonly reusable: number[] = []
+  /** A kept segment being renamed to the next one's number: no longer kept, but still under its old name. */
+  private renaming: number | undefined
   /** Retired segments found at open and not kept: the caller removes them (`takeUnused`). */
   private unused: number[] = []
   /** How many segments this writer made by reusing a retired one. */
@@ -150,7 +152,9 @@ export class SegmentWriter {
     } catch {
       names = [...this.files.keys()].map((number) => segmentName(this.kind, number)) // the disk failed: those known
     }
-    const retired = segmentNumbers(names, this.kind).filter((number) => number < segment && !this.reusable.includes(number))
+    const retired = segmentNumbers(names, this.kind).filter(
+      (number) => number < segment && !this.reusable.includes(number) && number !== this.renaming,
+    )
     for (const number of retired) {
       const file = this.files.get(number)
       this.files.delete(number)
@@ -299,8 +303,13 @@ export class SegmentWriter {
     const filePath = this.pathOf(segment)
     const next = { segment, file: undefined as unknown as StorageFile, filledTo: 0, ready: false }
     this.next = next
+    this.renaming = retired
     this.startBackground(
-      (done) => this.storage.renameDurable(this.pathOf(retired), filePath, done),
+      (done) =>
+        this.storage.renameDurable(this.pathOf(retired), filePath, (failure) => {
+          this.renaming = undefined
+          done(failure)
+        }),
       () => {
         if (this.failure !== undefined) return // halted meanwhile: nothing more is opened
         try {
