@@ -303,23 +303,28 @@ export class Shard {
     }
     const run = { logBytes: this.logBytesSinceCheckpoint, waiters, batchLatencyMaxUs: 0 }
     this.checkpointRun = run
-    this.checkpointWriter.write(point, this.table.scan(), (error, result) => {
-      if (error === null && !this.closing) {
-        // Current now: retire the segments it covers and the older checkpoints, off this thread; the
-        // checkpoint is done once they are gone (compact() promises that).
-        const retireStarted = performance.now()
-        const older = checkpointFiles(this.listOrNothing()).current.filter((sequence) => sequence < point.sequence)
-        const retired = [
-          ...this.log.retireBefore(point),
-          ...older.map((sequence) => path.join(this.directory, checkpointName(sequence, 'current'))),
-        ]
-        // This thread closes the retired files and lists the directory: part of the checkpoint's stall.
-        result!.stepMsMax = Math.max(result!.stepMsMax, performance.now() - retireStarted)
-        this.storage.discard(retired, () => this.checkpointDone(point, run, null, result))
-        return
-      }
-      this.checkpointDone(point, run, error, result)
-    })
+    this.checkpointWriter.write(
+      point,
+      this.table.scan(),
+      () => this.log.durable.sequence,
+      (error, result) => {
+        if (error === null && !this.closing) {
+          // Current now: retire the segments it covers and the older checkpoints, off this thread; the
+          // checkpoint is done once they are gone (compact() promises that).
+          const retireStarted = performance.now()
+          const older = checkpointFiles(this.listOrNothing()).current.filter((sequence) => sequence < point.sequence)
+          const retired = [
+            ...this.log.retireBefore(point),
+            ...older.map((sequence) => path.join(this.directory, checkpointName(sequence, 'current'))),
+          ]
+          // This thread closes the retired files and lists the directory: part of the checkpoint's stall.
+          result!.stepMsMax = Math.max(result!.stepMsMax, performance.now() - retireStarted)
+          this.storage.discard(retired, () => this.checkpointDone(point, run, null, result))
+          return
+        }
+        this.checkpointDone(point, run, error, result)
+      },
+    )
   }
 
   private checkpointDone(

@@ -13,7 +13,11 @@
 //   replays every batch after S, in order. A key no batch after S touches comes out of the walk exactly
 //   once, with its value as of S; a key that a batch after S touches ends, after the replay, as its last
 //   batch left it, whatever the walk wrote for it. Batches after S stay in the log until a later
-//   checkpoint covers them.
+//   checkpoint covers them. It is exact only if the replay finds every batch the walk may have seen: so
+//   the header names A, the last batch durable once every block is written (all acknowledged before the
+//   checkpoint is current), and recovery refuses a log that lacks or tears any batch up to A, instead of
+//   dropping it as the in-flight one (the walk may hold half of it; a crash cannot tear a batch
+//   acknowledged before the checkpoint it loads was made current).
 // - The file is written as `checkpoint-S.tmp` through libuv (storage/uring.ts: never the shard's ring),
 //   every block with its own fdatasync, so that no single cache flush carries the whole checkpoint and
 //   the log's flushes interleave with them; then the header at offset 0, made durable; then the file is
@@ -68,7 +72,7 @@ export class CheckpointWriter {
   }
 
   /** Writes the checkpoint of `point` from `scan` and makes it current; calls back once, either way. */
-  write(point: DurablePoint, scan: TableScan, callback: CheckpointCallback): void {
+  write(point: DurablePoint, scan: TableScan, durableSequence: () => number, callback: CheckpointCallback): void {
     const started = performance.now()
     const temporary = path.join(this.directory, checkpointName(point.sequence, 'unfinished'))
     const current = path.join(this.directory, checkpointName(point.sequence, 'current'))
@@ -148,6 +152,8 @@ export class CheckpointWriter {
         bodyChecksum,
         intent: point.intent,
         completion: point.completion,
+        // Batches applied during the walk may be in it: from here on, each must be found whole.
+        acknowledgedThrough: durableSequence(),
       })
       file.writeDurable(
         header,

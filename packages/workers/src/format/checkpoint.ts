@@ -6,12 +6,12 @@
 //   checkpoint-<sequence, 16 digits>.ckpt   a checkpoint made current (the newest valid one is used)
 //   checkpoint-<sequence, 16 digits>.tmp    one being written: never current, removed when the shard opens
 //
-// file header (64 bytes, at offset 0; written last, after every block)
+// file header (72 bytes, at offset 0; written last, after every block)
 //   | offset | size | field                                                                         |
 //   |--------|------|-------------------------------------------------------------------------------|
 //   | 0      | 4    | magic 0x4B564B52 ("RKVK" as bytes on disk)                                     |
 //   | 4      | 4    | CRC32 of header bytes 8..63                                                   |
-//   | 8      | 4    | format version, 1                                                             |
+//   | 8      | 4    | format version, 2                                                             |
 //   | 12     | 4    | shard number                                                                  |
 //   | 16     | 8    | sequence S: the checkpoint and the log's batches after S make up the shard    |
 //   | 24     | 8    | records in the blocks                                                         |
@@ -22,6 +22,10 @@
 //   | 52     | 4    | byte offset there                                                             |
 //   | 56     | 4    | completion segment where batch S+1's completion record goes                   |
 //   | 60     | 4    | byte offset there                                                             |
+//   | 64     | 8    | acknowledged through A: the last batch durable when the blocks were all       |
+//   |        |      | written. Every batch up to A was acknowledged before the checkpoint became    |
+//   |        |      | current, and the walk may hold some of those after S (checkpoint-writer.ts):  |
+//   |        |      | recovery must find each of them whole, or report damage (recovery.ts)         |
 //
 // blocks (from offset 64, packed): each is a batch exactly as in the intent log (record.ts: a 32-byte
 // batch header, then a body of records), whose sequence is the block's number (1, 2, …) and whose records
@@ -33,8 +37,8 @@ import { checksum } from './checksum.js'
 import { batchHeaderBytes, decodeBatchHeader, getSequence, recordHeaderBytes, recordKindPut, setSequence } from './record.js'
 
 export const checkpointMagic = 0x4b564b52
-export const checkpointVersion = 1
-export const checkpointHeaderBytes = 64
+export const checkpointVersion = 2
+export const checkpointHeaderBytes = 72
 
 const checkpointPattern = /^checkpoint-(\d{16})\.(ckpt|tmp)$/
 
@@ -66,6 +70,8 @@ export interface CheckpointHeader {
   /** Where the log goes on after batch `sequence`, in each log. */
   intent: { segment: number; offset: number }
   completion: { segment: number; offset: number }
+  /** The last batch durable when the blocks were all written: every batch up to it was acknowledged. */
+  acknowledgedThrough: number
 }
 
 export function encodeCheckpointHeader(header: CheckpointHeader): Uint8Array {
@@ -83,6 +89,7 @@ export function encodeCheckpointHeader(header: CheckpointHeader): Uint8Array {
   view.setUint32(52, header.intent.offset, true)
   view.setUint32(56, header.completion.segment, true)
   view.setUint32(60, header.completion.offset, true)
+  setSequence(view, 64, header.acknowledgedThrough)
   view.setUint32(4, checksum(bytes.subarray(8)), true)
   return bytes
 }
@@ -102,6 +109,7 @@ export function decodeCheckpointHeader(bytes: Uint8Array): CheckpointHeader | un
     bodyChecksum: view.getUint32(44, true),
     intent: { segment: view.getUint32(48, true), offset: view.getUint32(52, true) },
     completion: { segment: view.getUint32(56, true), offset: view.getUint32(60, true) },
+    acknowledgedThrough: getSequence(view, 64),
   }
 }
 

@@ -185,7 +185,8 @@ export function recoveryCase(facts: RecoveryFacts): RecoveryCase {
 //   none          no checkpoint file made current
 //   intact        the newest `.ckpt`: every checksum holds, and it names this shard and its own sequence
 //   damaged       the newest `.ckpt`, and something in it does not hold
-//   log_missing   the newest `.ckpt` is intact, but a log segment its header says the log goes on in is gone
+//   log_missing   the newest `.ckpt` is intact, but a log segment its header says the log goes on in is gone,
+//                 or the log ends before the batch its header says was acknowledged before it was current
 //   superseded    an older `.ckpt`, with a newer one present
 //   unfinished    a `.tmp`: a checkpoint that was never made current
 

@@ -16,7 +16,7 @@ import {
   type RecoveryFacts,
 } from './recovery-cases.js'
 import { segmentsReusedMax, Shard, type ShardOptions } from '../shard.js'
-import { HeldStorage, lookup, putRecord, type HeldFile } from '../testing/held-file.js'
+import { HeldStorage, lookup, putRecord, type HeldFile, type HeldWrite } from '../testing/held-file.js'
 
 const directory = '/held/shard-007'
 
@@ -393,6 +393,42 @@ describe('recovery with checkpoints', () => {
     const intentNames = names(storage).filter((name) => name.startsWith('intent'))
     for (const name of intentNames) storage.remove(`${directory}/${name}`)
     expectCorrupt(reopen(storage, { segmentBytes: 4096 }), 'checkpoint_log_missing', { batchSequence: 12 })
+  })
+
+  /**
+   * A checkpoint of batches 1..10 during whose walk batch 11 became durable (and acknowledged): the header
+   * says so. Returns where batch 11's two writes landed.
+   */
+  function checkpointWithBatchDuringWalk(): { storage: HeldStorage; intent: HeldWrite; completion: HeldWrite } {
+    const { storage, shard } = shardWith(10)
+    let done = false
+    shard.checkpoint((error) => {
+      expect(error).toBeNull()
+      done = true
+    })
+    expect(storage.heldOn('checkpoint')).toHaveLength(1) // the walk's one block, being written
+    write(shard, 'k10', '10'.padEnd(600, '.'))
+    const [intent, completion] = [storage.heldOn('intent')[0]!, storage.heldOn('completion')[0]!]
+    storage.completeCommit()
+    while (storage.heldOn('checkpoint').length > 0) storage.complete('checkpoint')
+    expect(done).toBe(true)
+    expect(names(storage)).toContain('checkpoint-0000000000000010.ckpt')
+    return { storage, intent, completion }
+  }
+
+  caseTest('broken_before_last', 'the last batch torn, but acknowledged before the checkpoint was current: refused, not dropped', () => {
+    const { storage, intent } = checkpointWithBatchDuringWalk()
+    intent.file.contents.fill(0, intent.fileOffset + sectorBytes, intent.fileOffset + 2 * sectorBytes) // looks like a tear
+    expectCorrupt(reopen(storage, { segmentBytes: 4096 }), 'broken_before_last', { batchSequence: 11 })
+  })
+
+  checkpointCaseTest('checkpoint_log_missing', 'the log ends before a batch the checkpoint says was acknowledged: refused', () => {
+    const { storage, completion } = checkpointWithBatchDuringWalk()
+    completion.file.contents.fill(0, completion.fileOffset, completion.fileOffset + completionRecordBytes) // its record lost
+    expectCorrupt(reopen(storage, { segmentBytes: 4096 }), 'checkpoint_log_missing', { batchSequence: 11 })
+    const repaired = reopen(storage, { segmentBytes: 4096, recovery: 'truncate' }) as Shard
+    expect(repaired.recovery.repaired).toMatchObject({ firstBatchDropped: 11 })
+    expectKeys(repaired, 0, 10)
   })
 
   checkpointCaseTest('checkpoint_superseded', 'a crash after a checkpoint was made current, before the older one was removed', () => {

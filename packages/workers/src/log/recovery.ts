@@ -348,6 +348,8 @@ export function recover(
   let intentEnd: SegmentLocation | undefined =
     checkpoint.header?.intent ?? (checkpoint.damage === undefined ? { segment: intentSegments[0] ?? 1, offset: 0 } : undefined)
   let keptCompletionEnd = completionEnd
+  /** Every batch up to this one was acknowledged before the checkpoint was made current (format/checkpoint.ts). */
+  const acknowledgedThrough = checkpoint.header?.acknowledgedThrough ?? 0
   for (let index = 0; index < located.length; index++) {
     const entry = located[index]!
     const { record } = entry
@@ -362,7 +364,9 @@ export function recover(
     const batch = contiguous ? readIntentBatch(contents, entry) : undefined
     const problem = batch === undefined ? 'the batch is not where the previous one ended' : batch.problem
     const intent: IntentState = batch === undefined ? 'misplaced' : problem === undefined ? 'intact' : batch.unwritten ? 'torn' : 'damaged'
-    const found = recoveryCase({ completion: 'valid', intent, last: index === located.length - 1 && !cleanShutdown })
+    // A batch the checkpoint says was acknowledged before it became current is never the in-flight one.
+    const last = index === located.length - 1 && !cleanShutdown && record.sequence > acknowledgedThrough
+    const found = recoveryCase({ completion: 'valid', intent, last })
     if (found.decision === 'apply') {
       apply(batch!.bytes.subarray(batchHeaderBytes), record.recordCount)
       replayed++
@@ -388,6 +392,19 @@ export function recover(
     const found = recoveryCase({ completion: completionDamage.state, intent: 'unknown', last: false })
     assert.equal(found.decision, 'refuse')
     damage = new Damage(found, completionDamage.sequence, completionDamage.file, completionDamage.byteRange, completionDamage.reason)
+  }
+  if (damage === undefined && appliedSequence < acknowledgedThrough) {
+    // The log lacks batches acknowledged before the checkpoint was made current (their completion records
+    // are gone): what the checkpoint_log_missing case says.
+    const found = checkpointCase('log_missing')
+    assert.equal(found.decision, 'refuse')
+    damage = new Damage(
+      found,
+      appliedSequence + 1,
+      filePath('completion', completionEnd.segment),
+      [completionEnd.offset, completionEnd.offset + completionRecordBytes],
+      `the checkpoint says batches up to ${acknowledgedThrough} were acknowledged, but the log holds none after batch ${appliedSequence}`,
+    )
   }
   // Where the logs' kept part ends (a damaged checkpoint's unknown start: its first segments).
   const intentKeptEnd: SegmentLocation = intentEnd ?? { segment: intentSegments[0] ?? 1, offset: 0 }

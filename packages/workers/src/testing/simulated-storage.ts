@@ -401,9 +401,24 @@ export class SimulatedStorage implements Storage {
     callback()
   }
 
+  /**
+   * A pending operation, completed at a step the PRNG chooses like a write's (so a crash may come before
+   * it, and other operations and checkpoints run meanwhile); made durable at once when it completes.
+   */
   renameDurable(from: string, to: string, callback: (failure: IoFailure | null) => void): void {
-    this.rename(from, to)
-    queueMicrotask(() => callback(null))
+    this.assertLive()
+    const file = this.files.get(from)
+    if (file === undefined) return queueMicrotask(() => callback(failure('rename', 2, 'ENOENT', from)))
+    this.enqueue({
+      kind: 'noop',
+      id: this.operationNext++,
+      file,
+      callback: () => {
+        if (this.files.get(from) !== file) return callback(failure('rename', 2, 'ENOENT', from))
+        this.rename(from, to)
+        callback(null)
+      },
+    })
   }
 
   rename(from: string, to: string): void {

@@ -561,6 +561,9 @@ function checkRecovered(shard: Shard, keys: KeyModel[], violate: (kind: Violatio
       for (const [touched, state] of request.finalStates) {
         const position = touched.requests.indexOf(request)
         if (position !== touched.requests.length - 1) continue // a later request decides this key
+        // A request in the blind spot before it leaves the key's earlier state undecided: it may be back to
+        // what it was before that request, which may equal this request's state without this request showing.
+        if (touched.requests.slice(0, position).some((earlier) => earlier.blindSpot)) continue
         const before = position === 0 ? touched.base : touched.requests[position - 1]!.finalStates.get(touched)
         if (sameState(before, state)) continue
         const seen = answers[keys.indexOf(touched)]
