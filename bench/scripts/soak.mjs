@@ -229,7 +229,7 @@ function directoryBytes(directory) {
 }
 
 function sum(shards, field) {
-  return shards.reduce((total, shard) => total + shard[field], 0)
+  return shards.reduce((total, shard) => total + (shard[field] ?? 0), 0)
 }
 
 /** One soak run on a fresh directory under run.dir; resolves to everything it measured. */
@@ -450,6 +450,8 @@ async function soak(run) {
     compactions,
     checkpoints: sum(finalStats, 'checkpoints'),
     checkpointFailures: sum(finalStats, 'checkpointFailures'),
+    /** Log segments made by reusing a retired one (0 from an engine that does not report it). */
+    segmentsReused: sum(finalStats, 'segmentsReused'),
     checkpointMax,
     eventLoopDelayMs: { p99: eventLoopDelay.percentile(99) / 1e6, max: eventLoopDelay.max / 1e6 },
     samples,
@@ -570,8 +572,8 @@ function printRun(result) {
   const most = result.checkpointMax
   console.log(
     `checkpoints: ${count(result.checkpoints)} (failures ${count(result.checkpointFailures)}` +
-      `${run.checkpoints === 'compact-loop' ? `; ${count(result.compactions)} db.compact() calls` : ''}); ` +
-      `largest seen: duration ${milliseconds(most.durationMs)} ms, file ${megabytes(most.bytes)} MB, ` +
+      `${run.checkpoints === 'compact-loop' ? `; ${count(result.compactions)} db.compact() calls` : ''}; ` +
+      `${count(result.segmentsReused)} log segments reused); largest seen: duration ${milliseconds(most.durationMs)} ms, file ${megabytes(most.bytes)} MB, ` +
       `longest step on a shard's thread ${milliseconds(most.stepMsMax)} ms, slowest batch while one ran ${milliseconds(most.batchLatencyUsMax / 1000)} ms`,
   )
   if (run.checkpoints === 'auto' && result.checkpoints === 0) {
