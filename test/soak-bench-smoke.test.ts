@@ -14,7 +14,8 @@ const small = ['--keys', String(keys), '--shards', String(shards), '--sample-sec
 const liveBytes = keys * (16 + 16 + 100)
 // Disk with checkpoints: the current checkpoint and the one replacing it (2 x live), and per shard the log
 // they do not cover yet: a segment holding the previous checkpoint's point, the log up to the threshold
-// (--log-bytes: one segment), a segment zero-filled ahead, and what the writers add while a checkpoint is
+// (--log-bytes: one segment), the rest of the segment written and the next one, the retired one kept for
+// reuse, and what the writers add while a checkpoint is
 // written (at about 10k puts/s per shard, a 100 ms checkpoint is 2 segments). 16 segments leaves room for
 // checkpoints five times slower on a busy machine; without checkpoints these 3 s write about 5 to 10 MB.
 const diskBound = 2 * liveBytes + shards * 16 * segmentBytes
@@ -47,6 +48,8 @@ it('auto checkpoints: samples with disk under the bound, checkpoints made, the r
   for (const disk of disks) expect(disk).toBeLessThanOrEqual(diskBound)
   const checkpoints = /^checkpoints: ([\d,]+) \(failures 0\)/m.exec(stdout)
   expect(Number(checkpoints![1]!.replaceAll(',', ''))).toBeGreaterThanOrEqual(1)
+  const reused = /^checkpoints: .*; ([\d,]+) log segments reused;/m.exec(stdout)
+  expect(Number(reused![1]!.replaceAll(',', ''))).toBeGreaterThanOrEqual(1)
   expect(stdout).toMatch(new RegExp(`^reopen: open\\(\\) took ${number} ms`, 'm'))
   expect(stdout).toMatch(new RegExp(`^\\| 1 \\| ${number} \\| ${number} \\| ${number} \\| ${number} \\| ${number} \\|$`, 'm'))
   expect(stdout).toMatch(/^read-back check: OK \(500 keys hold their last acknowledged value\)$/m)

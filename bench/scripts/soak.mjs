@@ -572,8 +572,8 @@ function printRun(result) {
   const most = result.checkpointMax
   console.log(
     `checkpoints: ${count(result.checkpoints)} (failures ${count(result.checkpointFailures)}` +
-      `${run.checkpoints === 'compact-loop' ? `; ${count(result.compactions)} db.compact() calls` : ''}; ` +
-      `${count(result.segmentsReused)} log segments reused); largest seen: duration ${milliseconds(most.durationMs)} ms, file ${megabytes(most.bytes)} MB, ` +
+      `${run.checkpoints === 'compact-loop' ? `; ${count(result.compactions)} db.compact() calls` : ''}); ` +
+      `${count(result.segmentsReused)} log segments reused; largest seen: duration ${milliseconds(most.durationMs)} ms, file ${megabytes(most.bytes)} MB, ` +
       `longest step on a shard's thread ${milliseconds(most.stepMsMax)} ms, slowest batch while one ran ${milliseconds(most.batchLatencyUsMax / 1000)} ms`,
   )
   if (run.checkpoints === 'auto' && result.checkpoints === 0) {
