@@ -36,7 +36,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url'
 import { crc32 } from 'node:zlib'
 import { probeIoUring } from '@ringkv/wal-native'
 import { afterAll, describe, expect, it } from 'vitest'
-import { baseSeed, environmentNumber, model, sleep } from './harness.js'
+import { baseSeed, environmentNumber, model, ReportingChild, sleep } from './harness.js'
 import { announceSkip, destroyAllLoopFileSystems, loopSkipReason, LoopFileSystem, type FileSystemKind } from './loopfs.js'
 import { abortAllVolatileDisks, destroyAllVolatileDisks, VolatileDisk, volatileDiskSkipReason } from './volatile-disk.js'
 // @ts-expect-error growing-model.mjs is plain JavaScript shared with the writer child; its types are below.
@@ -94,7 +94,7 @@ interface WriterConfig {
 }
 
 class GrowingWriter {
-  readonly child: ChildProcess
+  private readonly process: ReportingChild
   /** Per append file, the acknowledgement time of record 1, 2, … (they come in order). */
   readonly appends: bigint[][]
   /** [k, time] of each checkpoint put in place. */
@@ -103,35 +103,28 @@ class GrowingWriter {
   readonly problems: string[] = []
   fatal: string | undefined
   readySeen = false
-  stderr = ''
   readonly ready: Promise<void>
   readonly exited: Promise<void>
   private readyResolve!: () => void
-  private partial = ''
 
   constructor(readonly config: WriterConfig) {
     this.appends = config.appendFiles.map(() => [])
     this.ready = new Promise((resolve) => (this.readyResolve = resolve))
-    this.child = spawn(process.execPath, [writerPath, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    this.child.stdout!.setEncoding('utf8')
-    this.child.stdout!.on('data', (chunk: string) => this.receive(chunk))
-    this.child.stderr!.setEncoding('utf8')
-    this.child.stderr!.on('data', (chunk: string) => {
-      if (this.stderr.length < 20_000) this.stderr += chunk
-    })
-    this.exited = new Promise((resolve) => {
-      this.child.once('close', () => {
-        this.receive('\n')
+    let exited!: () => void
+    this.exited = new Promise((resolve) => (exited = resolve))
+    this.process = new ReportingChild(
+      writerPath,
+      config,
+      (line) => this.handle(line),
+      () => {
         this.readyResolve()
-        resolve()
-      })
-    })
+        exited()
+      },
+    )
   }
 
-  private receive(chunk: string): void {
-    const lines = (this.partial + chunk).split('\n')
-    this.partial = lines.pop()!
-    for (const line of lines) if (line !== '') this.handle(line)
+  get stderr(): string {
+    return this.process.stderr
   }
 
   private handle(line: string): void {
@@ -155,7 +148,7 @@ class GrowingWriter {
   }
 
   async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    this.process.kill()
     await this.exited
   }
 

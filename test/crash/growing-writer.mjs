@@ -27,6 +27,7 @@
 import fs from 'node:fs'
 import { dirname, join } from 'node:path'
 import { Ring } from '@ringkv/wal-native'
+import { exitOnFatal, report } from './child-report.mjs'
 import { checkpointBytes, checkpointChunks, checkpointName, recordBytes } from './growing-model.mjs'
 
 const config = JSON.parse(process.argv[2] ?? '{}')
@@ -43,32 +44,9 @@ const {
   runMsMax = 60_000,
 } = config
 
-function report(line) {
-  const bytes = Buffer.from(line.replace(/\n/g, ' ') + '\n')
-  let written = 0
-  while (written < bytes.length) {
-    try {
-      written += fs.writeSync(1, bytes, written)
-    } catch (error) {
-      if (error.code !== 'EAGAIN') throw error
-    }
-  }
-}
-
 const now = () => process.hrtime.bigint()
 
-process.on('uncaughtException', (error) => {
-  report(`FATAL uncaughtException ${error?.stack ?? error}`)
-  process.exit(70)
-})
-process.on('unhandledRejection', (error) => {
-  report(`FATAL unhandledRejection ${error?.stack ?? error}`)
-  process.exit(70)
-})
-setTimeout(() => {
-  report('FATAL runMsMax reached')
-  process.exit(71)
-}, runMsMax).unref()
+exitOnFatal(runMsMax)
 
 const { createStorage } = await import(storageModule)
 const storage = createStorage(backend)

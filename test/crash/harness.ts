@@ -95,8 +95,48 @@ export interface WriterError {
   message: string
 }
 
-export class Writer {
+/**
+ * A crash test's child process: `node script '<config as JSON>'`, reporting one line at a time on stdout
+ * (child-report.mjs). Calls `line` with each whole line (a last unterminated one too, once the child is
+ * gone), then `closed`; keeps the first 20 kB of stderr for the test's report.
+ */
+export class ReportingChild {
   readonly child: ChildProcess
+  stderr = ''
+  private partial = ''
+
+  constructor(
+    scriptPath: string,
+    config: unknown,
+    line: (line: string) => void,
+    closed: (code: number | null, signal: NodeJS.Signals | null) => void,
+  ) {
+    this.child = spawn(process.execPath, [scriptPath, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const receive = (chunk: string): void => {
+      const lines = (this.partial + chunk).split('\n')
+      this.partial = lines.pop()!
+      for (const whole of lines) if (whole !== '') line(whole)
+    }
+    this.child.stdout!.setEncoding('utf8')
+    this.child.stdout!.on('data', receive)
+    this.child.stderr!.setEncoding('utf8')
+    this.child.stderr!.on('data', (chunk: string) => {
+      if (this.stderr.length < 20_000) this.stderr += chunk
+    })
+    this.child.once('close', (code, signal) => {
+      receive('\n')
+      closed(code, signal)
+    })
+  }
+
+  /** SIGKILL, unless it has exited already. */
+  kill(): void {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+  }
+}
+
+export class Writer {
+  private readonly process: ReportingChild
   /** client -> its last acknowledged sequence in this round (0: none). */
   readonly acknowledged: number[]
   readonly errors: WriterError[] = []
@@ -112,13 +152,11 @@ export class Writer {
   closedLine: string | undefined
   fatal: string | undefined
   protocolProblems: string[] = []
-  stderr = ''
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   readonly ready: Promise<void>
   /** Resolves when the child is about to call open (or has exited). */
   readonly openingStarted: Promise<void>
   private openingResolve!: () => void
-  private partial = ''
   private readyResolve!: () => void
   private acknowledgementWaiters: { count: number; resolve: () => void }[] = []
 
@@ -126,29 +164,27 @@ export class Writer {
     this.acknowledged = new Array(config.workload.clients).fill(0)
     this.ready = new Promise((resolve) => (this.readyResolve = resolve))
     this.openingStarted = new Promise((resolve) => (this.openingResolve = resolve))
-    this.child = spawn(process.execPath, [writerPath, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] })
-    this.child.stdout!.setEncoding('utf8')
-    this.child.stdout!.on('data', (chunk: string) => this.receive(chunk))
-    this.child.stderr!.setEncoding('utf8')
-    this.child.stderr!.on('data', (chunk: string) => {
-      if (this.stderr.length < 20_000) this.stderr += chunk
-    })
-    this.exited = new Promise((resolve) => {
-      this.child.once('close', (code, signal) => {
-        this.receive('\n')
+    let exited!: (outcome: { code: number | null; signal: NodeJS.Signals | null }) => void
+    this.exited = new Promise((resolve) => (exited = resolve))
+    this.process = new ReportingChild(
+      writerPath,
+      config,
+      (line) => this.handle(line),
+      (code, signal) => {
         this.readyResolve() // also when it never got ready: waiters look at readyLine/openFailure
         this.openingResolve()
         for (const waiter of this.acknowledgementWaiters) waiter.resolve()
-        resolve({ code, signal })
-      })
-    })
+        exited({ code, signal })
+      },
+    )
   }
 
-  private receive(chunk: string): void {
-    const text = this.partial + chunk
-    const lines = text.split('\n')
-    this.partial = lines.pop()!
-    for (const line of lines) if (line !== '') this.handle(line)
+  get child(): ChildProcess {
+    return this.process.child
+  }
+
+  get stderr(): string {
+    return this.process.stderr
   }
 
   private handle(line: string): void {
@@ -208,7 +244,7 @@ export class Writer {
   }
 
   async kill(): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    this.process.kill()
     await this.exited
   }
 

@@ -14,9 +14,9 @@
 //   READ <ok> <bad> <threw> <first problem>       reads after all clients stopped (mode 'write' only)
 //   CLOSED ok | CLOSED <code> <causeCode>
 //   FATAL <message>                               an uncaught error; exit code 70 (the process "crashed")
-import { writeSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import { open } from '@ringkv/engine'
+import { exitOnFatal, report } from './child-report.mjs'
 import { describeValue, effectsOf, keyOf, operationAt, sameBytes, valueOf } from './model.mjs'
 
 const config = JSON.parse(process.argv[2] ?? '{}')
@@ -33,18 +33,6 @@ const {
   compaction, // { segmentBytes, logBytes, compactLoop }: checkpoints forced often (harness.ts)
 } = config
 
-function report(line) {
-  const bytes = Buffer.from(line.replace(/\n/g, ' ') + '\n')
-  let written = 0
-  while (written < bytes.length) {
-    try {
-      written += writeSync(1, bytes, written)
-    } catch (error) {
-      if (error.code !== 'EAGAIN') throw error
-    }
-  }
-}
-
 function errorFields(error) {
   const code = error?.code ?? error?.name ?? 'UNKNOWN'
   const causeCode = error?.cause?.code ?? error?.cause?.name ?? '-'
@@ -55,18 +43,7 @@ function jsonSafe(value) {
   return JSON.stringify(value, (_key, item) => (typeof item === 'bigint' ? Number(item) : item))
 }
 
-process.on('uncaughtException', (error) => {
-  report(`FATAL uncaughtException ${error?.stack ?? error}`)
-  process.exit(70)
-})
-process.on('unhandledRejection', (error) => {
-  report(`FATAL unhandledRejection ${error?.stack ?? error}`)
-  process.exit(70)
-})
-setTimeout(() => {
-  report('FATAL runMsMax reached')
-  process.exit(71)
-}, runMsMax).unref()
+exitOnFatal(runMsMax)
 
 report('OPENING')
 const openStart = performance.now()
