@@ -110,6 +110,30 @@ describe('dual log group commit', () => {
     })
   }
 
+  it('never acknowledges a write in flight when a fill of its log fails meanwhile, though its own fdatasync succeeds (fsyncgate)', () => {
+    const storage = new HeldStorage()
+    const shard = Shard.open(options(storage))
+    storage.holdFills = true
+    // Commit writes until one, once placed, starts a zero-fill of the space ahead: that write is in flight.
+    let inFlight: ReturnType<typeof track> | undefined
+    for (let index = 0; index < 1000 && inFlight === undefined; index++) {
+      const state = track(shard, `k${index}`, 'v'.repeat(4000))
+      if (storage.heldFills.length > 0) inFlight = state
+      else storage.completeCommit()
+    }
+    expect(inFlight).toBeDefined()
+    // The fill's fdatasync fails: the kernel may have dropped the file's dirty pages, the write's among them.
+    storage.failFill({ operation: 'fsync', errno: 5, code: 'EIO', path: 'fill' })
+    while (storage.held.length > 0) storage.complete(storage.held[0]!.file.log)
+    expect(inFlight!.outcome).toBeInstanceOf(EngineError)
+    expect((inFlight!.outcome as EngineError).code).toBe('IO_ERROR')
+    expect(lookup(shard, 'k0')).toBe('v'.repeat(4000))
+    expect(storage.held).toHaveLength(0)
+    const after = track(shard, 'after', '1')
+    expect((after.outcome as EngineError).code).toBe('IO_ERROR')
+    expect(storage.held).toHaveLength(0) // nothing more is written
+  })
+
   it('close waits for the commit in flight, then writes a close record', () => {
     const storage = new HeldStorage()
     const shard = Shard.open(options(storage))

@@ -235,7 +235,11 @@ export class SegmentWriter {
     this.position = end
     this.file.writeDurable(buffer, location.offset, (failure) => {
       if (failure !== null) this.failure = failure
-      callback(failure)
+      // A failure while this write was in flight (a fill's fdatasync of the same file, most of all) may
+      // have dropped its dirty pages, and the kernel reports a writeback error once: its own fdatasync
+      // can then succeed over lost bytes (fsyncgate). So a write whose log failed meanwhile is never
+      // acknowledged, whatever its own fdatasync said.
+      callback(failure ?? this.failure ?? null)
     })
     placed(location)
     this.fillAhead()

@@ -1,6 +1,6 @@
 // A Storage for unit tests whose write completions the test releases by hand: each writeDurable is held,
 // across all files, until the test completes or fails it, so a test can look at a shard in the middle of
-// a commit. Zero-filling completes at once. Completed writes are kept as if they had reached the disk.
+// a commit. Zero-filling completes at once, unless the test holds fills too. Completed writes are kept as if they had reached the disk.
 
 import type { IoFailure } from '../errors.js'
 import { encodeRecord, recordBytes, recordKindPut } from '../format/record.js'
@@ -41,6 +41,7 @@ export class HeldFile implements StorageFile {
   }
 
   zeroFill(length: number, callback: (failure: IoFailure | null) => void): void {
+    if (this.storage.holdFills) return void this.storage.heldFills.push({ file: this, length, callback })
     this.grow(length)
     callback(null)
   }
@@ -62,6 +63,9 @@ export class HeldStorage implements Storage {
   readonly reason = 'unit test'
   readonly files = new Map<string, HeldFile>()
   readonly held: HeldWrite[] = []
+  /** When set, zero-fills are held too (in `heldFills`), until the test completes or fails them. */
+  holdFills = false
+  readonly heldFills: { file: HeldFile; length: number; callback: (failure: IoFailure | null) => void }[] = []
 
   open(filePath: string, log: FileKind): StorageFile {
     let file = this.files.get(filePath)
@@ -74,6 +78,12 @@ export class HeldStorage implements Storage {
 
   read(filePath: string): Uint8Array {
     return this.files.get(filePath)?.contents.slice() ?? new Uint8Array(0)
+  }
+
+  readAt(filePath: string, fileOffset: number, target: Uint8Array): number {
+    const part = this.read(filePath).subarray(fileOffset, fileOffset + target.length)
+    target.set(part)
+    return part.length
   }
 
   list(directory: string): string[] {
@@ -131,6 +141,13 @@ export class HeldStorage implements Storage {
 
   fail(log: FileKind, failure: IoFailure): void {
     this.take(log).callback(failure)
+  }
+
+  /** Fails the oldest held zero-fill. */
+  failFill(failure: IoFailure): void {
+    const fill = this.heldFills.shift()
+    if (fill === undefined) throw new Error('no zero-fill is held')
+    fill.callback(failure)
   }
 
   close(): void {}
