@@ -156,19 +156,20 @@ export class Shard {
       const result = recover(
         this.storage,
         { mode: options.recovery, shard: options.shard, directory: options.directory },
-        (body, count) => {
-          try {
-            this.table.applyBatch(body, count)
-          } catch (error) {
-            if ((error as { code?: unknown }).code !== 'SHARD_FULL') throw error
-            throw new EngineError(
-              'SHARD_FULL',
-              `shard ${options.shard}: the log holds more than the table can: ${(error as Error).message}`,
-              {
-                cause: error,
-              },
-            )
-          }
+        {
+          apply: (body, count) => {
+            try {
+              this.table.applyBatch(body, count)
+            } catch (error) {
+              if ((error as { code?: unknown }).code !== 'SHARD_FULL') throw error
+              throw new EngineError(
+                'SHARD_FULL',
+                `shard ${options.shard}: the log holds more than the table can: ${(error as Error).message}`,
+                { cause: error },
+              )
+            }
+          },
+          expect: (entries, bytes) => this.table.expect(entries, bytes),
         },
       )
       this.recovery = result.report

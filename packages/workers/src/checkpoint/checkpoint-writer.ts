@@ -31,7 +31,7 @@
 
 import path from 'node:path'
 import { EngineError, type IoFailure } from '../errors.js'
-import { checksum } from '../format/checksum.js'
+import { checksum, checksumCombine } from '../format/checksum.js'
 import { checkpointHeaderBytes, checkpointName, encodeCheckpointHeader } from '../format/checkpoint.js'
 import { batchHeaderBytes, encodeBatchHeader } from '../format/record.js'
 import type { DurablePoint } from '../log/log.js'
@@ -129,13 +129,15 @@ export class CheckpointWriter {
       const block = new Uint8Array(batchHeaderBytes + piece.body.length)
       block.set(piece.body, batchHeaderBytes)
       blocks++
+      const pieceChecksum = checksum(piece.body)
       encodeBatchHeader(block, {
         sequence: blocks,
         bodyBytes: piece.body.length,
         recordCount: piece.recordCount,
-        bodyChecksum: checksum(piece.body),
+        bodyChecksum: pieceChecksum,
       })
-      bodyChecksum = checksum(block, bodyChecksum)
+      // The whole's CRC goes on from the block's header and its body's CRC, without reading the body again.
+      bodyChecksum = checksumCombine(checksum(block.subarray(0, batchHeaderBytes), bodyChecksum), pieceChecksum, piece.body.length)
       records += piece.recordCount
       const at = offset
       offset += block.length

@@ -33,7 +33,7 @@
 // table the way a batch is replayed. A key may appear in more than one block (checkpoint-writer.ts says
 // why): the later one wins, and the log's batches after S win over both.
 
-import { checksum } from './checksum.js'
+import { checksum, checksumCombine } from './checksum.js'
 import { batchHeaderBytes, decodeBatchHeader, getSequence, recordHeaderBytes, recordKindPut, setSequence } from './record.js'
 
 export const checkpointMagic = 0x4b564b52
@@ -113,71 +113,113 @@ export function decodeCheckpointHeader(bytes: Uint8Array): CheckpointHeader | un
   }
 }
 
-/** A block of the checkpoint: its records, as a batch body. */
-export interface CheckpointBlock {
-  body: Uint8Array
-  recordCount: number
+/** Where a checkpoint file is read from: its length, and reads at an offset (recovery's storage). */
+export interface CheckpointSource {
+  readonly size: number
+  /** Reads up to `target.length` bytes at `offset` into `target`; returns how many (fewer only at the end). */
+  readAt(offset: number, target: Uint8Array): number
 }
 
-/** What reading a checkpoint file back found. */
+/** A checkpoint is read this much at a time, into one buffer: 132 MB are not allocated (and faulted in) at once. */
+export const checkpointReadBytes = 4 * 1024 * 1024
+
+/** What reading a checkpoint's blocks back found. */
 export type CheckpointReading =
-  | { state: 'intact'; header: CheckpointHeader; blocks: CheckpointBlock[] }
+  | { state: 'intact'; blocksRead: number; recordsRead: number }
   | {
       state: 'damaged'
-      /** The header, when it holds (the blocks then say what is lost); undefined when it does not. */
-      header: CheckpointHeader | undefined
-      /** The blocks that hold, in order. */
-      blocks: CheckpointBlock[]
+      /** The blocks that held, and their records: each was handed over. */
+      blocksRead: number
+      recordsRead: number
       reason: string
       byteRange: [number, number]
     }
 
+/** The header of a checkpoint file, or undefined when it does not hold (short, magic, CRC or version). */
+export function readCheckpointHeader(source: CheckpointSource): CheckpointHeader | undefined {
+  const bytes = new Uint8Array(checkpointHeaderBytes)
+  return decodeCheckpointHeader(bytes.subarray(0, source.readAt(0, bytes)))
+}
+
 /**
- * Reads a checkpoint file's contents and checks everything: the header's CRC, each block's header and body
- * CRC, that blocks are numbered 1, 2, … and tile the body exactly, that each record is a put that fits its
- * block, and the whole body's CRC. The first problem is reported; the blocks before and after it that
- * hold are returned with it (a `truncate` open loads them and reports the rest).
+ * Reads a checkpoint's blocks after its `header` and checks everything: each block's header and body CRC,
+ * that blocks are numbered 1, 2, … and tile the body exactly, that each record is a put that fits its
+ * block, the counts, and the whole body's CRC. Each block that holds goes to `take` as it is read (its
+ * bytes are valid during the call only: they are read a few MiB at a time into one buffer), including
+ * the blocks after a problem, which a `truncate` open loads. The first problem is reported. A block larger
+ * than `readBytes` gets a buffer of its own size.
  */
-export function readCheckpoint(contents: Uint8Array): CheckpointReading {
-  const header = decodeCheckpointHeader(contents)
-  if (header === undefined) {
-    return {
-      state: 'damaged',
-      header: undefined,
-      blocks: [],
-      reason: 'the checkpoint header fails its checksum',
-      byteRange: [0, checkpointHeaderBytes],
-    }
-  }
+export function readCheckpointBlocks(
+  source: CheckpointSource,
+  header: CheckpointHeader,
+  take: (body: Uint8Array, recordCount: number) => void,
+  readBytes = checkpointReadBytes,
+): CheckpointReading {
   const end = checkpointHeaderBytes + header.bodyBytes
-  const blocks: CheckpointBlock[] = []
+  const limit = Math.min(end, source.size)
   let problem: { reason: string; byteRange: [number, number] } | undefined
   const note = (reason: string, byteRange: [number, number]): void => {
     problem ??= { reason, byteRange }
   }
-  if (contents.length !== end)
-    note(`the file is ${contents.length} bytes, its header says ${end}`, [Math.min(contents.length, end), Math.max(contents.length, end)])
+  if (source.size !== end) {
+    note(`the file is ${source.size} bytes, its header says ${end}`, [Math.min(source.size, end), Math.max(source.size, end)])
+  }
+  // The bytes read so far and not yet passed: file offsets [windowStart, windowEnd) at window[0..].
+  let window = new Uint8Array(readBytes)
+  let windowStart = checkpointHeaderBytes
+  let windowEnd = checkpointHeaderBytes
+  /** The file's bytes [offset, offset + length) (offset never goes back), or undefined past `limit`. */
+  const bytesAt = (offset: number, length: number): Uint8Array | undefined => {
+    if (offset + length > limit) return undefined
+    if (offset + length > windowEnd) {
+      const kept = window.subarray(offset - windowStart, windowEnd - windowStart)
+      if (length > window.length) {
+        const larger = new Uint8Array(length)
+        larger.set(kept)
+        window = larger
+      } else {
+        window.copyWithin(0, offset - windowStart, windowEnd - windowStart)
+      }
+      windowStart = offset
+      windowEnd = offset + kept.length
+      while (windowEnd < offset + length) {
+        const read = source.readAt(windowEnd, window.subarray(windowEnd - windowStart))
+        if (read === 0) return undefined
+        windowEnd += read
+      }
+    }
+    return window.subarray(offset - windowStart, offset - windowStart + length)
+  }
+
   let offset = checkpointHeaderBytes
   let number = 0
-  let records = 0
-  while (offset + batchHeaderBytes <= Math.min(end, contents.length)) {
-    const block = decodeBatchHeader(contents.subarray(offset))
+  let blocksRead = 0
+  let recordsRead = 0
+  /** The CRC of the blocks so far, header and body: of the whole body once the last is read. */
+  let whole = 0
+  while (offset + batchHeaderBytes <= limit) {
+    const block = decodeBatchHeader(bytesAt(offset, batchHeaderBytes)!)
     const blockEnd = block === undefined ? end : offset + batchHeaderBytes + block.bodyBytes
-    if (block === undefined || blockEnd > Math.min(end, contents.length)) {
+    const bytes = block === undefined || blockEnd > limit ? undefined : bytesAt(offset, blockEnd - offset)
+    if (block === undefined || bytes === undefined) {
       note('a block header fails its checksum or runs past the body', [offset, offset + batchHeaderBytes])
       break // the blocks after it cannot be found without its length
     }
     number++
-    const body = contents.subarray(offset + batchHeaderBytes, blockEnd)
+    const body = bytes.subarray(batchHeaderBytes)
+    const bodyChecksum = checksum(body)
+    // The whole's CRC, from the block's header and its body's CRC: the body is read once, not twice.
+    whole = checksumCombine(checksum(bytes.subarray(0, batchHeaderBytes), whole), bodyChecksum, body.length)
     const bad =
       block.sequence !== number
         ? `block ${number} is numbered ${block.sequence}`
-        : checksum(body) !== block.bodyChecksum
+        : bodyChecksum !== block.bodyChecksum
           ? `block ${number} fails its checksum`
           : putsProblem(body, block.recordCount)
     if (bad === undefined) {
-      blocks.push({ body, recordCount: block.recordCount })
-      records += block.recordCount
+      take(body, block.recordCount)
+      blocksRead++
+      recordsRead += block.recordCount
     } else {
       note(bad, [offset, blockEnd])
     }
@@ -186,14 +228,14 @@ export function readCheckpoint(contents: Uint8Array): CheckpointReading {
   if (problem === undefined) {
     if (offset !== end || number !== header.blockCount)
       note(`the body holds ${number} blocks where the header says ${header.blockCount}`, [offset, end])
-    else if (records !== header.recordCount)
-      note(`the blocks hold ${records} records where the header says ${header.recordCount}`, [checkpointHeaderBytes, end])
-    else if (checksum(contents.subarray(checkpointHeaderBytes, end)) !== header.bodyChecksum) {
+    else if (recordsRead !== header.recordCount)
+      note(`the blocks hold ${recordsRead} records where the header says ${header.recordCount}`, [checkpointHeaderBytes, end])
+    else if (whole !== header.bodyChecksum) {
       note("the body fails the header's checksum of the whole", [checkpointHeaderBytes, end])
     }
   }
-  if (problem !== undefined) return { state: 'damaged', header, blocks, ...problem }
-  return { state: 'intact', header, blocks }
+  if (problem !== undefined) return { state: 'damaged', blocksRead, recordsRead, ...problem }
+  return { state: 'intact', blocksRead, recordsRead }
 }
 
 /** Why a block body is not a run of well-formed put records, or undefined (record CRCs are zero here). */

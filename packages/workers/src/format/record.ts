@@ -25,8 +25,11 @@
 //   | 12     | 4    | value length, 0..valueBytesMax                                         |
 //
 // Why two levels of checksum: the body CRC lets recovery (and the completion log) check a whole batch in
-// one pass; the record CRC makes each record verifiable on its own when it is built and when it is
-// replayed. A zero-filled region never parses: magic 0 is not the batch magic, and a record kind of 0 is
+// one pass; the record CRC makes a record verifiable on its own, out of its batch. Recovery checks the
+// body CRC, which covers every byte of every record, and each record's structure, but not the record CRCs
+// again: in one pass over a batch they find nothing the body CRC misses (both are computed from the same
+// bytes on the shard's thread, one after the other), and checking them cost 130 ms of a 1.3 s reopen of a
+// million keys. A zero-filled region never parses: magic 0 is not the batch magic, and a record kind of 0 is
 // invalid. (What tells a sector written in this life of a segment from zeros or an older life's bytes is
 // its stamp: sectors.ts.)
 //

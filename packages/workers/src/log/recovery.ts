@@ -22,7 +22,15 @@ import { checksum } from '../format/checksum.js'
 import type { RecoveryReport } from '../protocol.js'
 import { checkpointCase, recoveryCase, type CheckpointState, type CompletionState, type IntentState } from './recovery-cases.js'
 import { followsOn, type SegmentLocation } from './segment-writer.js'
-import { checkpointFiles, checkpointHeaderBytes, checkpointName, readCheckpoint, type CheckpointHeader } from '../format/checkpoint.js'
+import {
+  checkpointFiles,
+  checkpointHeaderBytes,
+  checkpointName,
+  readCheckpointBlocks,
+  readCheckpointHeader,
+  type CheckpointHeader,
+  type CheckpointSource,
+} from '../format/checkpoint.js'
 import type { Storage } from '../storage/storage.js'
 
 /** Where one log continues, and what the shard must cut first. */
@@ -52,6 +60,14 @@ export interface RecoveryResult {
    * the shard keeps some for reuse and removes the others (log/segment-writer.ts).
    */
   retired: { intent: number[]; completion: number[] }
+}
+
+/** Where recovery puts what it loads: the shard's table. */
+export interface RecoveryTarget {
+  /** One batch (or checkpoint block) body, in order. */
+  apply(body: Uint8Array, recordCount: number): void
+  /** About `entries` keys in records of `bytes` in all are about to come (a checkpoint's header says so). */
+  expect(entries: number, bytes: number): void
 }
 
 export interface RecoveryOptions {
@@ -106,7 +122,8 @@ function readIntentBatch(contents: Uint8Array, located: Located): { bytes: Uint8
       return "the intent bytes do not match the completion record's checksum"
     }
     try {
-      forEachRecord(body, header.recordCount, 'verify', undefined)
+      // Structure only: the body CRC above covered every record's bytes (format/record.ts says why).
+      forEachRecord(body, header.recordCount, 'trust', undefined)
     } catch (error) {
       if (error instanceof RecordFormatError) return error.message
       throw error
@@ -165,16 +182,11 @@ interface CheckpointOutcome {
 }
 
 /**
- * Picks the checkpoint the table starts from, as checkpointCases decides, and loads it into `apply`: every
+ * Picks the checkpoint the table starts from, as checkpointCases decides, and loads it into `target`: every
  * block when it holds; with damage, what holds of it only if `mode` is 'truncate' (the damage is returned
  * either way, for the caller to refuse or report).
  */
-function loadCheckpoint(
-  storage: Storage,
-  options: RecoveryOptions,
-  names: readonly string[],
-  apply: (body: Uint8Array, recordCount: number) => void,
-): CheckpointOutcome {
+function loadCheckpoint(storage: Storage, options: RecoveryOptions, names: readonly string[], target: RecoveryTarget): CheckpointOutcome {
   const files = checkpointFiles(names)
   const filePath = (sequence: number, state: 'current' | 'unfinished'): string => `${options.directory}/${checkpointName(sequence, state)}`
   const discardFiles: string[] = []
@@ -188,24 +200,50 @@ function loadCheckpoint(
     return { header: undefined, sequence: 0, records: 0, discardFiles, damage: undefined, blocksDropped: 0 }
   }
   const newestPath = filePath(newest, 'current')
-  const reading = readCheckpoint(storage.read(newestPath))
-  let state: CheckpointState = reading.state
-  let reason = reading.state === 'damaged' ? reading.reason : ''
-  let byteRange: [number, number] = reading.state === 'damaged' ? reading.byteRange : [0, 0]
-  const header = reading.header
-  if (header !== undefined && state === 'intact') {
-    if (header.sequence !== newest || header.shard !== options.shard) {
+  const source: CheckpointSource = {
+    size: storage.size(newestPath),
+    readAt: (offset, into) => storage.readAt(newestPath, offset, into),
+  }
+  const header = readCheckpointHeader(source)
+  // What the header says on its own: it does not hold, it names another shard or sequence, or the log
+  // after it is gone.
+  let state: CheckpointState = 'intact'
+  let reason = ''
+  let byteRange: [number, number] = [0, 0]
+  if (header === undefined) {
+    state = 'damaged'
+    reason = 'the checkpoint header fails its checksum'
+    byteRange = [0, checkpointHeaderBytes]
+  } else if (header.sequence !== newest || header.shard !== options.shard) {
+    state = 'damaged'
+    reason = `the checkpoint says shard ${header.shard}, sequence ${header.sequence}`
+    byteRange = [0, checkpointHeaderBytes]
+  } else {
+    const missing = [segmentName('intent', header.intent.segment), segmentName('completion', header.completion.segment)].filter(
+      (name) => !names.includes(name),
+    )
+    if (missing.length > 0) {
+      state = 'log_missing'
+      reason = `the log after the checkpoint is gone: ${missing.join(', ')}`
+    }
+  }
+  // The blocks, loaded as they are read: when the header holds, and with truncate whatever holds of a
+  // damaged checkpoint. A damaged block found after some were loaded refuses a strict open all the same
+  // (the shard then discards its table). Damage in the blocks is what is reported first.
+  let records = 0
+  let blocksRead = 0
+  if (header !== undefined) {
+    const loading = state === 'intact' || options.mode === 'truncate'
+    if (loading) target.expect(header.recordCount, header.bodyBytes)
+    const reading = readCheckpointBlocks(source, header, (body, recordCount) => {
+      if (loading) target.apply(body, recordCount)
+    })
+    blocksRead = reading.blocksRead
+    if (loading) records = reading.recordsRead
+    if (reading.state === 'damaged') {
       state = 'damaged'
-      reason = `the checkpoint says shard ${header.shard}, sequence ${header.sequence}`
-      byteRange = [0, checkpointHeaderBytes]
-    } else {
-      const missing = [segmentName('intent', header.intent.segment), segmentName('completion', header.completion.segment)].filter(
-        (name) => !names.includes(name),
-      )
-      if (missing.length > 0) {
-        state = 'log_missing'
-        reason = `the log after the checkpoint is gone: ${missing.join(', ')}`
-      }
+      reason = reading.reason
+      byteRange = reading.byteRange
     }
   }
   const found = checkpointCase(state)
@@ -216,35 +254,19 @@ function loadCheckpoint(
       discardFiles.push(filePath(sequence, 'current'))
     }
   }
-  const blocks = reading.blocks
-  let records = 0
-  const load = (): void => {
-    for (const block of blocks) {
-      apply(block.body, block.recordCount)
-      records += block.recordCount
-    }
-  }
-  if (found.decision === 'load') {
-    load()
-    return { header, sequence: newest, records, discardFiles, damage: undefined, blocksDropped: 0 }
-  }
+  if (found.decision === 'load') return { header, sequence: newest, records, discardFiles, damage: undefined, blocksDropped: 0 }
   assert.equal(found.decision, 'refuse')
   const damage = new Damage(found, newest, newestPath, byteRange, reason)
-  if (options.mode === 'truncate') load()
-  const blocksDropped = header === undefined ? 0 : header.blockCount - blocks.length
+  const blocksDropped = header === undefined ? 0 : header.blockCount - blocksRead
   return { header, sequence: newest, records, discardFiles, damage, blocksDropped }
 }
 
 /**
- * Replays a shard's logs into `apply`, batch by batch, as the table in recovery-cases.ts decides: after the
+ * Replays a shard's logs into `target`, batch by batch, as the table in recovery-cases.ts decides: after the
  * checkpoint's blocks, when there is one. Throws EngineError('WAL_CORRUPT') when acknowledged data is
  * damaged and mode is 'strict'.
  */
-export function recover(
-  storage: Storage,
-  options: RecoveryOptions,
-  apply: (body: Uint8Array, recordCount: number) => void,
-): RecoveryResult {
+export function recover(storage: Storage, options: RecoveryOptions, target: RecoveryTarget): RecoveryResult {
   const started = performance.now()
   const names = storage.list(options.directory)
   const intentSegments = segmentNumbers(names, 'intent')
@@ -252,7 +274,7 @@ export function recover(
   const filePath = (kind: 'intent' | 'completion', segment: number): string => `${options.directory}/${segmentName(kind, segment)}`
 
   // 0. The checkpoint: the table starts from it, and the logs are replayed after its sequence.
-  const checkpoint = loadCheckpoint(storage, options, names, apply)
+  const checkpoint = loadCheckpoint(storage, options, names, target)
   if (checkpoint.damage !== undefined && options.mode === 'strict') throw corrupt(options, checkpoint.damage, 0)
   const base = checkpoint.sequence
 
@@ -368,7 +390,7 @@ export function recover(
     const last = index === located.length - 1 && !cleanShutdown && record.sequence > acknowledgedThrough
     const found = recoveryCase({ completion: 'valid', intent, last })
     if (found.decision === 'apply') {
-      apply(batch!.bytes.subarray(batchHeaderBytes), record.recordCount)
+      target.apply(batch!.bytes.subarray(batchHeaderBytes), record.recordCount)
       replayed++
       appliedSequence = record.sequence
       recordsReplayed += record.recordCount

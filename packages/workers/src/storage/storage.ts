@@ -48,6 +48,11 @@ export interface Storage {
   open(filePath: string, kind: FileKind): StorageFile
   /** A whole file as it is durable now (recovery reads with this; it never creates a file). */
   read(filePath: string): Uint8Array
+  /**
+   * Part of a file as `read` sees it: up to `target.length` bytes at `fileOffset`, into `target`; returns
+   * how many (fewer only at the end of the file). For files too large to read whole at once (a checkpoint).
+   */
+  readAt(filePath: string, fileOffset: number, target: Uint8Array): number
   /** The names of the files in `directory`, sorted; empty when it does not exist. */
   list(directory: string): string[]
   /** Removes a file and makes that durable (its directory is fsynced). */
@@ -176,6 +181,21 @@ export abstract class NodeStorage implements Storage {
 
   read(filePath: string): Uint8Array {
     return fs.readFileSync(filePath)
+  }
+
+  readAt(filePath: string, fileOffset: number, target: Uint8Array): number {
+    const fd = fs.openSync(filePath, 'r')
+    try {
+      let done = 0
+      while (done < target.length) {
+        const read = fs.readSync(fd, target, done, target.length - done, fileOffset + done)
+        if (read === 0) break
+        done += read
+      }
+      return done
+    } finally {
+      fs.closeSync(fd)
+    }
   }
 
   list(directory: string): string[] {

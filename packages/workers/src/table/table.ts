@@ -17,6 +17,11 @@ export interface Table {
    * it cannot fit. After a successful reserve, applyBatch of the same batch cannot run out of room.
    */
   reserve(body: Uint8Array, recordCount: number): void
+  /**
+   * A hint before a bulk load (a checkpoint): about `entries` more keys are coming, in records of `bytes` in
+   * all. The table may make room for them at once; it never throws (each batch still reserves its own room).
+   */
+  expect(entries: number, bytes: number): void
   /** Applies the records of one durable batch, in order: a put sets, a delete removes. */
   applyBatch(body: Uint8Array, recordCount: number): void
   /** Looks up `count` packed keys; returns the packed answers (a fresh buffer the caller owns). */
@@ -63,6 +68,9 @@ export class MapTable implements Table {
 
   /** A JavaScript Map has no limit of its own short of the heap: nothing to reserve. */
   reserve(): void {}
+
+  /** Nor anything to make room for ahead. */
+  expect(): void {}
 
   private bytes = 0
 

@@ -315,6 +315,42 @@ describe('WasmTable hashing', () => {
   })
 })
 
+describe('WasmTable.expect (before a checkpoint is loaded)', () => {
+  test('makes the room at once: loading that many keys then neither rehashes the index nor grows memory', () => {
+    const table = WasmTable.create({ seed: 11 })
+    const model = new MapTable()
+    const count = 20_000
+    const operations: Operation[] = Array.from({ length: count }, (_, index) => ({
+      kind: 'put',
+      key: keyOf(index),
+      value: valueOf(100, index),
+    }))
+    table.expect(count, encodeBatch(operations).length)
+    const before = table.debugStats()
+    expect(before.slotCount * 3).toBeGreaterThanOrEqual(count * 4)
+    for (let start = 0; start < count; start += 500) apply([table, model], operations.slice(start, start + 500))
+    const after = table.debugStats()
+    expect(after.slotCount).toBe(before.slotCount)
+    expect(after.memoryBytes).toBe(before.memoryBytes)
+    expectSameAnswers(
+      table,
+      model,
+      operations.map((operation) => operation.key),
+    )
+  })
+
+  test('is a hint: past the memory limit, or with nonsense, it changes nothing and throws nothing', () => {
+    const table = WasmTable.create({ seed: 12, memoryBytesMax: memoryBytesInitial })
+    const before = table.debugStats()
+    table.expect(50_000_000, 10 * memoryBytesInitial)
+    table.expect(-1, 100)
+    table.expect(1.5, 100)
+    expect(table.debugStats()).toEqual(before)
+    apply([table], [{ kind: 'put', key: keyOf(1), value: valueOf(10, 1) }])
+    expect(table.size).toBe(1)
+  })
+})
+
 describe('WasmTable space', () => {
   test('insert/delete churn leaves probe lengths, slots and arena where they were', () => {
     const table = WasmTable.create({ seed: 3 })

@@ -92,6 +92,7 @@ interface TableExports {
   inputCapacity(): number
   applyBatch(body: number, length: number, recordCount: number): number
   reserveBatch(body: number, length: number, recordCount: number): number
+  reserveEntries(entries: number, arenaBytes: number): number
   lookupBatch(keys: number, length: number, count: number): number
   outputPointer(): number
   outputLength(): number
@@ -233,6 +234,18 @@ export class WasmTable implements Table {
       )
     }
     if (status !== 0) this.throwFormatError(status)
+  }
+
+  /**
+   * Grows the index to hold `entries` more keys and the arena to hold their records' `bytes`, at once: a
+   * checkpoint of a million keys then loads without rehashing the index twenty times and moving it up the
+   * memory at each step of the arena's growth. An entry block is its record less 8 bytes, rounded up to
+   * its size class (at most 12.5% above): so `bytes` x 9/8 is room enough. Past the memory limit it does
+   * nothing, and the batches find out for themselves.
+   */
+  expect(entries: number, bytes: number): void {
+    if (!(Number.isSafeInteger(entries) && entries > 0 && entries <= 0xffff_ffff && bytes >= 0)) return
+    this.live().reserveEntries(entries, Math.min(Math.ceil((bytes * 9) / 8), memoryBytesLimit))
   }
 
   getPacked(keys: Uint8Array, count: number): Uint8Array {

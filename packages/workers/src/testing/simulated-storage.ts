@@ -379,6 +379,12 @@ export class SimulatedStorage implements Storage {
     return file.readAll()
   }
 
+  readAt(filePath: string, fileOffset: number, target: Uint8Array): number {
+    const part = this.read(filePath).subarray(fileOffset, fileOffset + target.length)
+    target.set(part)
+    return part.length
+  }
+
   list(directory: string): string[] {
     const names: string[] = []
     for (const filePath of this.files.keys()) if (path.dirname(filePath) === directory) names.push(path.basename(filePath))
