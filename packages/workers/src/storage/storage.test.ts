@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { FsStorage } from './fs.js'
-import { ioFailure, type Storage } from './storage.js'
+import { discardStepBytes, ioFailure, type Storage } from './storage.js'
 
 function errnoException(code: string, errno: number): NodeJS.ErrnoException {
   return Object.assign(new Error(code), { code, errno: -errno })
@@ -35,6 +35,28 @@ describe('ioFailure: the errno of a node:fs write or fsync', () => {
     })
     expect(thrown).toBeInstanceOf(AssertionError)
     expect(String((thrown as Error).message)).toMatch(/write of .* failed with EBADF/)
+    fs.rmSync(directory, { recursive: true, force: true })
+  })
+})
+
+describe('discard: files nothing needs any more', () => {
+  it('removes large files (cut down step by step first) and small ones, ignores missing ones, and calls back once', async () => {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'ringkv-discard-'))
+    const storage: Storage = new FsStorage('test')
+    const large = path.join(directory, 'checkpoint-0000000000000001.ckpt')
+    const small = path.join(directory, 'intent-00000001.wal')
+    fs.writeFileSync(large, new Uint8Array(discardStepBytes * 2 + 4096))
+    fs.writeFileSync(small, new Uint8Array(4096))
+    let calls = 0
+    await new Promise<void>((resolve) =>
+      storage.discard([large, small, path.join(directory, 'missing')], () => {
+        calls++
+        resolve()
+      }),
+    )
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(calls).toBe(1)
+    expect(fs.readdirSync(directory)).toEqual([])
     fs.rmSync(directory, { recursive: true, force: true })
   })
 })

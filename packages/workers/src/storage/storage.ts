@@ -226,7 +226,7 @@ export abstract class NodeStorage implements Storage {
     const done = (): void => {
       if (--outstanding === 0) callback()
     }
-    for (const filePath of filePaths) fs.rm(filePath, { force: true }, done)
+    for (const filePath of filePaths) shrinkThenRemove(filePath, done)
     done()
   }
 
@@ -237,6 +237,29 @@ export abstract class NodeStorage implements Storage {
       return 0
     }
   }
+}
+
+/**
+ * A discarded file is cut this much at a time before it is unlinked. Unlinking a 132 MB checkpoint at once
+ * frees all its extents in one ext4 journal transaction, and the log's fdatasyncs waited behind it: batches
+ * of 35-50 ms, every checkpoint, at a million keys per shard (RocksDB's bytes_max_delete_chunk is the same
+ * remedy). Cut in steps, each transaction is small.
+ */
+export const discardStepBytes = 8 * 1024 * 1024
+
+/** Truncates `filePath` down by discardStepBytes at a time, off the event loop, then removes it; errors ignored. */
+function shrinkThenRemove(filePath: string, callback: () => void): void {
+  const remove = (): void => fs.rm(filePath, { force: true }, () => callback())
+  fs.stat(filePath, (statError, stats) => {
+    if (statError !== null) return remove()
+    let length = stats.size
+    const step = (): void => {
+      if (length <= discardStepBytes) return remove()
+      length -= discardStepBytes
+      fs.truncate(filePath, length, (error) => (error === null ? step() : remove()))
+    }
+    step()
+  })
 }
 
 /** Zero-filling writes this much at a time, off the event loop (libuv threadpool). */
