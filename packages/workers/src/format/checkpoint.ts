@@ -47,6 +47,11 @@ export function checkpointName(sequence: number, state: 'current' | 'unfinished'
   return `checkpoint-${String(sequence).padStart(16, '0')}.${state === 'current' ? 'ckpt' : 'tmp'}`
 }
 
+/** Whether a file name is a checkpoint's (current or unfinished). */
+export function isCheckpointName(name: string): boolean {
+  return checkpointPattern.test(name)
+}
+
 /** The checkpoint files among a directory's names: made current, and unfinished; each by sequence, ascending. */
 export function checkpointFiles(names: readonly string[]): { current: number[]; unfinished: number[] } {
   const current: number[] = []

@@ -12,6 +12,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import { errnoOutcome } from '@ringkv/wal-native'
 import type { IoFailure } from '../errors.js'
+import { isCheckpointName } from '../format/checkpoint.js'
 import type { FileKind } from '../format/segment-files.js'
 import type { BackendName } from '../protocol.js'
 
@@ -66,6 +67,8 @@ export interface Storage {
    * Removes files off the calling thread, without making the removal durable: for files nothing needs any
    * more, which recovery removes again if a crash brings them back (retired segments, superseded
    * checkpoints). Failures are ignored for the same reason. Calls back once every removal has returned.
+   * A checkpoint may be cut down in steps first (a crash may leave it shorter: recovery reads only the
+   * newest checkpoint, never one superseded); a segment goes whole.
    */
   discard(filePaths: readonly string[], callback: () => void): void
   /** A file's size in bytes (0 when it does not exist): for stats. */
@@ -226,7 +229,12 @@ export abstract class NodeStorage implements Storage {
     const done = (): void => {
       if (--outstanding === 0) callback()
     }
-    for (const filePath of filePaths) shrinkThenRemove(filePath, done)
+    for (const filePath of filePaths) {
+      // Only a checkpoint is cut down first: recovery never reads a superseded one. A retired segment may be
+      // scanned again (a damaged checkpoint opened with truncate), so it goes whole or not at all.
+      if (isCheckpointName(path.basename(filePath))) shrinkThenRemove(filePath, done)
+      else fs.rm(filePath, { force: true }, done)
+    }
     done()
   }
 
@@ -240,7 +248,7 @@ export abstract class NodeStorage implements Storage {
 }
 
 /**
- * A discarded file is cut this much at a time before it is unlinked. Unlinking a 132 MB checkpoint at once
+ * A discarded checkpoint is cut this much at a time before it is unlinked. Unlinking a 132 MB checkpoint at once
  * frees all its extents in one ext4 journal transaction, and the log's fdatasyncs waited behind it: batches
  * of 35-50 ms, every checkpoint, at a million keys per shard (RocksDB's bytes_max_delete_chunk is the same
  * remedy). Cut in steps, each transaction is small.
