@@ -642,15 +642,8 @@ export function lookupBatch(keys: usize, length: u32, count: u32): i32 {
   if (answerBytes > 0xffff0000) return statusFull
 
   outputBytes = u32(answerBytes)
-  if (outputBlock == 0 || sizeClassBytes(outputClass) < answerBytes) {
-    const sizeClass = sizeClassOf(answerBytes)
-    // A full table still answers: the caller copies the values out from the found entries.
-    if (!reserveBlock(sizeClass)) return statusAnswersNoRoom
-    const block = allocateBlock(sizeClass)
-    if (outputBlock != 0) freeBlock(outputBlock, outputClass)
-    outputBlock = block
-    outputClass = sizeClass
-  }
+  // A full table still answers: the caller copies the values out from the found entries.
+  if (!outputReserve(answerBytes)) return statusAnswersNoRoom
   let target = outputBlock
   for (let index: u32 = 0; index < count; index++) {
     const entry = usize(load<u32>(found + (usize(index) << 2)))
@@ -668,8 +661,21 @@ export function lookupBatch(keys: usize, length: u32, count: u32): i32 {
   return statusOk
 }
 
-// Set by scanEntries: how many entry addresses it listed.
+// An output block of at least `bytes`; false when the table has no room for one.
+function outputReserve(bytes: u64): bool {
+  if (outputBlock != 0 && sizeClassBytes(outputClass) >= bytes) return true
+  const sizeClass = sizeClassOf(bytes)
+  if (!reserveBlock(sizeClass)) return false
+  const block = allocateBlock(sizeClass)
+  if (outputBlock != 0) freeBlock(outputBlock, outputClass)
+  outputBlock = block
+  outputClass = sizeClass
+  return true
+}
+
+// Set by scanEntries: how many entry addresses it listed, and their bytes as records.
 let scanListed: u32 = 0
+let scanListedBytes: u64 = 0
 
 /**
  * Walks the arena from `cursor` (a block boundary: arenaStart, or a cursor this returned) towards `end`
@@ -706,7 +712,33 @@ export function scanEntries(cursor: usize, end: usize, list: usize, listMax: u32
     block += usize(blockBytes)
   }
   scanListed = listed
+  scanListedBytes = bytes
   return block < end ? block : end
+}
+
+/**
+ * Writes the entries scanEntries just listed at `list` (`count` of them) as put records (the log's format,
+ * record CRCs zero) to the output block (outputPointer/outputLength): what a checkpoint's block holds, made
+ * here in one pass instead of entry by entry in JavaScript. statusAnswersNoRoom when a full table has no
+ * room for the output block: the caller then packs the records itself from the listed entries.
+ */
+export function scanWrite(list: usize, count: u32): i32 {
+  assert(initialized && count == scanListed, 'scanWrite: what scanEntries listed')
+  if (!outputReserve(scanListedBytes)) return statusAnswersNoRoom
+  let target = outputBlock
+  for (let index: u32 = 0; index < count; index++) {
+    const entry = usize(load<u32>(list + (usize(index) << 2)))
+    const keyLength = load<u32>(entry) & 0xffffff
+    const valueLength = load<u32>(entry, 4)
+    store<u32>(target, 0) // the record CRC: zero in a checkpoint, whose block CRC covers it
+    store<u32>(target, recordKindPut, 4) // kind in byte 4, bytes 5..7 zero
+    store<u32>(target, keyLength, 8)
+    store<u32>(target, valueLength, 12)
+    memory.copy(target + recordHeaderBytes, entry + entryHeaderBytes, keyLength + valueLength)
+    target += usize(recordHeaderBytes) + keyLength + valueLength
+  }
+  outputBytes = u32(scanListedBytes)
+  return statusOk
 }
 
 export function scanListedCount(): u32 {

@@ -100,6 +100,7 @@ interface TableExports {
   liveBytes(): number
   scanEntries(cursor: number, end: number, list: number, listMax: number, budgetBytes: number): number
   scanListedCount(): number
+  scanWrite(list: number, count: number): number
   arenaBegin(): number
   arenaEnd(): number
   errorRecordIndex(): number
@@ -354,6 +355,11 @@ export class WasmTable implements Table {
         if (list === 0) throw new TableFullError('shard table is full: no room to list entries for a checkpoint')
         cursor = exports.scanEntries(cursor, end, list, Math.floor(capacity / 4), budgetBytes) >>> 0
         const listed = exports.scanListedCount() >>> 0
+        if (exports.scanWrite(list, listed) === exports.statusOk.value) {
+          const out = exports.outputPointer() >>> 0
+          return { body: this.bytes().slice(out, out + (exports.outputLength() >>> 0)), recordCount: listed }
+        }
+        // A full table with no room for the records: pack them here from the listed entries.
         const memory = this.bytes()
         const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength)
         let bytes = 0
