@@ -134,6 +134,32 @@ describe('dual log group commit', () => {
     expect(storage.held).toHaveLength(0) // nothing more is written
   })
 
+  for (const fill of ['fails', 'succeeds'] as const) {
+    it(`holds the answer of a write that succeeds while a fill of its file is in flight until the fill ${fill === 'fails' ? 'fails: then it fails too' : 'succeeds'}`, () => {
+      const storage = new HeldStorage()
+      const shard = Shard.open(options(storage))
+      storage.holdFills = true
+      let inFlight: ReturnType<typeof track> | undefined
+      for (let index = 0; index < 1000 && inFlight === undefined; index++) {
+        const state = track(shard, `k${index}`, 'v'.repeat(4000))
+        if (storage.heldFills.length > 0) inFlight = state
+        else storage.completeCommit()
+      }
+      expect(inFlight).toBeDefined()
+      // The write's own fdatasync succeeds first (on the ring), the fill's answer comes after (libuv): the
+      // fill's fdatasync may have taken the writeback error that this write's did not see.
+      while (storage.held.length > 0) storage.complete(storage.held[0]!.file.log)
+      expect(inFlight!.outcome).toBe('waiting')
+      if (fill === 'fails') {
+        storage.failFill({ operation: 'fsync', errno: 5, code: 'EIO', path: 'fill' })
+        expect((inFlight!.outcome as EngineError).code).toBe('IO_ERROR')
+      } else {
+        storage.completeFill()
+        expect(inFlight!.outcome).toBe('durable')
+      }
+    })
+  }
+
   it('close waits for the commit in flight, then writes a close record', () => {
     const storage = new HeldStorage()
     const shard = Shard.open(options(storage))

@@ -71,6 +71,10 @@ export class SegmentWriter {
   private filledTo: number
   private fillInFlight = false
   private fillWaiter: (() => void) | undefined
+  /** The file the fill in flight writes, when it is a zero-fill (not a rename). */
+  private fillFile: StorageFile | undefined
+  /** Answers of appends to `fillFile` that succeeded while its fill was in flight: given once it ends. */
+  private answersAfterFill: (() => void)[] = []
   private next: { segment: number; file: StorageFile; filledTo: number; ready: boolean } | undefined
   private failure: IoFailure | undefined
   private appendInFlight = false
@@ -233,13 +237,18 @@ export class SegmentWriter {
     const buffer = build(location.segment)
     assert.equal(buffer.length, length, 'an append is as long as it said')
     this.position = end
-    this.file.writeDurable(buffer, location.offset, (failure) => {
+    const file = this.file
+    file.writeDurable(buffer, location.offset, (failure) => {
       if (failure !== null) this.failure = failure
       // A failure while this write was in flight (a fill's fdatasync of the same file, most of all) may
-      // have dropped its dirty pages, and the kernel reports a writeback error once: its own fdatasync
-      // can then succeed over lost bytes (fsyncgate). So a write whose log failed meanwhile is never
-      // acknowledged, whatever its own fdatasync said.
-      callback(failure ?? this.failure ?? null)
+      // have dropped its dirty pages, and the kernel reports a writeback error once, to whichever
+      // fdatasync of the file comes first: this write's own can then succeed over lost bytes (fsyncgate).
+      // So a write whose log failed meanwhile is never acknowledged, whatever its own fdatasync said; and
+      // while a fill of the same file is in flight, its answer waits for that fill's: the fill's failure
+      // may come back after this success (it runs through libuv, this write on the ring).
+      const answer = (): void => callback(failure ?? this.failure ?? null)
+      if (failure === null && this.fillInFlight && this.fillFile === file) this.answersAfterFill.push(answer)
+      else answer()
     })
     placed(location)
     this.fillAhead()
@@ -332,7 +341,10 @@ export class SegmentWriter {
 
   private startFill(file: StorageFile, length: number, filled: (length: number) => void): void {
     this.startBackground(
-      (done) => file.zeroFill(length, done),
+      (done) => {
+        this.fillFile = file
+        file.zeroFill(length, done)
+      },
       () => filled(length),
     )
   }
@@ -343,8 +355,13 @@ export class SegmentWriter {
     this.fillInFlight = true
     run((failure) => {
       this.fillInFlight = false
+      this.fillFile = undefined
       if (failure !== null) this.failure ??= failure
       else succeeded()
+      // The appends that waited for this fill: failed if it failed (this.failure), else acknowledged.
+      const answers = this.answersAfterFill
+      this.answersAfterFill = []
+      for (const answer of answers) answer()
       const waiter = this.fillWaiter
       this.fillWaiter = undefined
       if (waiter !== undefined) waiter()

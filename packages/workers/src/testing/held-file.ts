@@ -143,6 +143,14 @@ export class HeldStorage implements Storage {
     this.take(log).callback(failure)
   }
 
+  /** Completes the oldest held zero-fill with success. */
+  completeFill(): void {
+    const fill = this.heldFills.shift()
+    if (fill === undefined) throw new Error('no zero-fill is held')
+    fill.file.grow(fill.length)
+    fill.callback(null)
+  }
+
   /** Fails the oldest held zero-fill. */
   failFill(failure: IoFailure): void {
     const fill = this.heldFills.shift()
