@@ -445,9 +445,9 @@ function remove(key: usize, keyLength: u32, tag: u32): void {
 // kept in its own loop ahead of the reads is half of that: in one loop, only a few misses overlapped.
 // Reads take runs the same way (lookupBatch): 512,000 gets of random keys, 256 per call, 250 -> 105 ms.
 const warmRunRecords: u32 = 32
-const warmTags: usize = memory.data(32 * 4)
+const warmTags: usize = memory.data(warmRunRecords * 4)
 // For a run of lookups: each key's address (0: a key no table holds, absent without a lookup).
-const warmKeys: usize = memory.data(32 * 4)
+const warmKeys: usize = memory.data(warmRunRecords * 4)
 let warmSink: u32 = 0
 
 // Records (the log's format) from `record`: keeps each one's tag in warmTags, and reads its slots and entry.

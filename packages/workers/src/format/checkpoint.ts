@@ -203,7 +203,8 @@ export function readCheckpointBlocks(
   /** The CRC of the blocks so far, header and body: of the whole body once the last is read. */
   let whole = 0
   while (offset + batchHeaderBytes <= limit) {
-    const block = decodeBatchHeader(bytesAt(offset, batchHeaderBytes)!)
+    const headerBytes = bytesAt(offset, batchHeaderBytes) // undefined only if the file shrank while read
+    const block = headerBytes === undefined ? undefined : decodeBatchHeader(headerBytes)
     const blockEnd = block === undefined ? end : offset + batchHeaderBytes + block.bodyBytes
     const bytes = block === undefined || blockEnd > limit ? undefined : bytesAt(offset, blockEnd - offset)
     if (block === undefined || bytes === undefined) {

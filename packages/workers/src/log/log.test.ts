@@ -28,6 +28,22 @@ function track(shard: Shard, key: string, value: string): { outcome: Outcome } {
   return state
 }
 
+/**
+ * A shard on HeldStorage that holds zero-fills, and writes committed one by one until one, once placed,
+ * starts a zero-fill of the space ahead: that write (`inFlight`) and the fill are both held.
+ */
+function writeUntilAFillIsHeld(): { storage: HeldStorage; shard: Shard; inFlight: { outcome: Outcome } } {
+  const storage = new HeldStorage()
+  const shard = Shard.open(options(storage))
+  storage.holdFills = true
+  for (let index = 0; index < 1000; index++) {
+    const inFlight = track(shard, `k${index}`, 'v'.repeat(4000))
+    if (storage.heldFills.length > 0) return { storage, shard, inFlight }
+    storage.completeCommit()
+  }
+  throw new Error('no write started a zero-fill')
+}
+
 describe('dual log group commit', () => {
   it('writes intent and completion in parallel and answers only when both are durable', () => {
     const storage = new HeldStorage()
@@ -111,22 +127,12 @@ describe('dual log group commit', () => {
   }
 
   it('never acknowledges a write in flight when a fill of its log fails meanwhile, though its own fdatasync succeeds (fsyncgate)', () => {
-    const storage = new HeldStorage()
-    const shard = Shard.open(options(storage))
-    storage.holdFills = true
-    // Commit writes until one, once placed, starts a zero-fill of the space ahead: that write is in flight.
-    let inFlight: ReturnType<typeof track> | undefined
-    for (let index = 0; index < 1000 && inFlight === undefined; index++) {
-      const state = track(shard, `k${index}`, 'v'.repeat(4000))
-      if (storage.heldFills.length > 0) inFlight = state
-      else storage.completeCommit()
-    }
-    expect(inFlight).toBeDefined()
+    const { storage, shard, inFlight } = writeUntilAFillIsHeld()
     // The fill's fdatasync fails: the kernel may have dropped the file's dirty pages, the write's among them.
     storage.failFill({ operation: 'fsync', errno: 5, code: 'EIO', path: 'fill' })
     while (storage.held.length > 0) storage.complete(storage.held[0]!.file.log)
-    expect(inFlight!.outcome).toBeInstanceOf(EngineError)
-    expect((inFlight!.outcome as EngineError).code).toBe('IO_ERROR')
+    expect(inFlight.outcome).toBeInstanceOf(EngineError)
+    expect((inFlight.outcome as EngineError).code).toBe('IO_ERROR')
     expect(lookup(shard, 'k0')).toBe('v'.repeat(4000))
     expect(storage.held).toHaveLength(0)
     const after = track(shard, 'after', '1')
@@ -136,26 +142,17 @@ describe('dual log group commit', () => {
 
   for (const fill of ['fails', 'succeeds'] as const) {
     it(`holds the answer of a write that succeeds while a fill of its file is in flight until the fill ${fill === 'fails' ? 'fails: then it fails too' : 'succeeds'}`, () => {
-      const storage = new HeldStorage()
-      const shard = Shard.open(options(storage))
-      storage.holdFills = true
-      let inFlight: ReturnType<typeof track> | undefined
-      for (let index = 0; index < 1000 && inFlight === undefined; index++) {
-        const state = track(shard, `k${index}`, 'v'.repeat(4000))
-        if (storage.heldFills.length > 0) inFlight = state
-        else storage.completeCommit()
-      }
-      expect(inFlight).toBeDefined()
+      const { storage, inFlight } = writeUntilAFillIsHeld()
       // The write's own fdatasync succeeds first (on the ring), the fill's answer comes after (libuv): the
       // fill's fdatasync may have taken the writeback error that this write's did not see.
       while (storage.held.length > 0) storage.complete(storage.held[0]!.file.log)
-      expect(inFlight!.outcome).toBe('waiting')
+      expect(inFlight.outcome).toBe('waiting')
       if (fill === 'fails') {
         storage.failFill({ operation: 'fsync', errno: 5, code: 'EIO', path: 'fill' })
-        expect((inFlight!.outcome as EngineError).code).toBe('IO_ERROR')
+        expect((inFlight.outcome as EngineError).code).toBe('IO_ERROR')
       } else {
         storage.completeFill()
-        expect(inFlight!.outcome).toBe('durable')
+        expect(inFlight.outcome).toBe('durable')
       }
     })
   }

@@ -175,6 +175,13 @@ export abstract class NodeFile implements StorageFile {
   }
 }
 
+/** Storage.readAt over a whole file's contents (the in-memory storages): copies what there is, returns how much. */
+export function copyPart(contents: Uint8Array, fileOffset: number, target: Uint8Array): number {
+  const part = contents.subarray(fileOffset, fileOffset + target.length)
+  target.set(part)
+  return part.length
+}
+
 /** What the real backends share beyond files: reading back, listing and removing with node fs. */
 export abstract class NodeStorage implements Storage {
   abstract readonly backend: Storage['backend']

@@ -1,11 +1,12 @@
 // A Storage for unit tests whose write completions the test releases by hand: each writeDurable is held,
 // across all files, until the test completes or fails it, so a test can look at a shard in the middle of
-// a commit. Zero-filling completes at once, unless the test holds fills too. Completed writes are kept as if they had reached the disk.
+// a commit. Zero-filling completes at once, unless the test holds fills too. Completed writes are kept as
+// if they had reached the disk.
 
 import type { IoFailure } from '../errors.js'
 import { encodeRecord, recordBytes, recordKindPut } from '../format/record.js'
 import type { Shard } from '../shard.js'
-import type { Storage, StorageFile } from '../storage/storage.js'
+import { copyPart, type Storage, type StorageFile } from '../storage/storage.js'
 import type { FileKind } from '../format/segment-files.js'
 import { forEachPackedAnswer, packKeys } from '../protocol.js'
 
@@ -81,9 +82,7 @@ export class HeldStorage implements Storage {
   }
 
   readAt(filePath: string, fileOffset: number, target: Uint8Array): number {
-    const part = this.read(filePath).subarray(fileOffset, fileOffset + target.length)
-    target.set(part)
-    return part.length
+    return copyPart(this.read(filePath), fileOffset, target)
   }
 
   list(directory: string): string[] {
@@ -145,20 +144,23 @@ export class HeldStorage implements Storage {
 
   /** Completes the oldest held zero-fill with success. */
   completeFill(): void {
-    const fill = this.heldFills.shift()
-    if (fill === undefined) throw new Error('no zero-fill is held')
+    const fill = this.takeFill()
     fill.file.grow(fill.length)
     fill.callback(null)
   }
 
   /** Fails the oldest held zero-fill. */
   failFill(failure: IoFailure): void {
-    const fill = this.heldFills.shift()
-    if (fill === undefined) throw new Error('no zero-fill is held')
-    fill.callback(failure)
+    this.takeFill().callback(failure)
   }
 
   close(): void {}
+
+  private takeFill(): HeldStorage['heldFills'][number] {
+    const fill = this.heldFills.shift()
+    if (fill === undefined) throw new Error('no zero-fill is held')
+    return fill
+  }
 
   private take(log: FileKind): HeldWrite {
     const index = this.held.findIndex((write) => write.file.log === log)

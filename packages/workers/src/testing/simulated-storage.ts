@@ -34,7 +34,7 @@
 
 import path from 'node:path'
 import type { IoFailure } from '../errors.js'
-import type { Storage, StorageFile } from '../storage/storage.js'
+import { copyPart, type Storage, type StorageFile } from '../storage/storage.js'
 import type { FileKind } from '../format/segment-files.js'
 
 export const sectorBytes = 512
@@ -380,9 +380,7 @@ export class SimulatedStorage implements Storage {
   }
 
   readAt(filePath: string, fileOffset: number, target: Uint8Array): number {
-    const part = this.read(filePath).subarray(fileOffset, fileOffset + target.length)
-    target.set(part)
-    return part.length
+    return copyPart(this.read(filePath), fileOffset, target)
   }
 
   list(directory: string): string[] {
