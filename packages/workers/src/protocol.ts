@@ -266,3 +266,53 @@ export function forEachPackedAnswer(answers: Uint8Array, count: number, visit: (
     }
   }
 }
+
+// Packed entries: how an iterator's answer carries its entries, one buffer however many.
+//   with values: repeated (u32 little-endian key length, key bytes, u32 value length, value bytes)
+//   keys only:   repeated (u32 little-endian key length, key bytes)
+
+/** Packs entries as a range read answers them (table/table.ts readRange). */
+export function packEntries(entries: readonly (readonly [Uint8Array, Uint8Array])[], values: boolean): Uint8Array {
+  let bytes = 0
+  for (const [key, value] of entries) bytes += 4 + key.length + (values ? 4 + value.length : 0)
+  const packed = new Uint8Array(bytes)
+  const view = new DataView(packed.buffer)
+  let offset = 0
+  for (const [key, value] of entries) {
+    view.setUint32(offset, key.length, true)
+    packed.set(key, offset + 4)
+    offset += 4 + key.length
+    if (!values) continue
+    view.setUint32(offset, value.length, true)
+    packed.set(value, offset + 4)
+    offset += 4 + value.length
+  }
+  return packed
+}
+
+/**
+ * Reads `count` packed entries one by one: views into `packed` (not copies); without values, the value
+ * given is undefined.
+ */
+export function forEachPackedEntry(
+  packed: Uint8Array,
+  count: number,
+  values: boolean,
+  visit: (key: Uint8Array, value: Uint8Array | undefined) => void,
+): void {
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength)
+  let offset = 0
+  for (let index = 0; index < count; index++) {
+    const keyLength = view.getUint32(offset, true)
+    const key = packed.subarray(offset + 4, offset + 4 + keyLength)
+    offset += 4 + keyLength
+    if (!values) {
+      visit(key, undefined)
+      continue
+    }
+    const valueLength = view.getUint32(offset, true)
+    visit(key, packed.subarray(offset + 4, offset + 4 + valueLength))
+    offset += 4 + valueLength
+  }
+  if (offset !== packed.length) throw new RangeError('packed entries carry bytes after the last entry')
+}

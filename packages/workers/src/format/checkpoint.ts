@@ -251,9 +251,7 @@ function putsProblem(body: Uint8Array, recordCount: number): string | undefined 
   for (let index = 0; index < recordCount; index++) {
     if (offset + recordHeaderBytes > body.length) return `record ${index} runs past its block`
     if (body[offset + 4] !== recordKindPut) return `record ${index} is not a put`
-    const keyLength = view.getUint32(offset + 8, true)
-    if (keyLength === 0) return `record ${index} has an empty key`
-    offset += recordHeaderBytes + keyLength + view.getUint32(offset + 12, true)
+    offset += recordHeaderBytes + view.getUint32(offset + 8, true) + view.getUint32(offset + 12, true)
   }
   return offset === body.length ? undefined : `the block has ${body.length - offset} bytes after its last record`
 }

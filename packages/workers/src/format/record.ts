@@ -21,7 +21,7 @@
 //   | 0      | 4    | CRC32 of record bytes 4..end (header rest, key, value)                 |
 //   | 4      | 1    | kind: 1 = put, 2 = delete (a delete has valueLength 0)                 |
 //   | 5      | 3    | reserved, zero                                                         |
-//   | 8      | 4    | key length, 1..keyBytesMax                                             |
+//   | 8      | 4    | key length, 0..keyBytesMax (the empty key is a key)                    |
 //   | 12     | 4    | value length, 0..valueBytesMax                                         |
 //
 // Why two levels of checksum: the body CRC lets recovery (and the completion log) check a whole batch in
@@ -116,7 +116,7 @@ export function forEachRecord(
     if (kind !== recordKindPut && kind !== recordKindDelete) {
       throw new RecordFormatError(`record ${index} has unknown kind ${kind}`, offset)
     }
-    if (keyLength === 0 || keyLength > keyBytesMax || valueLength > valueBytesMax) {
+    if (keyLength > keyBytesMax || valueLength > valueBytesMax) {
       throw new RecordFormatError(`record ${index} has impossible lengths ${keyLength}/${valueLength}`, offset)
     }
     if (kind === recordKindDelete && valueLength !== 0) {

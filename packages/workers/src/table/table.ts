@@ -9,7 +9,23 @@
 //   read goes from the message into the table and back without being unpacked in JavaScript.
 
 import { encodeRecord, forEachRecord, recordBytes, recordKindPut } from '../format/record.js'
-import { forEachPackedKey, packAnswers } from '../protocol.js'
+import { forEachPackedKey, packAnswers, packEntries } from '../protocol.js'
+
+/** A range of keys in bytewise order; a missing bound does not limit that side. */
+export interface KeyRange {
+  low: Uint8Array | undefined
+  /** Whether `low` itself is left out (gt) or in (gte). */
+  lowExclusive: boolean
+  high: Uint8Array | undefined
+  highExclusive: boolean
+}
+
+/** What a range read answers: `count` entries packed as protocol.ts says, and whether the range holds more after them. */
+export interface RangeRead {
+  packed: Uint8Array
+  count: number
+  more: boolean
+}
 
 export interface Table {
   /**
@@ -26,6 +42,11 @@ export interface Table {
   applyBatch(body: Uint8Array, recordCount: number): void
   /** Looks up `count` packed keys; returns the packed answers (a fresh buffer the caller owns). */
   getPacked(keys: Uint8Array, count: number): Uint8Array
+  /**
+   * The entries within `range` in key order (`reverse`: descending), from its start: at most `limit` (>= 1)
+   * and about `budgetBytes` of answer (the first entry comes whatever its size), packed by packEntries.
+   */
+  readRange(range: KeyRange, reverse: boolean, limit: number, budgetBytes: number, values: boolean): RangeRead
   /** Live entries. */
   readonly size: number
   /** The live entries' bytes as records (16 + key + value each): what a checkpoint of the table holds. */
@@ -94,6 +115,31 @@ export class MapTable implements Table {
       answers.push(this.entries.get(Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1')))
     })
     return packAnswers(answers)
+  }
+
+  /** Sorts the keys at every call: the reference, not a fast path. */
+  readRange(range: KeyRange, reverse: boolean, limit: number, budgetBytes: number, values: boolean): RangeRead {
+    const low = range.low === undefined ? undefined : Buffer.from(range.low).toString('latin1')
+    const high = range.high === undefined ? undefined : Buffer.from(range.high).toString('latin1')
+    // latin1 strings of bytes compare as the bytes do.
+    const names = [...this.entries.keys()]
+      .filter(
+        (name) =>
+          (low === undefined || name > low || (!range.lowExclusive && name === low)) &&
+          (high === undefined || name < high || (!range.highExclusive && name === high)),
+      )
+      .sort()
+    if (reverse) names.reverse()
+    const taken: [Uint8Array, Uint8Array][] = []
+    let bytes = 0
+    for (const name of names) {
+      const value = this.entries.get(name)!
+      const size = 4 + name.length + (values ? 4 + value.length : 0)
+      if (taken.length === limit || (taken.length > 0 && bytes + size > budgetBytes)) break
+      taken.push([Buffer.from(name, 'latin1'), value])
+      bytes += size
+    }
+    return { packed: packEntries(taken, values), count: taken.length, more: taken.length < names.length }
   }
 
   get size(): number {

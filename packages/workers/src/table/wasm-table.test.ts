@@ -454,12 +454,25 @@ describe('WasmTable space', () => {
     // One read of every key: too large for the spare room, so it goes in pieces, packed in JavaScript.
     expectSameAnswers(table, model, [...keys, ...lost], 100_000)
 
-    // Deletes make room that puts of the same size reuse.
+    // Deletes make room that puts of the same size reuse: the deleted keys put back, and overwrites.
     const deletes: Operation[] = keys.slice(0, 300).map((key) => ({ kind: 'delete', key }))
     apply([table, model], deletes)
-    const puts: Operation[] = lost.map((key, index) => ({ kind: 'put', key, value: valueOf(100, -index) }))
+    const puts: Operation[] = keys.slice(0, 300).map((key, index) => ({ kind: 'put', key, value: valueOf(100, -index) }))
     apply([table, model], puts)
+    const overwrites: Operation[] = keys.slice(300, 600).map((key, index) => ({ kind: 'put', key, value: valueOf(100, index) }))
+    apply([table, model], overwrites)
     expectSameAnswers(table, model, [...keys, ...lost], 100)
+    // New keys need room in the ordered view too when they split a leaf (assembly/ordered.ts), which the
+    // freed entries' blocks (a smaller size class) cannot give: all of such a batch, or none of it.
+    const added: Operation[] = lost.map((key, index) => ({ kind: 'put', key, value: valueOf(100, index) }))
+    try {
+      apply([table], added)
+      apply([model], added)
+    } catch (error) {
+      expect((error as TableFullError).code).toBe('SHARD_FULL')
+    }
+    expectSameAnswers(table, model, [...keys, ...lost], 100)
+    expect(table.debugOrderedCount()).toBe(table.size)
   })
 
   test('options are checked', () => {

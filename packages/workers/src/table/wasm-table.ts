@@ -17,7 +17,7 @@ import { randomFillSync } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { keyBytesMax, RecordFormatError, recordHeaderBytes, recordKindPut, valueBytesMax } from '../format/record.js'
-import { type Table, type TableScan } from './table.js'
+import { type KeyRange, type RangeRead, type Table, type TableScan } from './table.js'
 import { absentLength } from '../protocol.js'
 
 const pageBytes = 65536
@@ -26,6 +26,13 @@ export const memoryBytesLimit = 65535 * pageBytes
 export const memoryBytesMaxDefault = memoryBytesLimit
 /** The input block a scan lists entry addresses in: 16,384 of them (the block a table always has holds more). */
 const scanListBytes = 64 * 1024
+/** Entries one rangeList call lists at most (their addresses go in the input block). */
+const rangeListMax = 16 * 1024
+/** A bound's mode in rangeList (assembly/table.ts): none, inclusive, exclusive. */
+const boundNone = 0
+const boundInclusive = 1
+const boundExclusive = 2
+
 /** Memory a table starts with (or its limit, if smaller); it doubles from there as the table grows. */
 export const memoryBytesInitial = 16 * 1024 * 1024
 
@@ -100,7 +107,25 @@ interface TableExports {
   liveBytes(): number
   scanEntries(cursor: number, end: number, list: number, listMax: number, budgetBytes: number): number
   scanListedCount(): number
-  scanWrite(list: number, count: number): number
+  listWrite(list: number, count: number, format: number): number
+  listFormatRecords: WasmGlobal
+  listFormatPairs: WasmGlobal
+  listFormatKeys: WasmGlobal
+  rangeList(
+    low: number,
+    lowLength: number,
+    lowMode: number,
+    high: number,
+    highLength: number,
+    highMode: number,
+    reverse: number,
+    list: number,
+    listMax: number,
+    budgetBytes: number,
+    format: number,
+  ): number
+  rangeMore(): number
+  orderedCount(): number
   arenaBegin(): number
   arenaEnd(): number
   errorRecordIndex(): number
@@ -246,7 +271,8 @@ export class WasmTable implements Table {
    */
   expect(entries: number, bytes: number): void {
     if (!(Number.isSafeInteger(entries) && entries > 0 && entries <= 0xffff_ffff && bytes >= 0)) return
-    this.live().reserveEntries(entries, Math.min(Math.ceil((bytes * 9) / 8), memoryBytesLimit))
+    // And the ordered view's leaves, at worst half full: 12 bytes per entry in a leaf, plus separators.
+    this.live().reserveEntries(entries, Math.min(Math.ceil((bytes * 9) / 8) + 32 * entries, memoryBytesLimit))
   }
 
   getPacked(keys: Uint8Array, count: number): Uint8Array {
@@ -355,36 +381,103 @@ export class WasmTable implements Table {
         if (list === 0) throw new TableFullError('shard table is full: no room to list entries for a checkpoint')
         cursor = exports.scanEntries(cursor, end, list, Math.floor(capacity / 4), budgetBytes) >>> 0
         const listed = exports.scanListedCount() >>> 0
-        if (exports.scanWrite(list, listed) === exports.statusOk.value) {
-          const out = exports.outputPointer() >>> 0
-          return { body: this.bytes().slice(out, out + (exports.outputLength() >>> 0)), recordCount: listed }
-        }
-        // A full table with no room for the records: pack them here from the listed entries.
-        const memory = this.bytes()
-        const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength)
-        let bytes = 0
-        for (let index = 0; index < listed; index++) {
-          const entry = view.getUint32(list + 4 * index, true)
-          bytes += recordHeaderBytes + (view.getUint32(entry, true) & 0xff_ffff) + view.getUint32(entry + 4, true)
-        }
-        const body = new Uint8Array(bytes)
-        const out = new DataView(body.buffer)
-        let offset = 0
-        for (let index = 0; index < listed; index++) {
-          // entry: u32 key length | class << 24, u32 value length, key, value; record: u32 CRC (zero here),
-          // u32 kind, u32 key length, u32 value length, key, value (format/record.ts).
-          const entry = view.getUint32(list + 4 * index, true)
-          const keyLength = view.getUint32(entry, true) & 0xff_ffff
-          const valueLength = view.getUint32(entry + 4, true)
-          out.setUint32(offset + 4, recordKindPut, true)
-          out.setUint32(offset + 8, keyLength, true)
-          out.setUint32(offset + 12, valueLength, true)
-          body.set(memory.subarray(entry + 8, entry + 8 + keyLength + valueLength), offset + recordHeaderBytes)
-          offset += recordHeaderBytes + keyLength + valueLength
-        }
-        return { body, recordCount: listed }
+        return { body: this.writeListed(list, listed, exports.listFormatRecords.value), recordCount: listed }
       },
     }
+  }
+
+  /**
+   * Entries within `range` in key order (`reverse`: descending): at most `limit`, and about `budgetBytes`
+   * of answer (one larger entry comes alone), packed as protocol.ts says (with or without `values`). The
+   * walk goes down the ordered view (assembly/ordered.ts) to the range's start and along its leaves.
+   */
+  readRange(range: KeyRange, reverse: boolean, limit: number, budgetBytes: number, values: boolean): RangeRead {
+    const exports = this.live()
+    if (!(Number.isInteger(limit) && limit >= 1)) throw new RangeError(`limit must be a positive integer, got ${limit}`)
+    const listMax = Math.min(limit, rangeListMax)
+    const lowBytes = range.low === undefined ? 0 : (range.low.length + 3) & ~3
+    const highBytes = range.high === undefined ? 0 : (range.high.length + 3) & ~3
+    const pointer = exports.inputReserve(lowBytes + highBytes + 4 * listMax) >>> 0
+    if (pointer === 0) throw new TableFullError('shard table is full: no room to list a range')
+    const memory = this.bytes()
+    if (range.low !== undefined) memory.set(range.low, pointer)
+    if (range.high !== undefined) memory.set(range.high, pointer + lowBytes)
+    const mode = (bound: Uint8Array | undefined, exclusive: boolean): number =>
+      bound === undefined ? boundNone : exclusive ? boundExclusive : boundInclusive
+    const format = values ? exports.listFormatPairs.value : exports.listFormatKeys.value
+    const list = pointer + lowBytes + highBytes
+    const count =
+      exports.rangeList(
+        pointer,
+        range.low?.length ?? 0,
+        mode(range.low, range.lowExclusive),
+        pointer + lowBytes,
+        range.high?.length ?? 0,
+        mode(range.high, range.highExclusive),
+        reverse ? 1 : 0,
+        list,
+        listMax,
+        Math.min(Math.max(1, budgetBytes), 0xffff_0000),
+        format,
+      ) >>> 0
+    return { packed: this.writeListed(list, count, format), count, more: exports.rangeMore() !== 0 }
+  }
+
+  /** Entries in the ordered view, counted along its leaves: for tests (it equals `size`). */
+  debugOrderedCount(): number {
+    return this.live().orderedCount() >>> 0
+  }
+
+  /**
+   * The entries just listed at `list` in `format` (listWrite in assembly/table.ts), copied out. A full table
+   * with no room for the output block: packed here from the listed entries instead, the same bytes.
+   */
+  private writeListed(list: number, count: number, format: number): Uint8Array {
+    const exports = this.live()
+    if (exports.listWrite(list, count, format) === exports.statusOk.value) {
+      const out = exports.outputPointer() >>> 0
+      return this.bytes().slice(out, out + (exports.outputLength() >>> 0))
+    }
+    // entry: u32 key length | class << 24, u32 value length, key, value (assembly/table.ts).
+    const memory = this.bytes()
+    const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength)
+    const records = format === exports.listFormatRecords.value
+    const keysOnly = format === exports.listFormatKeys.value
+    const entryAt = (index: number): number => view.getUint32(list + 4 * index, true)
+    const keyLength = (entry: number): number => view.getUint32(entry, true) & 0xff_ffff
+    let bytes = 0
+    for (let index = 0; index < count; index++) {
+      const entry = entryAt(index)
+      bytes += keysOnly ? 4 + keyLength(entry) : (records ? recordHeaderBytes : 8) + keyLength(entry) + view.getUint32(entry + 4, true)
+    }
+    const out = new Uint8Array(bytes)
+    const outView = new DataView(out.buffer)
+    let offset = 0
+    for (let index = 0; index < count; index++) {
+      const entry = entryAt(index)
+      const keyBytes = keyLength(entry)
+      const valueBytes = view.getUint32(entry + 4, true)
+      const key = memory.subarray(entry + 8, entry + 8 + keyBytes)
+      const value = memory.subarray(entry + 8 + keyBytes, entry + 8 + keyBytes + valueBytes)
+      if (records) {
+        // record: u32 CRC (zero here), u32 kind, u32 key length, u32 value length, key, value (format/record.ts).
+        outView.setUint32(offset + 4, recordKindPut, true)
+        outView.setUint32(offset + 8, keyBytes, true)
+        outView.setUint32(offset + 12, valueBytes, true)
+        out.set(key, offset + recordHeaderBytes)
+        out.set(value, offset + recordHeaderBytes + keyBytes)
+        offset += recordHeaderBytes + keyBytes + valueBytes
+        continue
+      }
+      outView.setUint32(offset, keyBytes, true)
+      out.set(key, offset + 4)
+      offset += 4 + keyBytes
+      if (keysOnly) continue
+      outView.setUint32(offset, valueBytes, true)
+      out.set(value, offset + 4)
+      offset += 4 + valueBytes
+    }
+    return out
   }
 
   /** Bytes of linear memory the table has (grown, not necessarily touched). */
