@@ -19,7 +19,17 @@ import {
   type BackendChoice,
   type RecoveryReport,
 } from '@ringkv/workers'
-import { argumentError, keyBytes, positiveIntegerOption, valueBytes } from './input.js'
+import {
+  argumentError,
+  iteratorOptions,
+  keyBytes,
+  keyRange,
+  positiveIntegerOption,
+  valueBytes,
+  type IteratorOptions,
+  type RangeOptions,
+} from './input.js'
+import { EngineIterator, MappedIterator, type Entry, type IteratorOwner } from './iterator.js'
 import { shardOf } from './routing.js'
 import { ShardClient, type ShardStats, type WriteOperation } from './shard-client.js'
 
@@ -93,6 +103,10 @@ function closedError(): EngineError {
 export class Engine {
   private closed = false
   private closing: Promise<void> | undefined
+  /** What iterators see of the engine: they fail once it closes. */
+  private readonly owner: IteratorOwner = {
+    closed: false,
+  }
 
   private constructor(
     readonly directory: string,
@@ -287,6 +301,44 @@ export class Engine {
     syncDirectory(absolute)
   }
 
+  /**
+   * An iterator over the entries in `options`' range, in key order (bytewise; `reverse`: descending), at most
+   * `limit` of them: `for await (const [key, value] of db.iterator())`, or next(), nextv(n), all(), seek(),
+   * close(). Each shard's snapshot is taken when the iterator is made (see iterator.ts): per shard it sees
+   * every write acknowledged before, and none after. There is no snapshot across shards.
+   */
+  iterator(options?: IteratorOptions): EngineIterator {
+    const { range, reverse, limit } = iteratorOptions(options)
+    if (this.closed) throw closedError()
+    return new EngineIterator(this.owner, this.clients, range, reverse, limit, true)
+  }
+
+  /** The keys of iterator(options), without reading values out of the shards. */
+  keys(options?: IteratorOptions): MappedIterator<Uint8Array> {
+    const { range, reverse, limit } = iteratorOptions(options)
+    if (this.closed) throw closedError()
+    return new MappedIterator(new EngineIterator(this.owner, this.clients, range, reverse, limit, false), (entry: Entry) => entry[0])
+  }
+
+  /** The values of iterator(options), in their keys' order. */
+  values(options?: IteratorOptions): MappedIterator<Uint8Array> {
+    const { range, reverse, limit } = iteratorOptions(options)
+    if (this.closed) throw closedError()
+    return new MappedIterator(new EngineIterator(this.owner, this.clients, range, reverse, limit, true), (entry: Entry) => entry[1])
+  }
+
+  /**
+   * Deletes every key in `options`' range (all of them without one), on every shard, durably: resolves once
+   * every shard's deletes are durable. Per shard, it takes effect after every write made before the call;
+   * a write made while it runs may or may not survive it. Deletes are written in batches of up to 4,096
+   * keys, so a crash in the middle leaves a prefix of the range deleted, per shard.
+   */
+  async clear(options?: RangeOptions): Promise<void> {
+    const range = keyRange(options)
+    if (this.closed) throw closedError()
+    await Promise.all(this.clients.map((client) => client.clear(range)))
+  }
+
   stats(): EngineStats {
     if (this.closed) throw closedError()
     return { shards: this.clients.map((client) => client.snapshot()) }
@@ -296,6 +348,7 @@ export class Engine {
   close(): Promise<void> {
     if (this.closing === undefined) {
       this.closed = true
+      ;(this.owner as { closed: boolean }).closed = true
       this.closing = (async () => {
         try {
           await Promise.all(this.clients.map((client) => client.close()))

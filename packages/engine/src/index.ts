@@ -3,6 +3,7 @@
 
 export { open, Engine, shardsDefault, threadpoolSizeDefault, type OpenOptions, type BatchOperation, type EngineStats } from './engine.js'
 export { shardOf } from './routing.js'
-export type { ArgumentError, ArgumentErrorCode } from './input.js'
+export type { ArgumentError, ArgumentErrorCode, IteratorOptions, RangeOptions } from './input.js'
+export { EngineIterator, MappedIterator, pageBytesMax, pageEntriesMax, type Entry } from './iterator.js'
 export { chunkBytes, type ShardStats } from './shard-client.js'
 export { EngineError, type EngineErrorCode, type IoFailure, type RecoveryReport } from '@ringkv/workers'

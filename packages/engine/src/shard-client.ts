@@ -46,6 +46,9 @@ import {
   type BackupResult,
   type CheckpointResult,
   type ErrorDescription,
+  type IterateRequest,
+  type IteratorPage,
+  type KeyRange,
   type OpenResponse,
   type RecoveryReport,
   type ShardRequest,
@@ -328,6 +331,33 @@ export class ShardClient {
     }
     if (!response.ok) throw errorFrom(response.error)
     return response.value as BackupResult
+  }
+
+  /** The next page of an iterator, as the shard reads it (workers/src/iterators.ts). */
+  async iterate(request: Omit<IterateRequest, 'type'>): Promise<IteratorPage> {
+    const response = await this.send({ type: 'iterate', ...request }).catch((error: unknown) => {
+      throw new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
+    })
+    if (!response.ok) throw errorFrom(response.error)
+    return response.value as IteratorPage
+  }
+
+  /** Forgets an iterator's snapshot on the shard; never fails (a closed shard has none). */
+  closeIterator(id: number): Promise<void> {
+    return this.send({ type: 'iteratorClose', id }).then(
+      () => undefined,
+      () => undefined,
+    )
+  }
+
+  /** Deletes every key of `range` on this shard, after every write queued before it; resolves once durable. */
+  async clear(range: KeyRange): Promise<void> {
+    // The writes queued now go first: the shard starts the clear once they are answered.
+    this.post()
+    const response = await this.send({ type: 'clear', range }).catch((error: unknown) => {
+      throw new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
+    })
+    if (!response.ok) throw errorFrom(response.error)
   }
 
   /** Posts what is queued to the worker, waits until nothing is queued or in flight, closes the shard and its thread. */

@@ -94,6 +94,54 @@ export interface ReadRequest {
   count: number
 }
 
+/** A range of keys in bytewise order; a missing bound does not limit that side. */
+export interface KeyRange {
+  low: Uint8Array | undefined
+  /** Whether `low` itself is left out (gt) or in (gte). */
+  lowExclusive: boolean
+  high: Uint8Array | undefined
+  highExclusive: boolean
+}
+
+/** What an iterator reads: its range, its direction, how many entries at most (Infinity: all), and whether values too. */
+export interface IteratorOpen extends KeyRange {
+  reverse: boolean
+  limit: number
+  values: boolean
+}
+
+/**
+ * The next page of iterator `id` (ids are the façade's, one per iterator): answered with an IteratorPage
+ * (iterators.ts) of at most `entries` entries and about `bytes` bytes. The first request carries `open`,
+ * and the shard takes the iterator's snapshot then; `seek` moves it first (to the first key >= the target,
+ * or <= in reverse, within its range).
+ */
+export interface IterateRequest {
+  type: 'iterate'
+  id: number
+  open?: IteratorOpen
+  seek?: Uint8Array
+  /** With seek: the entries the iterator may still give (pages read ahead before a seek are dropped). */
+  remaining?: number
+  entries: number
+  bytes: number
+}
+
+/** Forgets iterator `id` and its snapshot; answered at once. */
+export interface IteratorCloseRequest {
+  type: 'iteratorClose'
+  id: number
+}
+
+/**
+ * Deletes every key in `range` durably: answered once the deletes are durable. It takes effect after every
+ * write the shard took before it (they land, then the keys they put are deleted too).
+ */
+export interface ClearRequest {
+  type: 'clear'
+  range: KeyRange
+}
+
 export interface CloseRequest {
   type: 'close'
 }
@@ -133,7 +181,16 @@ export interface BackupResult {
   bytes: number
 }
 
-export type ShardRequest = OpenRequest | WriteRequest | ReadRequest | CloseRequest | CheckpointRequest | BackupRequest
+export type ShardRequest =
+  | OpenRequest
+  | WriteRequest
+  | ReadRequest
+  | CloseRequest
+  | CheckpointRequest
+  | BackupRequest
+  | IterateRequest
+  | IteratorCloseRequest
+  | ClearRequest
 
 /** A failure as it crosses the boundary: the façade turns it back into an EngineError. */
 export interface ErrorDescription {
@@ -288,6 +345,18 @@ export function packEntries(entries: readonly (readonly [Uint8Array, Uint8Array]
     offset += 4 + value.length
   }
   return packed
+}
+
+/** The last key of `count` packed entries (a view into `packed`), undefined when there are none. */
+export function lastPackedKey(packed: Uint8Array, count: number, values: boolean): Uint8Array | undefined {
+  if (count === 0) return undefined
+  const view = new DataView(packed.buffer, packed.byteOffset, packed.byteLength)
+  let offset = 0
+  for (let index = 0; index < count - 1; index++) {
+    offset += 4 + view.getUint32(offset, true)
+    if (values) offset += 4 + view.getUint32(offset, true)
+  }
+  return packed.subarray(offset + 4, offset + 4 + view.getUint32(offset, true))
 }
 
 /**

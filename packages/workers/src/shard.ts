@@ -53,6 +53,9 @@ import type { Storage } from './storage/storage.js'
 import { createStorage } from './storage/uring.js'
 import type { Table } from './table/table.js'
 import { WasmTable } from './table/wasm-table.js'
+import { rangeFrom, ShardIterators, type IteratorPage } from './iterators.js'
+import { encodeRecord, recordBytes, recordKindDelete } from './format/record.js'
+import { forEachPackedEntry, type IteratorOpen, type KeyRange } from './protocol.js'
 
 /** Intent segment size by default. */
 export const segmentBytesDefault = 64 * 1024 * 1024
@@ -96,7 +99,13 @@ export interface ShardOptions {
   intentOnly?: boolean
   /** When the shard checkpoints by itself; default { logBytes: segmentBytes, liveRatio: 0 }; false: only when asked. */
   autoCheckpoint?: AutoCheckpoint | false
+  /** Before-image bytes the shard's open iterators may hold together (iterators.ts); default 64 MiB. */
+  snapshotBytesMax?: number
 }
+
+/** A clear deletes its range in batches of at most this many keys, and about this many bytes of keys. */
+const clearKeysPerBatch = 4096
+const clearBytesPerBatch = 1024 * 1024
 
 /** Batches between two refreshes of the disk-bytes stats (a directory listing and a stat per file). */
 const diskStatsEveryBatches = 256
@@ -129,6 +138,12 @@ export class Shard {
   private checkpointPoint: DurablePoint | undefined
   /** Backups copying now: no checkpoint starts (nor retires a segment) while one does. */
   private backupsCopying = 0
+  /** Open iterators and their snapshots (iterators.ts). */
+  private readonly iterators: ShardIterators
+  /** Write requests taken, and answered: a clear waits until those taken before it are answered. */
+  private writesTaken = 0
+  private writesAnswered = 0
+  private clearsWaiting: { after: number; start: () => void }[] = []
 
   private constructor(options: ShardOptions) {
     this.stats = options.stats ?? new Float64Array(statsSlotCount)
@@ -136,6 +151,7 @@ export class Shard {
     const segmentBytes = options.segmentBytes ?? segmentBytesDefault
     if (!Number.isInteger(segmentBytes) || segmentBytes < 4096) throw new RangeError('segmentBytes must be an integer of at least 4096')
     this.table = options.table ?? WasmTable.create(options.tableBytesMax === undefined ? {} : { memoryBytesMax: options.tableBytesMax })
+    this.iterators = new ShardIterators(this.table, options.shard, options.snapshotBytesMax)
     if (options.storage === undefined) fs.mkdirSync(options.directory, { recursive: true })
     this.storage = options.storage ?? createStorage(options.backend)
     this.directory = options.directory
@@ -263,12 +279,82 @@ export class Shard {
   }
 
   write(records: Uint8Array, recordCount: number, callback: AppendCallback): void {
-    this.log.append(records, recordCount, callback)
+    this.writesTaken++
+    this.log.append(records, recordCount, (error) => {
+      this.writesAnswered++
+      callback(error)
+      if (this.clearsWaiting.length > 0) this.startWaitingClears()
+    })
   }
 
   read(keys: Uint8Array, count: number): Uint8Array {
     this.applyDurable()
     return this.table.getPacked(keys, count)
+  }
+
+  /** The next page of an iterator (iterators.ts): every durable batch is in the table first. */
+  iterate(
+    id: number,
+    open: IteratorOpen | undefined,
+    seek: { target: Uint8Array; remaining: number } | undefined,
+    entries: number,
+    bytes: number,
+  ): IteratorPage {
+    if (this.closing) throw new EngineError('ENGINE_CLOSED', 'the shard is closing')
+    this.applyDurable()
+    return this.iterators.read(id, open, seek, entries, bytes)
+  }
+
+  closeIterator(id: number): void {
+    this.iterators.close(id)
+  }
+
+  /** Open iterators, and the before-image bytes their snapshots hold. */
+  get iteratorStats(): { open: number; snapshotBytes: number } {
+    return { open: this.iterators.size, snapshotBytes: this.iterators.snapshotBytes }
+  }
+
+  /**
+   * Deletes every key in `range` durably, in batches of delete records through the log, each from where the
+   * one before ended; calls back once the last is durable, or with the first failure. It starts once every
+   * write taken before it is answered, so it deletes what they put; a write taken after it may land before
+   * or after its batches, and survives only if after (or outside what is left of the range).
+   */
+  clear(range: KeyRange, callback: (error: EngineError | null) => void): void {
+    const start = (): void => this.clearFrom(range, undefined, callback)
+    if (this.writesAnswered >= this.writesTaken) return start()
+    this.clearsWaiting.push({ after: this.writesTaken, start })
+  }
+
+  private startWaitingClears(): void {
+    const ready = this.clearsWaiting.filter((waiting) => this.writesAnswered >= waiting.after)
+    if (ready.length === 0) return
+    this.clearsWaiting = this.clearsWaiting.filter((waiting) => this.writesAnswered < waiting.after)
+    for (const waiting of ready) waiting.start()
+  }
+
+  private clearFrom(range: KeyRange, after: Uint8Array | undefined, callback: (error: EngineError | null) => void): void {
+    if (this.closing) return callback(new EngineError('ENGINE_CLOSED', 'the shard is closing'))
+    if (this.log.failed !== undefined) return callback(this.log.failed)
+    this.applyDurable()
+    const page = this.table.readRange(rangeFrom(range, false, after, false), false, clearKeysPerBatch, clearBytesPerBatch, false)
+    if (page.count === 0) return callback(null)
+    const keys: Uint8Array[] = []
+    let bytes = 0
+    forEachPackedEntry(page.packed, page.count, false, (key) => {
+      keys.push(key)
+      bytes += recordBytes(key.length, 0)
+    })
+    const records = new Uint8Array(bytes)
+    const view = new DataView(records.buffer)
+    let offset = 0
+    for (const key of keys) offset = encodeRecord(records, view, offset, recordKindDelete, key, undefined)
+    const last = new Uint8Array(keys[keys.length - 1]!)
+    this.log.append(records, keys.length, (error) => {
+      if (error !== null) return callback(error)
+      if (!page.more) return callback(null)
+      this.clearFrom(range, last, callback)
+    })
   }
 
   /**
@@ -277,6 +363,10 @@ export class Shard {
    */
   close(callback: () => void): void {
     this.closing = true
+    this.iterators.closeAll()
+    const clears = this.clearsWaiting
+    this.clearsWaiting = []
+    for (const waiting of clears) waiting.start() // each finds the shard closing: ENGINE_CLOSED
     const waiting = this.checkpointWaiters
     this.checkpointWaiters = []
     for (const waiter of waiting) waiter(new EngineError('ENGINE_CLOSED', 'the shard is closing'), undefined)
@@ -473,7 +563,10 @@ export class Shard {
     const durable = this.durable
     if (durable.length === 0) return
     this.durable = []
-    for (const batch of durable) this.table.applyBatch(batch.body, batch.recordCount)
+    for (const batch of durable) {
+      this.iterators.capture(batch.body, batch.recordCount)
+      this.table.applyBatch(batch.body, batch.recordCount)
+    }
   }
 
   private onDurable(body: Uint8Array, recordCount: number, latencyMicroseconds: number): void {

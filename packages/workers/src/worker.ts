@@ -117,6 +117,25 @@ function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<Shard
       if (shard === undefined) return notOpen()
       return { ok: true, value: shard.read(request.keys, request.count) }
     }
+    case 'iterate': {
+      if (shard === undefined) return notOpen()
+      const seek =
+        request.seek === undefined ? undefined : { target: request.seek, remaining: request.remaining ?? Number.POSITIVE_INFINITY }
+      return { ok: true, value: shard.iterate(request.id, request.open, seek, request.entries, request.bytes) }
+    }
+    case 'iteratorClose': {
+      shard?.closeIterator(request.id)
+      return { ok: true, value: undefined }
+    }
+    case 'clear': {
+      const open = shard
+      if (open === undefined) return notOpen()
+      return answerWhenDone((answer) => {
+        open.clear(request.range, (error) =>
+          answer(error === null ? { ok: true, value: undefined } : { ok: false, error: describe(error) }),
+        )
+      })
+    }
     case 'checkpoint': {
       const open = shard
       if (open === undefined) return notOpen()

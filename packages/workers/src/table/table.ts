@@ -9,16 +9,9 @@
 //   read goes from the message into the table and back without being unpacked in JavaScript.
 
 import { encodeRecord, forEachRecord, recordBytes, recordKindPut } from '../format/record.js'
-import { forEachPackedKey, packAnswers, packEntries } from '../protocol.js'
+import { forEachPackedKey, packAnswers, packEntries, type KeyRange } from '../protocol.js'
 
-/** A range of keys in bytewise order; a missing bound does not limit that side. */
-export interface KeyRange {
-  low: Uint8Array | undefined
-  /** Whether `low` itself is left out (gt) or in (gte). */
-  lowExclusive: boolean
-  high: Uint8Array | undefined
-  highExclusive: boolean
-}
+export type { KeyRange }
 
 /** What a range read answers: `count` entries packed as protocol.ts says, and whether the range holds more after them. */
 export interface RangeRead {
