@@ -34,6 +34,8 @@ import {
   statsSlotCheckpointFailures,
   statsSlotCheckpointSequence,
   statsSlotSegmentsReused,
+  statsSlotIteratorsOpen,
+  statsSlotIteratorSnapshotBytes,
   statsSlotCheckpointDurationMs,
   statsSlotCheckpointBytes,
   statsSlotCheckpointStepMsMax,
@@ -99,6 +101,9 @@ export interface ShardStats {
   checkpointSequence: number
   /** Log segments made since open by reusing one a checkpoint retired, instead of a new zero-filled file. */
   segmentsReused: number
+  /** Iterators open on the shard, and the bytes their snapshots hold (before-images: at most 64 MiB per shard). */
+  iteratorsOpen: number
+  iteratorSnapshotBytes: number
   /**
    * The last checkpoint made since open: how long it took, its size, the longest it held the shard's
    * thread at once (the stall it can cause a write), and the slowest batch (write + fdatasync) while it ran.
@@ -292,6 +297,8 @@ export class ShardClient {
       checkpointFailures: this.stats[statsSlotCheckpointFailures]!,
       checkpointSequence: this.stats[statsSlotCheckpointSequence]!,
       segmentsReused: this.stats[statsSlotSegmentsReused]!,
+      iteratorsOpen: this.stats[statsSlotIteratorsOpen]!,
+      iteratorSnapshotBytes: this.stats[statsSlotIteratorSnapshotBytes]!,
       lastCheckpoint:
         this.stats[statsSlotCheckpoints]! === 0
           ? undefined

@@ -231,7 +231,10 @@ export const statsSlotCheckpointStepMsMax = statsSlotLatencyTotal + 10
 export const statsSlotCheckpointBatchLatencyMaxUs = statsSlotLatencyTotal + 11
 /** Log segments made by reusing a retired one (both logs), since the shard opened. */
 export const statsSlotSegmentsReused = statsSlotLatencyTotal + 12
-export const statsSlotCount = statsSlotLatencyTotal + 13
+/** Open iterators, and the bytes of before-images their snapshots hold (iterators.ts). */
+export const statsSlotIteratorsOpen = statsSlotLatencyTotal + 13
+export const statsSlotIteratorSnapshotBytes = statsSlotLatencyTotal + 14
+export const statsSlotCount = statsSlotLatencyTotal + 15
 export const statsBytes = statsSlotCount * Float64Array.BYTES_PER_ELEMENT
 
 /** Log-linear bucket of a latency: 8 linear steps per power of two (at most 12.5% error). */

@@ -24,6 +24,8 @@ import {
   statsSlotCheckpointBytes,
   statsSlotCheckpointDiskBytes,
   statsSlotSegmentsReused,
+  statsSlotIteratorsOpen,
+  statsSlotIteratorSnapshotBytes,
   statsSlotCheckpointDurationMs,
   statsSlotCheckpointFailures,
   statsSlotCheckpoints,
@@ -302,11 +304,21 @@ export class Shard {
   ): IteratorPage {
     if (this.closing) throw new EngineError('ENGINE_CLOSED', 'the shard is closing')
     this.applyDurable()
-    return this.iterators.read(id, open, seek, entries, bytes)
+    try {
+      return this.iterators.read(id, open, seek, entries, bytes)
+    } finally {
+      this.refreshIteratorStats()
+    }
   }
 
   closeIterator(id: number): void {
     this.iterators.close(id)
+    this.refreshIteratorStats()
+  }
+
+  private refreshIteratorStats(): void {
+    this.stats[statsSlotIteratorsOpen] = this.iterators.size
+    this.stats[statsSlotIteratorSnapshotBytes] = this.iterators.snapshotBytes
   }
 
   /** Open iterators, and the before-image bytes their snapshots hold. */
@@ -567,6 +579,7 @@ export class Shard {
       this.iterators.capture(batch.body, batch.recordCount)
       this.table.applyBatch(batch.body, batch.recordCount)
     }
+    if (this.iterators.size > 0) this.refreshIteratorStats()
   }
 
   private onDurable(body: Uint8Array, recordCount: number, latencyMicroseconds: number): void {
