@@ -11,7 +11,7 @@
 // - `limit` and `reverse` go down to the shards: no shard sends more than the limit;
 // - keys and values are views into the page they came in (a page is at most pageBytesMax, or one entry).
 
-import { EngineError, type IteratorOpen, type IteratorPage, type KeyRange } from '@ringkv/workers'
+import { EngineError, type IteratePage, type IteratorOpen, type IteratorPage, type KeyRange } from '@ringkv/workers'
 import type { ShardClient } from './shard-client.js'
 import { argumentError, keyBytes } from './input.js'
 
@@ -204,7 +204,7 @@ export class EngineIterator {
     const generation = this.generation
     const seek = stream.seek
     stream.seek = undefined
-    const request = {
+    const request: IteratePage = {
       id: this.id,
       entries: Math.min(stream.pageEntries, this.limit - this.given),
       bytes: stream.pageBytes,

@@ -48,7 +48,7 @@ import {
   type BackupResult,
   type CheckpointResult,
   type ErrorDescription,
-  type IterateRequest,
+  type IteratePage,
   type IteratorPage,
   type KeyRange,
   type OpenResponse,
@@ -172,6 +172,11 @@ export class ShardClient {
 
   private readKeys: Uint8Array[] = []
   private readSettlers: ReadSettler[] = []
+
+  private pages: IteratePage[] = []
+  private pageSettlers: { resolve: (page: IteratorPage) => void; reject: (error: Error) => void }[] = []
+  private iteratorCloses: number[] = []
+  private closeSettlers: (() => void)[] = []
 
   private postScheduled = false
   private bytesInFlight = 0
@@ -340,21 +345,25 @@ export class ShardClient {
     return response.value as BackupResult
   }
 
-  /** The next page of an iterator, as the shard reads it (workers/src/iterators.ts). */
-  async iterate(request: Omit<IterateRequest, 'type'>): Promise<IteratorPage> {
-    const response = await this.send({ type: 'iterate', ...request }).catch((error: unknown) => {
-      throw new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
+  /**
+   * The next page of an iterator, as the shard reads it (workers/src/iterators.ts). The pages asked for in
+   * one tick travel as one message, as reads do.
+   */
+  iterate(page: IteratePage): Promise<IteratorPage> {
+    return new Promise((resolve, reject) => {
+      this.pages.push(page)
+      this.pageSettlers.push({ resolve, reject })
+      this.schedulePost()
     })
-    if (!response.ok) throw errorFrom(response.error)
-    return response.value as IteratorPage
   }
 
-  /** Forgets an iterator's snapshot on the shard; never fails (a closed shard has none). */
+  /** Forgets an iterator's snapshot on the shard, with the next message of pages; never fails. */
   closeIterator(id: number): Promise<void> {
-    return this.send({ type: 'iteratorClose', id }).then(
-      () => undefined,
-      () => undefined,
-    )
+    return new Promise((resolve) => {
+      this.iteratorCloses.push(id)
+      this.closeSettlers.push(resolve)
+      this.schedulePost()
+    })
   }
 
   /** Deletes every key of `range` on this shard, after every write queued before it; resolves once durable. */
@@ -425,11 +434,41 @@ export class ShardClient {
 
   private post(): void {
     this.postScheduled = false
+    if (this.pages.length > 0 || this.iteratorCloses.length > 0) this.postPages()
     if (this.writeCount > 0) this.postWrites()
     if (this.readKeys.length > 0) this.postReads()
   }
 
+  private postPages(): void {
+    const request: ShardRequest = { type: 'iterate', closes: this.iteratorCloses, pages: this.pages }
+    const settlers = this.pageSettlers
+    const closed = this.closeSettlers
+    this.pages = []
+    this.pageSettlers = []
+    this.iteratorCloses = []
+    this.closeSettlers = []
+    const fail = (error: EngineError): void => {
+      for (const settler of settlers) settler.reject(error)
+    }
+    this.send(request).then(
+      (response) => {
+        for (const done of closed) done()
+        if (!response.ok) return fail(errorFrom(response.error))
+        ;(response.value as ShardResponse<IteratorPage>[]).forEach((answer, index) => {
+          if (answer.ok) settlers[index]!.resolve(answer.value)
+          else settlers[index]!.reject(errorFrom(answer.error))
+        })
+      },
+      (error: unknown) => {
+        for (const done of closed) done()
+        fail(new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error }))
+      },
+    )
+  }
+
   private postWrites(): void {
+    // Iterators made before these writes take their snapshots first: their pages go before the writes.
+    if (this.pages.length > 0 || this.iteratorCloses.length > 0) this.postPages()
     assert(this.writeCount > 0 && this.writeUsed <= this.writeBuffer.length, 'a write message holds records, within its buffer')
     // What travels is a copy of the records, right-sized and transferred; the chunk buffer stays for the next
     // chunk (encodeRecord writes every byte it covers). A new chunk-sized buffer per message instead cost a
@@ -510,7 +549,14 @@ export class ShardClient {
     const task = this.pool.run(request, transferList === undefined ? {} : { transferList })
     const done = (): void => {
       this.tasksInFlight--
-      if (this.tasksInFlight === 0 && this.blocked.length === 0 && this.writeCount === 0 && this.readKeys.length === 0) {
+      if (
+        this.tasksInFlight === 0 &&
+        this.blocked.length === 0 &&
+        this.writeCount === 0 &&
+        this.readKeys.length === 0 &&
+        this.pages.length === 0 &&
+        this.iteratorCloses.length === 0
+      ) {
         const waiters = this.idleWaiters
         this.idleWaiters = []
         for (const waiter of waiters) waiter()

@@ -116,8 +116,7 @@ export interface IteratorOpen extends KeyRange {
  * and the shard takes the iterator's snapshot then; `seek` moves it first (to the first key >= the target,
  * or <= in reverse, within its range).
  */
-export interface IterateRequest {
-  type: 'iterate'
+export interface IteratePage {
   id: number
   open?: IteratorOpen
   seek?: Uint8Array
@@ -127,10 +126,15 @@ export interface IterateRequest {
   bytes: number
 }
 
-/** Forgets iterator `id` and its snapshot; answered at once. */
-export interface IteratorCloseRequest {
-  type: 'iteratorClose'
-  id: number
+/**
+ * The iterator requests of one tick, as one message (as a tick's reads are): first the iterators to forget
+ * (their snapshots go), then the pages, in order. Answered at once, one answer per page, each its own
+ * success or failure.
+ */
+export interface IterateRequest {
+  type: 'iterate'
+  closes: number[]
+  pages: IteratePage[]
 }
 
 /**
@@ -182,15 +186,7 @@ export interface BackupResult {
 }
 
 export type ShardRequest =
-  | OpenRequest
-  | WriteRequest
-  | ReadRequest
-  | CloseRequest
-  | CheckpointRequest
-  | BackupRequest
-  | IterateRequest
-  | IteratorCloseRequest
-  | ClearRequest
+  OpenRequest | WriteRequest | ReadRequest | CloseRequest | CheckpointRequest | BackupRequest | IterateRequest | ClearRequest
 
 /** A failure as it crosses the boundary: the façade turns it back into an EngineError. */
 export interface ErrorDescription {

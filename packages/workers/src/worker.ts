@@ -118,14 +118,19 @@ function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<Shard
       return { ok: true, value: shard.read(request.keys, request.count) }
     }
     case 'iterate': {
-      if (shard === undefined) return notOpen()
-      const seek =
-        request.seek === undefined ? undefined : { target: request.seek, remaining: request.remaining ?? Number.POSITIVE_INFINITY }
-      return { ok: true, value: shard.iterate(request.id, request.open, seek, request.entries, request.bytes) }
-    }
-    case 'iteratorClose': {
-      shard?.closeIterator(request.id)
-      return { ok: true, value: undefined }
+      const open = shard
+      if (open === undefined) return notOpen()
+      for (const id of request.closes) open.closeIterator(id)
+      const answers: ShardResponse<unknown>[] = request.pages.map((page) => {
+        try {
+          const seek = page.seek === undefined ? undefined : { target: page.seek, remaining: page.remaining ?? Number.POSITIVE_INFINITY }
+          return { ok: true, value: open.iterate(page.id, page.open, seek, page.entries, page.bytes) }
+        } catch (error) {
+          if (isBug(error)) throw error
+          return { ok: false, error: describe(error) }
+        }
+      })
+      return { ok: true, value: answers }
     }
     case 'clear': {
       const open = shard
