@@ -186,7 +186,7 @@ describe('iteration against a sorted model', () => {
                   const iterator = db.iterator(step.range)
                   const first = await iterator.next()
                   // Writes all along the range too, so that some land where the iterator has not read yet.
-                  const spread = want.flatMap(([name], index) =>
+                  const spread = want.flatMap(([name], index): { key: string; value: string | null }[] =>
                     index % 37 === 5 ? [{ key: name, value: 'changed' }] : index % 53 === 7 ? [{ key: name, value: null }] : [],
                   )
                   for (const write of [...step.writes, ...spread]) {
@@ -250,6 +250,26 @@ describe('iteration against a sorted model', () => {
       expect(seen).toEqual(Array.from({ length: 19_000 }, (_, index) => `${key(index + 1000)}=v${index + 1000}`))
       await iterator.close()
       expect(db.stats().shards.every((shard) => shard.iteratorSnapshotBytes === 0)).toBe(true)
+    } finally {
+      await db.close()
+    }
+  })
+
+  it('a get, getMany or has made before a write in the same tick never sees that write', async () => {
+    const { directory, remove } = temporaryDirectory('ordered-read-order')
+    directories.push(remove)
+    const db = await open(directory, { shards: 2 })
+    try {
+      let seen = 0
+      for (let round = 0; round < 300; round++) {
+        const key = `r${round}`
+        const reads = [db.get(key), db.getMany([key]), db.has(key)] as const
+        const write = db.put(key, 'later')
+        const [value, many, has] = await Promise.all(reads)
+        await write
+        if (value !== undefined || many[0] !== undefined || has) seen++
+      }
+      expect(seen).toBe(0)
     } finally {
       await db.close()
     }

@@ -435,8 +435,8 @@ export class ShardClient {
   private post(): void {
     this.postScheduled = false
     if (this.pages.length > 0 || this.iteratorCloses.length > 0) this.postPages()
-    if (this.writeCount > 0) this.postWrites()
     if (this.readKeys.length > 0) this.postReads()
+    if (this.writeCount > 0) this.postWrites()
   }
 
   private postPages(): void {
@@ -467,8 +467,9 @@ export class ShardClient {
   }
 
   private postWrites(): void {
-    // Iterators made before these writes take their snapshots first: their pages go before the writes.
+    // Reads and iterators made before these writes go first, so that none of them sees a later write.
     if (this.pages.length > 0 || this.iteratorCloses.length > 0) this.postPages()
+    if (this.readKeys.length > 0) this.postReads()
     assert(this.writeCount > 0 && this.writeUsed <= this.writeBuffer.length, 'a write message holds records, within its buffer')
     // What travels is a copy of the records, right-sized and transferred; the chunk buffer stays for the next
     // chunk (encodeRecord writes every byte it covers). A new chunk-sized buffer per message instead cost a

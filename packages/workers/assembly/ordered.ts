@@ -277,26 +277,76 @@ function freeSeparator(block: usize): void {
 
 // ---- search --------------------------------------------------------------------------------------
 
+// A binary search over a node's 512 bytes of prefixes reads about 4 of its 8 cache lines, each load
+// waiting for the one before (which half is next depends on it): in a tree larger than the caches, 4 misses
+// one after the other, per level. Reading each line first, loads that depend on nothing, puts all 8 in
+// flight at once; the search then runs in the cache. Measured (200,000 durable puts of hashed keys, 256
+// clients, bench/scripts/profile.mjs): the shard's thread spent about 0.6 µs per put in the search.
+let warmSink: u64 = 0
+
+@inline function warmLines(address: usize, bytes: usize): void {
+  let sink: u64 = 0
+  for (let offset: usize = 0; offset < bytes; offset += 64) sink ^= load<u64>(address + offset)
+  warmSink ^= sink
+}
+
+/** The index of the inner node's child whose range holds the key: the last whose separator is <= it. */
+function childIndex(node: usize, key: usize, length: u32, prefix: u64): u32 {
+  let low: u32 = 1
+  let high: u32 = count(node)
+  warmLines(node + innerPrefixes, usize(high) << 3)
+  while (low < high) {
+    const middle = (low + high) >>> 1
+    if (compareSeparator(key, length, prefix, node, middle) >= 0) low = middle + 1
+    else high = middle
+  }
+  return low - 1
+}
+
 /** Descends to the leaf whose range holds the key, keeping the path. */
 function descend(key: usize, length: u32, prefix: u64): usize {
   let node = root
   pathDepth = 0
   while (!isLeaf(node)) {
-    // The last child whose separator is <= the key: binary search over separators 1..count-1.
-    let low: u32 = 1
-    let high: u32 = count(node)
-    while (low < high) {
-      const middle = (low + high) >>> 1
-      if (compareSeparator(key, length, prefix, node, middle) >= 0) low = middle + 1
-      else high = middle
-    }
+    const index = childIndex(node, key, length, prefix)
     assert(pathDepth < depthMax, 'tree deeper than depthMax')
     store<u32>(pathNodes + (usize(pathDepth) << 2), u32(node))
-    store<u32>(pathSlots + (usize(pathDepth) << 2), low - 1)
+    store<u32>(pathSlots + (usize(pathDepth) << 2), index)
     pathDepth++
-    node = child(node, low - 1)
+    node = child(node, index)
   }
   return node
+}
+
+// The nodes of a run of keys at the level being warmed (treeWarm).
+const warmRunMax: u32 = 32
+const warmNodes: usize = memory.data(warmRunMax * 4)
+
+/**
+ * Reads the paths of `keyCount` keys (addresses at `keys`, lengths at `lengths`, u32 each) down the tree a level
+ * at a time: first every node of the level, all of their prefix lines (loads that depend on nothing, all
+ * in flight at once), then each key's search in them, which finds the next level's nodes. The inserts and
+ * removes of the run then find their paths in the cache: their misses overlapped, instead of coming one
+ * level, and one key, after another. It changes nothing.
+ */
+export function treeWarm(keys: usize, lengths: usize, keyCount: u32): void {
+  assert(keyCount <= warmRunMax)
+  if (keyCount == 0) return
+  for (let step: u32 = 0; step < keyCount; step++) store<u32>(warmNodes + (usize(step) << 2), u32(root))
+  for (let level: u32 = 0; level <= innerLevels; level++) {
+    const leafLevel = level == innerLevels
+    for (let step: u32 = 0; step < keyCount; step++) {
+      const node = usize(load<u32>(warmNodes + (usize(step) << 2)))
+      warmLines(node + (leafLevel ? leafPrefixes : innerPrefixes), usize(count(node)) << 3)
+    }
+    if (leafLevel) return
+    for (let step: u32 = 0; step < keyCount; step++) {
+      const node = usize(load<u32>(warmNodes + (usize(step) << 2)))
+      const key = usize(load<u32>(keys + (usize(step) << 2)))
+      const length = load<u32>(lengths + (usize(step) << 2))
+      store<u32>(warmNodes + (usize(step) << 2), u32(child(node, childIndex(node, key, length, keyPrefix(key, length)))))
+    }
+  }
 }
 
 let foundExact = false
@@ -305,6 +355,7 @@ let foundExact = false
 function lowerBound(leaf: usize, key: usize, length: u32, prefix: u64): u32 {
   let low: u32 = 0
   let high = count(leaf)
+  warmLines(leaf + leafPrefixes, usize(high) << 3)
   while (low < high) {
     const middle = (low + high) >>> 1
     if (compareEntry(key, length, prefix, leaf, middle) > 0) low = middle + 1

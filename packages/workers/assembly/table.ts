@@ -75,6 +75,7 @@ import {
   treeTallyBound,
   treeTallyClear,
   treeTallySplit,
+  treeWarm,
   treeCount,
   treeInit,
   treeInsert,
@@ -471,14 +472,36 @@ const warmTags: usize = memory.data(warmRunRecords * 4)
 const warmKeys: usize = memory.data(warmRunRecords * 4)
 let warmSink: u32 = 0
 
-// Records (the log's format) from `record`: keeps each one's tag in warmTags, and reads its slots and entry.
+// For the ordered view: the keys of a run likely to change it (deletes, and puts whose home slot holds
+// another key: probably new), and their lengths.
+const warmTreeKeys: usize = memory.data(warmRunRecords * 4)
+const warmTreeLengths: usize = memory.data(warmRunRecords * 4)
+
+// Records (the log's format) from `record`: keeps each one's tag in warmTags, and reads its slots and entry,
+// then the paths down the ordered view of those likely to change it (ordered.ts treeWarm).
 function warmRun(record: usize, count: u32): void {
+  const first = record
   for (let step: u32 = 0; step < count; step++) {
     const keyLength = load<u32>(record, 8)
     store<u32>(warmTags + (usize(step) << 2), keyTag(record + recordHeaderBytes, keyLength))
     record += usize(recordHeaderBytes) + keyLength + load<u32>(record, 12)
   }
   warmSlots(count)
+  let treeCount: u32 = 0
+  record = first
+  for (let step: u32 = 0; step < count; step++) {
+    const keyLength = load<u32>(record, 8)
+    const tag = load<u32>(warmTags + (usize(step) << 2))
+    const home = slotAddress(tag & slotMask)
+    const likelyHeld = load<u32>(home, 4) != 0 && load<u32>(home) == tag
+    if (load<u8>(record, 4) == recordKindDelete || !likelyHeld) {
+      store<u32>(warmTreeKeys + (usize(treeCount) << 2), u32(record + recordHeaderBytes))
+      store<u32>(warmTreeLengths + (usize(treeCount) << 2), keyLength)
+      treeCount++
+    }
+    record += usize(recordHeaderBytes) + keyLength + load<u32>(record, 12)
+  }
+  treeWarm(warmTreeKeys, warmTreeLengths, treeCount)
 }
 
 // Reads the home slot of each of the run's tags (warmTags), then the entry each names when its tag
