@@ -314,3 +314,150 @@ describe('iteration against a sorted model', () => {
     expect(() => db.iterator()).toThrow(expect.objectContaining({ code: 'ENGINE_CLOSED' }))
   })
 })
+
+describe('range reads in place (the shard ordered view read on the caller thread)', () => {
+  const key = (number: number): string => `k${String(number).padStart(6, '0')}`
+  const inPlace = (db: Engine): number => db.stats().shards.reduce((sum, shard) => sum + shard.pagesReadInPlace, 0)
+
+  it('a range query whose answer fits its first page costs no message and no snapshot, and answers as the shards do', async () => {
+    const { directory, remove } = temporaryDirectory('ordered-in-place')
+    directories.push(remove)
+    const db = await open(directory, { shards: 2 })
+    try {
+      const model: Model = new Map()
+      const batch = Array.from({ length: 3000 }, (_, number) => ({ type: 'put' as const, key: key(number * 3), value: `v${number}` }))
+      await db.batch(batch)
+      for (const { key: name, value } of batch) model.set(name, value)
+      // Reads through both shards: each applies the batch (its writers were answered first): the views are current.
+      await db.getMany(batch.slice(0, 64).map(({ key: name }) => name))
+      let limitedInPlace = 0
+      for (let query = 0; query < 300; query++) {
+        const start = key((query * 7919) % 9100)
+        const options: IteratorOptions = query % 3 === 0 ? { lte: start, reverse: true, limit: 10 } : { gte: start, limit: 10 }
+        const before = inPlace(db)
+        const got = (await db.iterator(options).all()).map(([entryKey, value]) => [latin1(entryKey), latin1(value)])
+        limitedInPlace += inPlace(db) - before
+        expect(got).toEqual(expected(model, options))
+        // The same answer read through the shards (no limit: more than a page, never in place), cut to 10.
+        const paged = await entriesOf(db, { ...options, limit: undefined }, 10)
+        expect(got).toEqual(paged.slice(0, 10))
+      }
+      // Every limited query read both shards in place (the unlimited ones, only where a shard's first page was all).
+      expect(limitedInPlace).toBe(300 * 2)
+      expect(db.stats().shards.every((shard) => shard.iteratorsOpen === 0)).toBe(true)
+    } finally {
+      await db.close()
+    }
+  })
+
+  it('a write acknowledged before a read in place is in it, while other writers keep the shards busy', async () => {
+    const { directory, remove } = temporaryDirectory('ordered-in-place-ryw')
+    directories.push(remove)
+    const db = await open(directory, { shards: 2 })
+    let storming = true
+    const storm = (async () => {
+      let number = 0
+      while (storming) await Promise.all(Array.from({ length: 64 }, () => db.put(`storm${number++ % 5000}`, 'x'.repeat(50))))
+    })()
+    try {
+      const before = inPlace(db)
+      let missed = 0
+      for (let round = 0; round < 400; round++) {
+        await db.put(key(round), `v${round}`)
+        const got = await db.iterator({ gte: key(round), lte: key(round) }).all()
+        if (got.length !== 1 || latin1(got[0]![1]) !== `v${round}`) missed++
+        await db.delete(key(round))
+        if ((await db.keys({ gte: key(round), lte: key(round) }).all()).length !== 0) missed++
+      }
+      expect(missed).toBe(0)
+      expect(inPlace(db) - before).toBeGreaterThan(0)
+    } finally {
+      storming = false
+      await storm
+      await db.close()
+    }
+  })
+
+  it('a read in place sees batches whole, never half applied, while batches land', async () => {
+    const { directory, remove } = temporaryDirectory('ordered-in-place-torn')
+    directories.push(remove)
+    const db = await open(directory, { shards: 1 })
+    await db.batch(Array.from({ length: 10 }, (_, column) => ({ type: 'put' as const, key: `row${column}`, value: 'first' })))
+    let writing = true
+    const writers = Array.from({ length: 4 }, async (_, writer) => {
+      for (let round = 0; writing; round++) {
+        const stamp = `w${writer}.${round}`
+        // Ten keys of a row, all with the same stamp, in one batch; and an entry that moves (another size).
+        await db.batch([
+          ...Array.from({ length: 10 }, (_, column) => ({ type: 'put' as const, key: `row${column}`, value: stamp })),
+          { type: 'put' as const, key: `row${round % 10}x`, value: 'y'.repeat(round % 200) },
+        ])
+      }
+    })
+    try {
+      const before = inPlace(db)
+      let mixed = 0
+      let reads = 0
+      for (let round = 0; round < 3000 || inPlace(db) - before < 100; round++) {
+        const row = await db.iterator({ gte: 'row0', lt: 'row9\xff', limit: 10 }).all()
+        reads++
+        const stamps = new Set(row.filter(([entryKey]) => entryKey.length === 4).map(([, value]) => latin1(value)))
+        if (stamps.size !== 1) mixed++
+        if (round % 50 === 0) await new Promise((resolve) => setImmediate(resolve))
+        if (round > 50_000) break
+      }
+      expect(mixed).toBe(0)
+      expect(reads).toBeGreaterThan(0)
+      expect(inPlace(db) - before).toBeGreaterThanOrEqual(100)
+    } finally {
+      writing = false
+      await Promise.all(writers)
+      await db.close()
+    }
+  })
+
+  it('a seek on an iterator read in place keeps its snapshot, or fails with ITERATOR_EXPIRED when it cannot', async () => {
+    const { directory, remove } = temporaryDirectory('ordered-in-place-seek')
+    directories.push(remove)
+    const db = await open(directory, { shards: 1 })
+    try {
+      await db.batch(Array.from({ length: 200 }, (_, number) => ({ type: 'put' as const, key: key(number), value: `v${number}` })))
+      // A read through the shard: it applies the batch (its writers were answered first), so the view is current.
+      await db.get(key(0))
+      const names = (entries: [Uint8Array, Uint8Array][]): string[] =>
+        entries.map(([entryKey, value]) => `${latin1(entryKey)}=${latin1(value)}`)
+      const want = (from: number, count: number): string[] =>
+        Array.from({ length: count }, (_, index) => `${key(from + index)}=v${from + index}`)
+
+      // The whole range in its first page: a seek after writes is answered from it, as of the snapshot.
+      const before = inPlace(db)
+      const whole = db.iterator({ gte: key(100), lt: key(130) })
+      const first = inPlace(db) - before
+      await db.put(key(120), 'changed')
+      await db.delete(key(125))
+      whole.seek(key(118))
+      expect(names(await whole.all())).toEqual(want(118, 12))
+      expect(first).toBe(1)
+
+      // Cut by its limit, no write since: the seek reads in place again, the same snapshot.
+      await db.get(key(0))
+      const cut = db.iterator({ gte: key(0), limit: 10 })
+      cut.seek(key(50))
+      expect(names(await cut.all())).toEqual(want(50, 10))
+
+      // Cut by its limit, written since: within what it read, still answered; past it, expired.
+      await db.get(key(0))
+      const within = db.iterator({ gte: key(0), limit: 10 })
+      const past = db.iterator({ gte: key(0), limit: 10 })
+      await db.put(key(2), 'changed')
+      within.seek(key(0))
+      expect(names(await within.all())).toEqual(want(0, 10))
+      past.seek(key(3))
+      await expect(past.next()).rejects.toMatchObject({ code: 'ITERATOR_EXPIRED' })
+      await past.close()
+      expect(db.stats().shards[0]!.iteratorsOpen).toBe(0)
+    } finally {
+      await db.close()
+    }
+  })
+})

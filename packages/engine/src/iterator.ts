@@ -1,17 +1,29 @@
 // Reading in order across shards. Each shard reads pages of its own keys in order from its ordered view
 // (workers/src/iterators.ts); an iterator here merges the shards' streams into one (a k-way merge on the
 // main thread), fetching pages from each shard as it needs them and one page ahead:
-// - the first page is asked of every shard when the iterator is made, so each shard's snapshot is taken
+// - the first page is read from every shard when the iterator is made, so each shard's snapshot is taken
 //   then: the iterator sees every write acknowledged before it was made, and none made after, per shard.
 //   There is no snapshot across shards: a write acknowledged on one shard while the iterator is being made
 //   can be seen there and not another write, on another shard, acknowledged before it;
+// - that first page is read in place when it can be (ShardClient.readInPlace: from the shard's memory, on
+//   this thread, no message), and when it holds the shard's whole answer (the range ends in it, or the
+//   limit does) the shard is never asked at all and keeps no snapshot: a range query of 10 costs no
+//   message. Otherwise the page is asked of the shard, which takes the snapshot then;
 // - pages start small (a range query of 10 costs one message per shard) and grow to `pageEntriesMax`
 //   entries or `pageBytesMax` bytes: a scan of a million entries is a few hundred messages, never the whole
 //   range at once;
 // - `limit` and `reverse` go down to the shards: no shard sends more than the limit;
 // - keys and values are views into the page they came in (a page is at most pageBytesMax, or one entry).
 
-import { EngineError, type IteratePage, type IteratorOpen, type IteratorPage, type KeyRange } from '@ringkv/workers'
+import {
+  EngineError,
+  rangeFrom,
+  type InPlaceRead,
+  type IteratePage,
+  type IteratorOpen,
+  type IteratorPage,
+  type KeyRange,
+} from '@ringkv/workers'
 import type { ShardClient } from './shard-client.js'
 import { argumentError, keyBytes } from './input.js'
 
@@ -41,6 +53,14 @@ class ShardStream {
   fetching: Promise<void> | undefined
   /** A seek's target, sent with the stream's next fetch. */
   seek: Uint8Array | undefined
+  /** The shard holds this iterator (it was asked for a page): close() tells it to forget it. */
+  opened = false
+  /**
+   * The stream's whole answer, read in place when the iterator was made (the shard was never asked): the
+   * view's sequence then, and the entries, all of the range's on this shard (`more` false) or the first
+   * `limit` of them. A seek is answered from them, or from the view if it has not changed since.
+   */
+  inPlace: InPlaceRead | undefined
   pageEntries = firstPageEntries
   pageBytes = firstPageBytes
 
@@ -67,7 +87,10 @@ export class EngineIterator {
   private readonly streams: ShardStream[]
   private readonly open: IteratorOpen
   private given = 0
+  /** Why the iterator can read no more: closed, or failed (a shard's error, an expired snapshot). */
   private closed: EngineError | undefined
+  /** close() was called: the shards were told to forget it. */
+  private ended = false
   /** Bumped by seek(): pages fetched for an earlier generation are dropped. */
   private generation = 0
   private readonly dropToken = {}
@@ -82,10 +105,25 @@ export class EngineIterator {
   ) {
     this.open = { ...range, reverse, limit, values }
     this.streams = clients.map((client) => new ShardStream(client))
-    dropped.register(this, { clients, id: this.id }, this.dropToken)
-    // Each shard's snapshot is taken when it takes this first request: now, not at the first next().
-    if (limit > 0) for (const stream of this.streams) this.fetch(stream, true)
+    // Each shard's snapshot is taken now, not at the first next(): read in place, or by the shard when it
+    // takes this first request.
+    if (limit > 0) for (const stream of this.streams) this.start(stream)
     else for (const stream of this.streams) stream.shardDone = true
+    const opened = this.streams.filter((stream) => stream.opened).map((stream) => stream.client)
+    if (opened.length > 0) dropped.register(this, { clients: opened, id: this.id }, this.dropToken)
+  }
+
+  /** The stream's first page: in place when that is its whole answer, else asked of the shard. */
+  private start(stream: ShardStream): void {
+    const page = stream.client.readInPlace(this.open, this.open.reverse, this.limit, stream.pageEntries, stream.pageBytes, this.open.values)
+    if (page === undefined) {
+      this.fetch(stream, true)
+      return
+    }
+    stream.shardDone = true
+    stream.keys = page.keys
+    stream.values = page.values
+    stream.inPlace = page
   }
 
   /** The next entry in order, or undefined at the end. */
@@ -129,26 +167,27 @@ export class EngineIterator {
       if (best === undefined) break
       // Take from the best stream while it stays ahead of every other's head (one shard: the whole page).
       const others = this.streams.filter((stream) => stream !== best && stream.buffered > 0)
+      const heads = others.map((other) => other.keys[other.index]!)
+      const { keys, values } = best
+      const end = Math.min(keys.length, best.index + size - entries.length, best.index + this.limit - this.given)
+      let index = best.index
       do {
-        entries.push([best.keys[best.index]!, best.values[best.index]!])
-        best.index++
-        this.given++
-      } while (
-        entries.length < size &&
-        this.given < this.limit &&
-        best.buffered > 0 &&
-        others.every((other) => {
-          const order = Buffer.compare(best.keys[best.index]!, other.keys[other.index]!)
-          return reverse ? order > 0 : order < 0
-        })
-      )
+        entries.push([keys[index]!, values[index]!])
+        index++
+      } while (index < end && aheadOfAll(keys[index]!, heads, reverse))
+      this.given += index - best.index
+      best.index = index
     }
     return entries
   }
 
-  /** Every entry left. */
-  all(): Promise<Entry[]> {
-    return this.nextv(Number.POSITIVE_INFINITY)
+  /** Every entry left; then the iterator is closed (as Level's all() does). */
+  async all(): Promise<Entry[]> {
+    try {
+      return await this.nextv(Number.POSITIVE_INFINITY)
+    } finally {
+      await this.close()
+    }
   }
 
   /**
@@ -166,33 +205,68 @@ export class EngineIterator {
       stream.index = 0
       stream.ahead = undefined
       stream.fetching = undefined
-      stream.seek = copy
       stream.shardDone = this.given >= this.limit
+      if (stream.inPlace !== undefined) this.seekInPlace(stream, copy)
+      else stream.seek = copy
     }
+  }
+
+  /**
+   * A seek on a stream read in place (the shard holds no snapshot of it): from the entries read then when
+   * they are the shard's whole range; else read in place again, which is the same snapshot if the view has
+   * not changed since (the same sequence). If it has, the snapshot is gone: the stream fails with
+   * ITERATOR_EXPIRED, as one whose before-images grew too large does.
+   */
+  private seekInPlace(stream: ShardStream, target: Uint8Array): void {
+    const held = stream.inPlace!
+    const reverse = this.open.reverse
+    const remaining = this.limit - this.given
+    if (stream.shardDone) return
+    stream.shardDone = true
+    // The first held entry at or past the target (held keys are in the iterator's order).
+    const from = held.keys.findIndex((key) => {
+      const order = Buffer.compare(key, target)
+      return reverse ? order <= 0 : order >= 0
+    })
+    const start = from === -1 ? held.keys.length : from
+    if (!held.more || held.keys.length - start >= remaining) {
+      stream.keys = held.keys.slice(start)
+      stream.values = held.values.slice(start)
+      return
+    }
+    const range = rangeFrom(this.open, reverse, target, true)
+    const page = stream.client.readInPlace(range, reverse, remaining, pageEntriesMax, pageBytesMax, this.open.values)
+    if (page !== undefined && page.sequence === held.sequence) {
+      stream.keys = page.keys
+      stream.values = page.values
+      return
+    }
+    this.closed ??= new EngineError(
+      'ITERATOR_EXPIRED',
+      `the iterator read shard ${stream.client.shard} in place when it was made, and a seek needs entries past those it read ` +
+        'after that shard changed: its snapshot there is gone; make a new iterator',
+    )
   }
 
   /** Ends the iterator and releases its snapshots on the shards. */
   async close(): Promise<void> {
-    if (this.closed !== undefined) return
-    this.closed = new EngineError('ITERATOR_CLOSED', 'the iterator is closed')
+    if (this.ended) return
+    this.ended = true
     dropped.unregister(this.dropToken)
-    await Promise.all(this.streams.map((stream) => stream.client.closeIterator(this.id)))
+    await Promise.all(this.streams.filter((stream) => stream.opened).map((stream) => stream.client.closeIterator(this.id)))
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<Entry, void, undefined> {
-    try {
-      for (;;) {
-        const entries = await this.nextv(1000)
-        if (entries.length === 0) return
-        yield* entries
-      }
-    } finally {
-      await this.close()
-    }
+  [Symbol.asyncIterator](): AsyncIterableIterator<Entry> {
+    return new Batches(
+      (size) => this.nextv(size),
+      () => this.close(),
+    )
   }
 
   private check(): void {
     if (this.closed !== undefined) throw this.closed
+    // Made only when used: an Error captures a stack, which costs more than a short range query.
+    if (this.ended) throw (this.closed = new EngineError('ITERATOR_CLOSED', 'the iterator is closed'))
     if (this.owner.closed) {
       this.closed = new EngineError('ITERATOR_CLOSED', 'the iterator was closed with its database')
       throw this.closed
@@ -204,6 +278,7 @@ export class EngineIterator {
     const generation = this.generation
     const seek = stream.seek
     stream.seek = undefined
+    if (first) stream.opened = true
     const request: IteratePage = {
       id: this.id,
       entries: Math.min(stream.pageEntries, this.limit - this.given),
@@ -260,6 +335,15 @@ export class EngineIterator {
   }
 }
 
+/** Whether `key` comes before every one of `heads` in the iterator's order. */
+function aheadOfAll(key: Uint8Array, heads: readonly Uint8Array[], reverse: boolean): boolean {
+  for (const head of heads) {
+    const order = Buffer.compare(key, head)
+    if (reverse ? order <= 0 : order >= 0) return false
+  }
+  return true
+}
+
 /** An iterator that gives one part of each entry (its key, or its value): what keys() and values() return. */
 export class MappedIterator<T> {
   constructor(
@@ -288,7 +372,64 @@ export class MappedIterator<T> {
     return this.entries.close()
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<T, void, undefined> {
-    for await (const entry of this.entries) yield this.part(entry)
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return new Batches(
+      async (size) => (await this.entries.nextv(size)).map(this.part),
+      () => this.entries.close(),
+    )
+  }
+}
+
+/** Entries `for await` takes from an iterator at once. */
+const batchEntries = 1000
+
+/**
+ * What `for await` walks: entries taken from an iterator a batch at a time (nextv), each handed out as an
+ * already settled promise; the iterator is closed at the end, on a break, or on an error. (An async
+ * generator costs a generator resumption and more promises per entry: a scan ran about half as fast.)
+ */
+class Batches<T> implements AsyncIterableIterator<T> {
+  private batch: T[] = []
+  private index = 0
+  private finished = false
+  private refilling: Promise<IteratorResult<T, undefined>> | undefined
+
+  constructor(
+    private readonly take: (size: number) => Promise<T[]>,
+    private readonly end: () => Promise<void>,
+  ) {}
+
+  next(): Promise<IteratorResult<T, undefined>> {
+    if (this.index < this.batch.length) return Promise.resolve({ value: this.batch[this.index++]!, done: false })
+    // A next() while a batch is on its way waits for it (for await never does this; a caller may).
+    if (this.refilling !== undefined) return this.refilling.then(() => this.next())
+    this.refilling = this.refill().finally(() => (this.refilling = undefined))
+    return this.refilling
+  }
+
+  async return(): Promise<IteratorResult<T, undefined>> {
+    this.finished = true
+    this.batch = []
+    this.index = 0
+    await this.end()
+    return { value: undefined, done: true }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this
+  }
+
+  private async refill(): Promise<IteratorResult<T, undefined>> {
+    if (this.finished) return { value: undefined, done: true }
+    try {
+      this.batch = await this.take(batchEntries)
+    } catch (error) {
+      this.finished = true
+      await this.end()
+      throw error
+    }
+    this.index = 0
+    if (this.batch.length === 0) return this.return()
+    return { value: this.batch[this.index++]!, done: false }
   }
 }

@@ -16,6 +16,7 @@ import { pathToFileURL } from 'node:url'
 import { Piscina } from 'piscina'
 import {
   EngineError,
+  OrderedReader,
   forEachPackedAnswer,
   encodeRecord,
   packKeys,
@@ -52,6 +53,7 @@ import {
   type IteratorPage,
   type KeyRange,
   type OpenResponse,
+  type InPlaceRead,
   type RecoveryReport,
   type ShardRequest,
   type ShardResponse,
@@ -104,6 +106,11 @@ export interface ShardStats {
   /** Iterators open on the shard, and the bytes their snapshots hold (before-images: at most 64 MiB per shard). */
   iteratorsOpen: number
   iteratorSnapshotBytes: number
+  /**
+   * Iterators that read this shard in place since open (their whole answer on this shard in one page, read
+   * from its memory on the caller's thread, without a message: OrderedReader in @ringkv/workers).
+   */
+  pagesReadInPlace: number
   /**
    * The last checkpoint made since open: how long it took, its size, the longest it held the shard's
    * thread at once (the stall it can cause a write), and the slowest batch (write + fdatasync) while it ran.
@@ -159,6 +166,10 @@ export class ShardClient {
   recovery: RecoveryReport | undefined
   private readonly pool: Piscina
   private readonly stats: Float64Array
+  /** The shard's ordered view, read in place (undefined: none shared, or the client is closed). */
+  private reader: OrderedReader | undefined
+  private pagesReadInPlace = 0
+  private closed = false
   private readonly statsBuffer: SharedArrayBuffer
 
   private writeBuffer = new Uint8Array(writeBufferBytes)
@@ -226,6 +237,26 @@ export class ShardClient {
     this.backend = response.value.backend
     this.backendReason = response.value.backendReason
     this.recovery = response.value.recovery
+    this.reader = response.value.orderedView === undefined ? undefined : OrderedReader.from(response.value.orderedView)
+  }
+
+  /**
+   * An iterator's answer on this shard, read in place from the shard's ordered view (OrderedReader): no
+   * message, and no snapshot kept on the shard. Given only when the page is the whole answer (the range
+   * ends in it, or it holds `limit` entries); undefined when it is not, or cannot be read so now: ask the shard.
+   */
+  readInPlace(
+    range: KeyRange,
+    reverse: boolean,
+    limit: number,
+    pageEntries: number,
+    budgetBytes: number,
+    values: boolean,
+  ): InPlaceRead | undefined {
+    const page = this.reader?.read(range, reverse, Math.min(limit, pageEntries), budgetBytes, values)
+    if (page === undefined || (page.more && page.keys.length < limit)) return undefined
+    this.pagesReadInPlace++
+    return page
   }
 
   /** Queues one record (a put or a delete); resolves once the batch holding it is durable. */
@@ -304,6 +335,7 @@ export class ShardClient {
       segmentsReused: this.stats[statsSlotSegmentsReused]!,
       iteratorsOpen: this.stats[statsSlotIteratorsOpen]!,
       iteratorSnapshotBytes: this.stats[statsSlotIteratorSnapshotBytes]!,
+      pagesReadInPlace: this.pagesReadInPlace,
       lastCheckpoint:
         this.stats[statsSlotCheckpoints]! === 0
           ? undefined
@@ -357,8 +389,9 @@ export class ShardClient {
     })
   }
 
-  /** Forgets an iterator's snapshot on the shard, with the next message of pages; never fails. */
+  /** Forgets an iterator's snapshot on the shard, with the next message of pages; never fails (a closed shard holds none). */
   closeIterator(id: number): Promise<void> {
+    if (this.closed) return Promise.resolve()
     return new Promise((resolve) => {
       this.iteratorCloses.push(id)
       this.closeSettlers.push(resolve)
@@ -378,6 +411,7 @@ export class ShardClient {
 
   /** Posts what is queued to the worker, waits until nothing is queued or in flight, closes the shard and its thread. */
   async close(): Promise<void> {
+    this.reader = undefined
     this.post()
     if (this.tasksInFlight > 0 || this.blocked.length > 0) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
@@ -385,6 +419,7 @@ export class ShardClient {
     try {
       await this.send({ type: 'close' })
     } finally {
+      this.closed = true
       await this.pool.destroy()
     }
   }

@@ -135,6 +135,31 @@ export function treeTallyClear(key: usize, length: u32): void {
   return sizeClassOf(u64(8) + keyLength)
 }
 
+/** The root node: src/table/ordered-reader.ts descends from it, on another thread, between batches. */
+export function treeRoot(): usize {
+  return root
+}
+
+/**
+ * The layout above, field by field, for src/table/layout.ts to check its copy against when the module
+ * loads: 0 leaf prefixes, 1 leaf entries, 2 inner prefixes, 3 inner separators, 4 inner children, 5 leaf
+ * capacity, 6 inner capacity, 7 the node marker, 8 the separator marker.
+ */
+export function treeLayout(field: u32): u32 {
+  switch (field) {
+    case 0: return u32(leafPrefixes)
+    case 1: return u32(leafEntries)
+    case 2: return u32(innerPrefixes)
+    case 3: return u32(innerSeparators)
+    case 4: return u32(innerChildren)
+    case 5: return leafCapacity
+    case 6: return innerCapacity
+    case 7: return nodeMarker
+    case 8: return separatorMarker
+    default: return 0xffffffff
+  }
+}
+
 /** Sets up an empty tree: one empty leaf, the root. The caller has made room for one leaf. */
 export function treeInit(): void {
   leafClass = sizeClassOf(leafBytes)

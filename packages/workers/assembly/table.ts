@@ -7,7 +7,9 @@
 // memory, and a memory.grow that puts that 64 MiB above its level at the last full GC starts a GC of
 // the worker (external memory pressure) that can free nothing: the memory lives as long as the table.
 // A shared memory is counted against no isolate, so growing it starts no GC (src/table/wasm-table.ts says
-// more). No other thread ever sees this memory, and no atomics are used: the table is single-threaded.
+// more). Only the shard's thread writes this memory, and no atomics are used here: the table is
+// single-threaded. The façade's thread reads the ordered view's nodes and entries between two batches
+// (src/table/ordered-reader.ts: under a sequence word the shard bumps around each change, a seqlock).
 //
 // Memory layout (addresses grow down the table; every address is a byte offset into linear memory):
 //
@@ -79,6 +81,8 @@ import {
   treeCount,
   treeInit,
   treeInsert,
+  treeLayout,
+  treeRoot,
   treeMove,
   treeRemove,
   walkEntry,
@@ -988,6 +992,16 @@ export function errorRecordIndex(): u32 {
 
 export function errorRecordOffset(): u32 {
   return errorOffset
+}
+
+/** The ordered view's root node (ordered.ts), for a reader on another thread. */
+export function orderedRoot(): u32 {
+  return u32(treeRoot())
+}
+
+/** The ordered view's node layout, field by field (ordered.ts treeLayout). */
+export function orderedLayout(field: u32): u32 {
+  return treeLayout(field)
 }
 
 export function keyBytesMax(): u32 {

@@ -15,7 +15,7 @@ export type EngineErrorCode =
   | 'BACKEND_UNAVAILABLE' // io_uring was required but cannot be set up here
   | 'BACKUP_TARGET_INVALID' // backup() into a directory that is not empty, or into the database itself
   | 'ITERATOR_CLOSED' // an iterator used after its close(), or after the database closed
-  | 'ITERATOR_EXPIRED' // an iterator whose snapshot outgrew the shard's bound (iterators.ts): open a new one
+  | 'ITERATOR_EXPIRED' // an iterator whose snapshot outgrew the shard's bound (iterators.ts), or a seek it cannot answer from its snapshot (engine iterator.ts): open a new one
 
 export class EngineError extends Error {
   override readonly name = 'EngineError'

@@ -7,7 +7,8 @@
 //   shard.ts        one shard: storage + log + table    -> log/, checkpoint/, table/, storage/
 //   log/            group commit (log.ts), segment files (segment-writer.ts), recovery (recovery.ts)
 //   checkpoint/     a checkpoint of the table (checkpoint-writer.ts), a backup of the shard (backup.ts)
-//   table/          the shard's key -> value table (table.ts interface, wasm-table.ts), its ordered view
+//   table/          the shard's key -> value table (table.ts interface, wasm-table.ts), its ordered view,
+//                   and the reader of that view the façade runs on its own thread (ordered-reader.ts)
 //   iterators.ts    a shard's open iterators and the snapshot each reads
 //   storage/        the backends under the log: io_uring (uring.ts), node:fs (fs.ts)
 //   format/         on-disk bytes: records and batches, completion records, segment names, the checksum
@@ -28,7 +29,9 @@ export {
 } from './format/record.js'
 export { DatabaseDirectory, prepareBackupTarget, shardDirectory, shardsMax } from './directory.js'
 export { Shard, segmentBytesDefault, type ShardOptions } from './shard.js'
-export { snapshotBytesMaxDefault, type IteratorPage } from './iterators.js'
+export { snapshotBytesMaxDefault, rangeFrom, type IteratorPage } from './iterators.js'
+export { OrderedReader, type InPlaceRead } from './table/ordered-reader.js'
+export type { RangeRead } from './table/table.js'
 export { completionRecordBytes } from './format/completion.js'
 export { segmentName, segmentNumbers, type LogKind } from './format/segment-files.js'
 export type { Storage, StorageFile } from './storage/storage.js'

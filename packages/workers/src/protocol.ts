@@ -7,6 +7,7 @@
 // the batch holding them is durable, so a shard has many tasks in flight at once.
 
 import type { EngineErrorCode, IoFailure } from './errors.js'
+import type { WasmMemory } from './table/layout.js'
 
 export type BackendChoice = 'auto' | 'io_uring' | 'fs'
 export type BackendName = 'io_uring' | 'fs' | 'simulated'
@@ -75,7 +76,24 @@ export interface OpenResponse {
   /** Why this backend runs (e.g. why io_uring could not be set up). */
   backendReason: string
   recovery: RecoveryReport
+  /** The shard's ordered view, for the façade to read short ranges without a message (undefined: a table without one). */
+  orderedView: OrderedViewShare | undefined
 }
+
+/**
+ * A shard table's memory, shared, and the view state beside it (Int32 slots below): an OrderedReader on the
+ * façade's thread reads the ordered view through them (table/ordered-reader.ts says how, and when it may not).
+ */
+export interface OrderedViewShare {
+  memory: WasmMemory
+  state: SharedArrayBuffer
+}
+
+/** The view's sequence word: odd while the shard has durable batches not yet in its table, or is applying them. */
+export const viewSlotSequence = 0
+/** The ordered view's root node address, as of the last even sequence. */
+export const viewSlotRoot = 1
+export const viewStateBytes = 2 * Int32Array.BYTES_PER_ELEMENT
 
 /**
  * Records for the log, encoded by the façade (format/record.ts, CRCs zero: the worker seals them).

@@ -38,6 +38,10 @@ import {
   statsSlotLiveEntries,
   statsSlotLogDiskBytes,
   statsSlotRecords,
+  viewSlotRoot,
+  viewSlotSequence,
+  viewStateBytes,
+  type OrderedViewShare,
   type AutoCheckpoint,
   type BackupResult,
   type CheckpointResult,
@@ -120,6 +124,11 @@ export class Shard {
   private readonly stats: Float64Array
   /** Durable batches, in order, whose writers may already be answered, not yet applied to the table. */
   private durable: { body: Uint8Array; recordCount: number }[] = []
+  /**
+   * The ordered view as the façade's thread reads it (table/ordered-reader.ts), when the table shares one:
+   * the sequence word is odd while `durable` holds batches or they are being applied, even otherwise.
+   */
+  private readonly view: { share: OrderedViewShare; state: Int32Array; root: () => number } | undefined
   private readonly directory: string
   private readonly shardNumber: number
   private readonly autoCheckpoint: AutoCheckpoint | false
@@ -227,6 +236,17 @@ export class Shard {
     }
     this.stats[statsSlotCheckpointSequence] = this.recovery.checkpointSequence
     this.refreshStats()
+    const shared = this.table.sharedOrderedView?.()
+    if (shared !== undefined) {
+      const state = new SharedArrayBuffer(viewStateBytes)
+      this.view = { share: { memory: shared.memory, state }, state: new Int32Array(state), root: shared.root }
+      Atomics.store(this.view.state, viewSlotRoot, shared.root())
+    }
+  }
+
+  /** The table's ordered view, for a reader on another thread (undefined: the table shares none). */
+  get orderedView(): OrderedViewShare | undefined {
+    return this.view?.share
   }
 
   static open(options: ShardOptions): Shard {
@@ -579,6 +599,11 @@ export class Shard {
       this.iterators.capture(batch.body, batch.recordCount)
       this.table.applyBatch(batch.body, batch.recordCount)
     }
+    if (this.view !== undefined) {
+      // Every durable batch is in the table: the view is current again (odd since onDurable).
+      Atomics.store(this.view.state, viewSlotRoot, this.view.root())
+      if ((Atomics.load(this.view.state, viewSlotSequence) & 1) !== 0) Atomics.add(this.view.state, viewSlotSequence, 1)
+    }
     if (this.iterators.size > 0) this.refreshIteratorStats()
   }
 
@@ -586,7 +611,13 @@ export class Shard {
     // The first batch into an empty queue schedules the apply. setImmediate, not a microtask: the writers'
     // answers are posted from microtasks, and go first. (A read may empty the queue before it runs; then it
     // finds the queue empty, or applies batches that came after: both fine.)
-    if (this.durable.push({ body, recordCount }) === 1) setImmediate(this.applyDurable)
+    if (this.durable.push({ body, recordCount }) === 1) {
+      // Before this batch's writers are answered: from now until it is applied, the view is behind them.
+      if (this.view !== undefined && (Atomics.load(this.view.state, viewSlotSequence) & 1) === 0) {
+        Atomics.add(this.view.state, viewSlotSequence, 1)
+      }
+      setImmediate(this.applyDurable)
+    }
     this.logBytesSinceCheckpoint += sectorSpan(batchHeaderBytes + body.length) // what it takes in its segment
     if (this.checkpointRun !== undefined) {
       this.checkpointRun.batchLatencyMaxUs = Math.max(this.checkpointRun.batchLatencyMaxUs, latencyMicroseconds)

@@ -101,7 +101,12 @@ function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<Shard
       } catch (error) {
         return failure(error)
       }
-      const value: OpenResponse = { backend: shard.storage.backend, backendReason: shard.storage.reason, recovery: shard.recovery }
+      const value: OpenResponse = {
+        backend: shard.storage.backend,
+        backendReason: shard.storage.reason,
+        recovery: shard.recovery,
+        orderedView: shard.orderedView,
+      }
       return { ok: true, value }
     }
     case 'write': {

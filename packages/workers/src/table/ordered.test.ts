@@ -8,6 +8,7 @@ import { encodeRecord, recordBytes, recordKindDelete, recordKindPut } from '../f
 import { forEachPackedEntry } from '../protocol.js'
 import { MapTable, type KeyRange, type Table } from './table.js'
 import { WasmTable } from './wasm-table.js'
+import { batchesArbitrary, everything, rangeArbitrary } from '../testing/ordered-arbitraries.js'
 
 type Operation = { kind: 'put'; key: Uint8Array; value: Uint8Array } | { kind: 'delete'; key: Uint8Array }
 
@@ -52,36 +53,17 @@ function expectSameRanges(table: WasmTable, model: MapTable, ranges: readonly Ke
   }
 }
 
-const everything: KeyRange = { low: undefined, lowExclusive: false, high: undefined, highExclusive: false }
-
 function valueOf(length: number, stamp: number): Uint8Array {
   const value = new Uint8Array(length)
   for (let index = 0; index < length; index++) value[index] = (stamp * 131 + index * 7) & 0xff
   return value
 }
 
-/** Keys over a small alphabet, the empty key among them: they share prefixes, and many are prefixes of others. */
-const keyArbitrary = fc.uint8Array({ minLength: 0, maxLength: 12, max: 2 })
-const rangeArbitrary = fc.record({
-  low: fc.option(keyArbitrary, { nil: undefined }),
-  lowExclusive: fc.boolean(),
-  high: fc.option(keyArbitrary, { nil: undefined }),
-  highExclusive: fc.boolean(),
-})
-
 describe('the ordered view against a sorted Map', () => {
   test('random puts, overwrites and deletes: every range, both ways, in pages, as the sorted model says', () => {
     fc.assert(
       fc.property(
-        fc.array(
-          fc.array(
-            fc.record({ put: fc.boolean(), key: keyArbitrary, valueLength: fc.oneof(fc.nat(40), fc.integer({ min: 300, max: 2000 })) }),
-            {
-              maxLength: 300,
-            },
-          ),
-          { minLength: 1, maxLength: 12 },
-        ),
+        batchesArbitrary(12),
         fc.array(rangeArbitrary, { minLength: 1, maxLength: 6 }),
         fc.integer({ min: 1, max: 50 }),
         fc.integer({ min: 1, max: 3000 }),

@@ -10,6 +10,7 @@
 
 import { encodeRecord, forEachRecord, recordBytes, recordKindPut } from '../format/record.js'
 import { forEachPackedKey, packAnswers, packEntries, type KeyRange } from '../protocol.js'
+import type { WasmMemory } from './layout.js'
 
 export type { KeyRange }
 
@@ -50,6 +51,11 @@ export interface Table {
    * the walk began; WasmTable: see there), and checkpoint/checkpoint-writer.ts says why either is enough.
    */
   scan(): TableScan
+  /**
+   * The table's memory and its ordered view's root, when another thread can read the view there
+   * (WasmTable; ordered-reader.ts says how). MapTable has none.
+   */
+  sharedOrderedView?(): { memory: WasmMemory; root: () => number }
   /** Releases what the table holds; the table is unusable after. */
   dispose(): void
 }

@@ -10,15 +10,17 @@
 // its isolate's external memory, and a grow that puts that more than 64 MiB above its level at the last
 // full GC starts a GC of the worker for "external memory pressure" (incremental marking, then a full
 // pause), which frees nothing: the memory lives as long as the table. A shared memory is counted against
-// no isolate, so the table's growth starts no GC. The memory never leaves this module: answers are
-// copied out into ordinary, unshared buffers.
+// no isolate, so the table's growth starts no GC. Answers are copied out into ordinary, unshared buffers;
+// the memory itself leaves this module only as sharedOrderedView(), for a reader of the ordered view on
+// another thread (ordered-reader.ts).
 
 import { randomFillSync } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { keyBytesMax, RecordFormatError, recordHeaderBytes, recordKindPut, valueBytesMax } from '../format/record.js'
+import { keyBytesMax, RecordFormatError, valueBytesMax } from '../format/record.js'
 import { type KeyRange, type RangeRead, type Table, type TableScan } from './table.js'
 import { absentLength } from '../protocol.js'
+import { orderedLayoutFields, packListed, type ListFormat, type WasmMemory } from './layout.js'
 
 const pageBytes = 65536
 /** wasm32 addresses 65536 pages; the table keeps one back so that every address fits in a u32. */
@@ -67,11 +69,7 @@ export interface WasmTableStats {
   memoryBytesMax: number
 }
 
-// The WebAssembly API, typed here: the project's lib (ES2022, no DOM) does not declare it.
-interface WasmMemory {
-  /** A SharedArrayBuffer: the memory is shared (see the top). A grow makes a new, longer one. */
-  readonly buffer: ArrayBufferLike
-}
+// The WebAssembly API, typed here (WasmMemory in layout.ts): the project's lib (ES2022, no DOM) does not declare it.
 interface WasmGlobal {
   readonly value: number
 }
@@ -132,6 +130,8 @@ interface TableExports {
   errorRecordOffset(): number
   keyBytesMax(): number
   valueBytesMax(): number
+  orderedRoot(): number
+  orderedLayout(field: number): number
   statsWrite(): number
   hashForTest(pointer: number, length: number, compressionRounds: number, finalizationRounds: number): bigint
 }
@@ -221,6 +221,9 @@ export class WasmTable implements Table {
     const exports = instance.exports as unknown as TableExports
     if (exports.keyBytesMax() !== keyBytesMax || exports.valueBytesMax() !== valueBytesMax) {
       throw new Error('table.wasm was built with other key/value limits than format/record.ts: rebuild it')
+    }
+    if (orderedLayoutFields.some((value, field) => exports.orderedLayout(field) >>> 0 !== value)) {
+      throw new Error('table.wasm lays out its ordered view otherwise than table/layout.ts says: rebuild it, or fix layout.ts')
     }
     if (seed === undefined) {
       processKeyWords ??= randomFillSync(new Uint32Array(4))
@@ -423,6 +426,15 @@ export class WasmTable implements Table {
     return { packed: this.writeListed(list, count, format), count, more: exports.rangeMore() !== 0 }
   }
 
+  /**
+   * The memory and the ordered view's root, for an OrderedReader on another thread (ordered-reader.ts): the
+   * caller publishes the root and keeps the sequence word around every change (Shard does).
+   */
+  sharedOrderedView(): { memory: WasmMemory; root: () => number } {
+    const exports = this.live()
+    return { memory: this.memory!, root: () => exports.orderedRoot() >>> 0 }
+  }
+
   /** Entries in the ordered view, counted along its leaves: for tests (it equals `size`). */
   debugOrderedCount(): number {
     return this.live().orderedCount() >>> 0
@@ -438,46 +450,11 @@ export class WasmTable implements Table {
       const out = exports.outputPointer() >>> 0
       return this.bytes().slice(out, out + (exports.outputLength() >>> 0))
     }
-    // entry: u32 key length | class << 24, u32 value length, key, value (assembly/table.ts).
     const memory = this.bytes()
-    const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength)
-    const records = format === exports.listFormatRecords.value
-    const keysOnly = format === exports.listFormatKeys.value
-    const entryAt = (index: number): number => view.getUint32(list + 4 * index, true)
-    const keyLength = (entry: number): number => view.getUint32(entry, true) & 0xff_ffff
-    let bytes = 0
-    for (let index = 0; index < count; index++) {
-      const entry = entryAt(index)
-      bytes += keysOnly ? 4 + keyLength(entry) : (records ? recordHeaderBytes : 8) + keyLength(entry) + view.getUint32(entry + 4, true)
-    }
-    const out = new Uint8Array(bytes)
-    const outView = new DataView(out.buffer)
-    let offset = 0
-    for (let index = 0; index < count; index++) {
-      const entry = entryAt(index)
-      const keyBytes = keyLength(entry)
-      const valueBytes = view.getUint32(entry + 4, true)
-      const key = memory.subarray(entry + 8, entry + 8 + keyBytes)
-      const value = memory.subarray(entry + 8 + keyBytes, entry + 8 + keyBytes + valueBytes)
-      if (records) {
-        // record: u32 CRC (zero here), u32 kind, u32 key length, u32 value length, key, value (format/record.ts).
-        outView.setUint32(offset + 4, recordKindPut, true)
-        outView.setUint32(offset + 8, keyBytes, true)
-        outView.setUint32(offset + 12, valueBytes, true)
-        out.set(key, offset + recordHeaderBytes)
-        out.set(value, offset + recordHeaderBytes + keyBytes)
-        offset += recordHeaderBytes + keyBytes + valueBytes
-        continue
-      }
-      outView.setUint32(offset, keyBytes, true)
-      out.set(key, offset + 4)
-      offset += 4 + keyBytes
-      if (keysOnly) continue
-      outView.setUint32(offset, valueBytes, true)
-      out.set(value, offset + 4)
-      offset += 4 + valueBytes
-    }
-    return out
+    const addresses = new Uint32Array(memory.buffer, list, count)
+    const name: ListFormat =
+      format === exports.listFormatRecords.value ? 'records' : format === exports.listFormatKeys.value ? 'keys' : 'pairs'
+    return packListed(memory, addresses, count, name)
   }
 
   /** Bytes of linear memory the table has (grown, not necessarily touched). */
