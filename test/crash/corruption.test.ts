@@ -9,6 +9,7 @@
 //   - open succeeds without the final batch and nothing else changed (a torn tail), allowed only when
 //     the damage lies inside the final batch (or, for a file this test cannot parse, anywhere: printed).
 // Never: a wrong value, a key dropped from an earlier batch, an error of another kind, a crash.
+// And `ringkv verify` (its inspection, read-only) must agree: damage wherever the open refuses, none where it opens.
 // A cut inside the final batch must open (it is exactly what a torn write leaves).
 import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -16,6 +17,7 @@ import { join, relative } from 'node:path'
 import zlib from 'node:zlib'
 import { afterAll, describe, expect, it } from 'vitest'
 import { open } from '@ringkv/engine'
+import { inspectDatabase } from '@ringkv/workers'
 import { environmentNumber, model } from './harness.js'
 
 const batchMagic = 0x42564b52
@@ -97,6 +99,19 @@ function batchRanges(bytes: Buffer): { start: number; end: number; padding: numb
   if (ranges.length === 0) return undefined
   for (let rest = offset; rest < bytes.length; rest++) if (bytes[rest] !== 0) return undefined // only a zero tail may follow
   return ranges
+}
+
+/**
+ * The verdict of `ringkv verify` (the same inspection the command runs, in this process: thousands of
+ * damaged copies are checked): 'damaged' when a shard reports damage, or the manifest does not hold.
+ */
+function verify(dir: string): 'intact' | 'damaged' {
+  try {
+    const inspection = inspectDatabase(dir, { table: false })
+    return inspection.shards.some((shard) => shard.damage !== undefined || shard.failure !== undefined) ? 'damaged' : 'intact'
+  } catch {
+    return 'damaged'
+  }
 }
 
 type Outcome =
@@ -186,9 +201,15 @@ async function damageEveryFile(dir: string, states: State[], mode: 'flip' | 'cut
       } else {
         truncateSync(path, position)
       }
+      // What `ringkv verify` says of the damaged copy (read-only: it goes first, before the open may cut).
+      const verdict = verify(dir)
       const outcome = await classify(dir, states)
       restore(dir, saved)
       const where = `${mode} ${name} at byte ${position} of ${original.length}`
+      // verify agrees with open: damage where the open refuses, intact where it opens.
+      if (outcome.kind !== 'other' && verdict !== (outcome.kind === 'corrupt' ? 'damaged' : 'intact')) {
+        tally.failures.push(`${where}: verify says ${verdict}, the open ${outcome.kind === 'corrupt' ? 'refuses it' : 'opens it'}`)
+      }
       // Which batch the damage is in (intent segments), and which batches lie wholly before a cut.
       const batchIndex = ranges?.findIndex(({ start, end }) => position >= start && position < end)
       const inFinalBatch = ranges !== undefined && batchIndex === ranges.length - 1

@@ -22,10 +22,37 @@ export const formatVersion = 3
 export const routingName = 'fnv1a32-mod'
 export const shardsMax = 256
 
-interface Manifest {
+export interface Manifest {
   format: number
   shards: number
   routing: string
+}
+
+/**
+ * The manifest of the database at `directory`, read without opening it: NOT_A_DATABASE when there is none,
+ * WAL_CORRUPT when it does not hold.
+ */
+export function readDatabaseManifest(directory: string): Manifest {
+  const manifestPath = path.join(directory, manifestName)
+  if (!fs.existsSync(manifestPath)) {
+    throw new EngineError('NOT_A_DATABASE', `${directory} holds no ringkv database (no ${manifestName})`, { details: { directory } })
+  }
+  return readManifest(manifestPath)
+}
+
+/** Whether the database at `directory` is open now (its lock is held), in this process or another. Takes no lock that stays. */
+export function isOpenElsewhere(directory: string): boolean {
+  let fd: number
+  try {
+    fd = fs.openSync(path.join(directory, lockName), fs.constants.O_RDONLY)
+  } catch {
+    return false // no lock file: never opened, or not a database
+  }
+  try {
+    return !lockFile(fd)
+  } finally {
+    fs.closeSync(fd) // drops the lock if we took it
+  }
 }
 
 export function shardDirectory(directory: string, shard: number): string {

@@ -9,6 +9,7 @@ export type EngineErrorCode =
   | 'ENGINE_LOCKED' // the directory is open elsewhere, in this process or another
   | 'IO_ERROR' // a write or fdatasync failed; the shard refuses writes until reopened (cause: errno)
   | 'WAL_CORRUPT' // recovery found damage to acknowledged data (see log/recovery.ts)
+  | 'NOT_A_DATABASE' // a directory read as a database (inspect.ts, the CLI) holds no manifest
   | 'SHARD_FULL' // the shard's table has reached its memory limit
   | 'SHARD_COUNT_MISMATCH' // opened with a shard count other than the directory's
   | 'SHARD_FAILED' // the shard's worker died or could not start

@@ -13,6 +13,7 @@
 //   storage/        the backends under the log: io_uring (uring.ts), node:fs (fs.ts)
 //   format/         on-disk bytes: records and batches, completion records, segment names, the checksum
 //   protocol.ts     messages and shared-memory slots that cross threads; errors.ts, directory.ts
+//   inspect.ts      a read-only look into a directory (manifest, files, recovery's findings): the CLI's
 //   testing/        test doubles (simulated and held storage, the seeded simulator): not published
 
 export { EngineError, type EngineErrorCode, type IoFailure } from './errors.js'
@@ -27,7 +28,8 @@ export {
   encodeRecord,
   batchHeaderBytes,
 } from './format/record.js'
-export { DatabaseDirectory, prepareBackupTarget, shardDirectory, shardsMax } from './directory.js'
+export { DatabaseDirectory, prepareBackupTarget, readDatabaseManifest, shardDirectory, shardsMax, type Manifest } from './directory.js'
+export { inspectDatabase, type DatabaseInspection, type ShardInspection } from './inspect.js'
 export { Shard, segmentBytesDefault, type ShardOptions } from './shard.js'
 export { snapshotBytesMaxDefault, rangeFrom, type IteratorPage } from './iterators.js'
 export { OrderedReader, type InPlaceRead } from './table/ordered-reader.js'
