@@ -69,8 +69,8 @@ interface Command {
 const json = { json: { type: 'boolean' } } as const
 
 const commands: Record<string, Command> = {
-  info: { positionals: ['DIR'], options: json, run: ([directory], values) => info(directory!, values.json === true, true) },
-  verify: { positionals: ['DIR'], options: json, run: ([directory], values) => info(directory!, values.json === true, false) },
+  info: { positionals: ['DIR'], options: json, run: ([directory], values) => inspect(directory!, values.json === true, true) },
+  verify: { positionals: ['DIR'], options: json, run: ([directory], values) => inspect(directory!, values.json === true, false) },
   dump: {
     positionals: ['DIR'],
     options: {
@@ -163,11 +163,14 @@ async function withDatabase(directory: string, work: (db: Engine) => Promise<num
   }
 }
 
-async function info(directory: string, asJson: boolean, table: boolean): Promise<number> {
-  const shards = readDatabaseManifest(directory).shards
-  const progress = progressBar(table ? 'reading shards' : 'verifying shards', shards)
-  const inspection = inspectDatabase(directory, { table, onShard: (done) => progress.update(done) })
-  progress.stop()
+/** info (`table`: live entries counted) and verify: the report, and the exit code. */
+async function inspect(directory: string, asJson: boolean, table: boolean): Promise<number> {
+  let progress: ReturnType<typeof progressBar> | undefined
+  const inspection = inspectDatabase(directory, {
+    table,
+    onShard: (done, total) => (progress ??= progressBar(table ? 'reading shards' : 'verifying shards', total)).update(done),
+  })
+  progress?.stop()
   const damaged = inspection.shards.some((shard) => shard.damage !== undefined)
   const unreadable = inspection.shards.some((shard) => shard.failure !== undefined)
   report(asJson, { ...inspection, intact: !damaged && !unreadable }, () => describeInspection(inspection, table))

@@ -46,7 +46,7 @@ export interface DatabaseInspection {
 export interface InspectOptions {
   /** Replay into a table to count live entries and bytes (info); verify only checks. */
   table: boolean
-  /** Called after each shard, for progress. */
+  /** Called before the first shard (`done` 0) and after each, for progress. */
   onShard?: (done: number, total: number) => void
 }
 
@@ -55,6 +55,7 @@ export function inspectDatabase(directory: string, options: InspectOptions): Dat
   const manifest = readDatabaseManifest(directory)
   const openElsewhere = isOpenElsewhere(directory)
   const shards: ShardInspection[] = []
+  options.onShard?.(0, manifest.shards)
   for (let shard = 0; shard < manifest.shards; shard++) {
     shards.push(inspectShard(shardDirectory(directory, shard), shard, options.table))
     options.onShard?.(shard + 1, manifest.shards)

@@ -82,8 +82,9 @@ export class OrderedReader {
   }
 
   /**
-   * The entries within `range` in key order (`reverse`: descending), as Table.readRange gives them (at most
-   * `limit`, about `budgetBytes`, packed with or without `values`), read now from the shared memory; or
+   * The entries within `range` in key order (`reverse`: descending), those Table.readRange gives (at most
+   * `limit`, about `budgetBytes` as it counts them, with or without `values`), read now from the shared
+   * memory and copied out; or
    * undefined when it cannot be read consistently now (the shard has acknowledged writes not yet in its
    * table, or changed it during the walk): ask the shard instead.
    */
@@ -151,9 +152,9 @@ export class OrderedReader {
         leaf = this.view.getUint32(leaf + (reverse ? 8 : 12), true)
         if (leaf === 0) break
         if (!this.isLeaf(leaf)) throw torn
-        const count = this.count(leaf, leafCapacity)
-        if (count === 0 && ++emptyLeaves > emptyLeavesMax) throw torn
-        index = reverse ? count - 1 : 0
+        const leafEntryCount = this.count(leaf, leafCapacity)
+        if (leafEntryCount === 0 && ++emptyLeaves > emptyLeavesMax) throw torn
+        index = reverse ? leafEntryCount - 1 : 0
       }
       if (leaf === 0) break
       const entry = this.view.getUint32(leaf + leafEntries + 4 * index, true)

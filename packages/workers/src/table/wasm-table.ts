@@ -17,10 +17,10 @@
 import { randomFillSync } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { keyBytesMax, RecordFormatError, valueBytesMax } from '../format/record.js'
+import { keyBytesMax, RecordFormatError, recordHeaderBytes, recordKindPut, valueBytesMax } from '../format/record.js'
 import { type KeyRange, type RangeRead, type Table, type TableScan } from './table.js'
 import { absentLength } from '../protocol.js'
-import { orderedLayoutFields, packListed, type ListFormat, type WasmMemory } from './layout.js'
+import { orderedLayoutFields, type WasmMemory } from './layout.js'
 
 const pageBytes = 65536
 /** wasm32 addresses 65536 pages; the table keeps one back so that every address fits in a u32. */
@@ -450,11 +450,46 @@ export class WasmTable implements Table {
       const out = exports.outputPointer() >>> 0
       return this.bytes().slice(out, out + (exports.outputLength() >>> 0))
     }
+    // entry: u32 key length | class << 24, u32 value length, key, value (assembly/table.ts).
     const memory = this.bytes()
-    const addresses = new Uint32Array(memory.buffer, list, count)
-    const name: ListFormat =
-      format === exports.listFormatRecords.value ? 'records' : format === exports.listFormatKeys.value ? 'keys' : 'pairs'
-    return packListed(memory, addresses, count, name)
+    const view = new DataView(memory.buffer, memory.byteOffset, memory.byteLength)
+    const records = format === exports.listFormatRecords.value
+    const keysOnly = format === exports.listFormatKeys.value
+    const entryAt = (index: number): number => view.getUint32(list + 4 * index, true)
+    const keyLength = (entry: number): number => view.getUint32(entry, true) & 0xff_ffff
+    let bytes = 0
+    for (let index = 0; index < count; index++) {
+      const entry = entryAt(index)
+      bytes += keysOnly ? 4 + keyLength(entry) : (records ? recordHeaderBytes : 8) + keyLength(entry) + view.getUint32(entry + 4, true)
+    }
+    const out = new Uint8Array(bytes)
+    const outView = new DataView(out.buffer)
+    let offset = 0
+    for (let index = 0; index < count; index++) {
+      const entry = entryAt(index)
+      const keyBytes = keyLength(entry)
+      const valueBytes = view.getUint32(entry + 4, true)
+      const key = memory.subarray(entry + 8, entry + 8 + keyBytes)
+      const value = memory.subarray(entry + 8 + keyBytes, entry + 8 + keyBytes + valueBytes)
+      if (records) {
+        // record: u32 CRC (zero here), u32 kind, u32 key length, u32 value length, key, value (format/record.ts).
+        outView.setUint32(offset + 4, recordKindPut, true)
+        outView.setUint32(offset + 8, keyBytes, true)
+        outView.setUint32(offset + 12, valueBytes, true)
+        out.set(key, offset + recordHeaderBytes)
+        out.set(value, offset + recordHeaderBytes + keyBytes)
+        offset += recordHeaderBytes + keyBytes + valueBytes
+        continue
+      }
+      outView.setUint32(offset, keyBytes, true)
+      out.set(key, offset + 4)
+      offset += 4 + keyBytes
+      if (keysOnly) continue
+      outView.setUint32(offset, valueBytes, true)
+      out.set(value, offset + 4)
+      offset += 4 + valueBytes
+    }
+    return out
   }
 
   /** Bytes of linear memory the table has (grown, not necessarily touched). */
