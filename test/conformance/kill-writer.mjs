@@ -1,20 +1,48 @@
 // Child process for the SIGKILL test: runs `clients` logical clients, each doing the steps of
 // kill-plan.mjs one after the other, and prints "ack <client> <step>" only after a step's promise resolved.
-import { open } from '@ringkv/engine'
+// With `threads` > 1, the clients are spread over that many threads: this one (which opened the database)
+// and threads - 1 worker threads, each writing through a handle (share/attach) and passing its
+// acknowledgements here to be printed.
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
+import { attach, open } from '@ringkv/engine'
 import { plan } from './kill-plan.mjs'
 
-const [directory, backend, shardsText, clientsText] = process.argv.slice(2)
-const db = await open(directory, { backend, shards: Number(shardsText) })
-const clients = Number(clientsText)
+let report
+let db
+let clients
+let threads
+let thread
 
-let lines = []
-function report(line) {
-  if (lines.length === 0)
-    setImmediate(() => {
-      process.stdout.write(lines.join(''))
-      lines = []
+if (isMainThread) {
+  const [directory, backend, shardsText, clientsText, threadsText = '1'] = process.argv.slice(2)
+  db = await open(directory, { backend, shards: Number(shardsText) })
+  clients = Number(clientsText)
+  threads = Number(threadsText)
+  thread = 0
+  let lines = []
+  report = (line) => {
+    if (lines.length === 0)
+      setImmediate(() => {
+        process.stdout.write(lines.join(''))
+        lines = []
+      })
+    lines.push(line)
+  }
+  const started = []
+  for (let other = 1; other < threads; other++) {
+    const share = db.share()
+    const worker = new Worker(new URL(import.meta.url), {
+      workerData: { share, clients, threads, thread: other },
+      transferList: share.transferList,
     })
-  lines.push(line)
+    worker.on('message', (message) => (message === 'ready' ? undefined : report(message)))
+    started.push(new Promise((resolve) => worker.once('message', resolve)))
+  }
+  await Promise.all(started)
+} else {
+  db = attach(workerData.share)
+  ;({ clients, threads, thread } = workerData)
+  report = (line) => parentPort.postMessage(line)
 }
 
 async function client(id) {
@@ -31,5 +59,6 @@ async function client(id) {
   }
 }
 
-process.stdout.write('ready\n')
-for (let id = 0; id < clients; id++) client(id)
+if (isMainThread) process.stdout.write('ready\n')
+else parentPort.postMessage('ready')
+for (let id = thread; id < clients; id += threads) client(id)

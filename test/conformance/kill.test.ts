@@ -1,6 +1,7 @@
 // A writer child with many writes in flight is killed with SIGKILL at a random moment; every write it
 // reported acknowledged must be there after reopen, with its exact value, and a scan in key order gives
-// exactly what the reads give. (Process crash only: the page
+// exactly what the reads give. The writers run in the thread that opened the database, or spread over
+// several threads, all but one writing through handles (share/attach). (Process crash only: the page
 // cache survives. Power loss is tested in test/crash/.)
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -17,10 +18,16 @@ const clients = 64
 
 type State = Map<string, string | null>
 
-async function killRound(backend: BackendCase['backend'], delayMs: number): Promise<{ acknowledged: number; keys: number }> {
+async function killRound(
+  backend: BackendCase['backend'],
+  delayMs: number,
+  threads: number,
+): Promise<{ acknowledged: number; keys: number; threadsAcknowledging: number }> {
   const { directory, remove } = temporaryDirectory(`kill-${backend}`)
   try {
-    const child = spawn(process.execPath, [writer, directory, backend, '2', String(clients)], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, [writer, directory, backend, '2', String(clients), String(threads)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
     const lastAcknowledged = new Array<number>(clients).fill(-1)
     let acknowledged = 0
     let buffered = ''
@@ -73,7 +80,9 @@ async function killRound(backend: BackendCase['backend'], delayMs: number): Prom
     } finally {
       await db.close()
     }
-    return { acknowledged, keys }
+    // Client id runs in thread id % threads: count the threads whose writes were acknowledged.
+    const threadsAcknowledging = new Set(lastAcknowledged.flatMap((step, id) => (step >= 0 ? [id % threads] : []))).size
+    return { acknowledged, keys, threadsAcknowledging }
   } finally {
     remove()
   }
@@ -81,15 +90,19 @@ async function killRound(backend: BackendCase['backend'], delayMs: number): Prom
 
 for (const { backend, skip } of backendCases) {
   describe.skipIf(skip !== undefined)(`SIGKILL of a writer on ${backend}`, () => {
-    it(`loses no acknowledged write over ${rounds} random kills`, async () => {
-      for (let round = 0; round < rounds; round++) {
-        const delayMs = 100 + Math.floor(Math.random() * 400)
-        const { acknowledged, keys } = await killRound(backend, delayMs)
-        console.log(
-          `[kill ${backend}] round ${round}: killed after ${delayMs} ms; ${acknowledged} acknowledged steps; ${keys} keys checked`,
-        )
-        expect(acknowledged).toBeGreaterThan(0)
-      }
-    })
+    for (const threads of [1, 3]) {
+      it(`loses no acknowledged write over ${rounds} random kills, writers in ${threads} thread(s)`, async () => {
+        for (let round = 0; round < rounds; round++) {
+          const delayMs = 100 + Math.floor(Math.random() * 400)
+          const { acknowledged, keys, threadsAcknowledging } = await killRound(backend, delayMs, threads)
+          console.log(
+            `[kill ${backend}, ${threads} threads] round ${round}: killed after ${delayMs} ms; ${acknowledged} acknowledged steps ` +
+              `from ${threadsAcknowledging} threads; ${keys} keys checked`,
+          )
+          expect(acknowledged).toBeGreaterThan(0)
+          expect(threadsAcknowledging).toBe(threads)
+        }
+      })
+    }
   })
 }

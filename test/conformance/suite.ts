@@ -16,6 +16,7 @@ import {
 import { completionRecordBytes, keyBytesMax, segmentName, shardDirectory, valueBytesMax } from '@ringkv/workers'
 import type { BackendCase } from './backends.js'
 import { childOpen } from './child.js'
+import { openThroughHandle } from './handle.js'
 import { temporaryDirectory } from './temp.js'
 
 const text = (value: Uint8Array | undefined): string | undefined => (value === undefined ? undefined : Buffer.from(value).toString())
@@ -35,8 +36,13 @@ async function expectArgumentErrors(cases: readonly ArgumentCase[]): Promise<voi
   }
 }
 
-export function suite({ backend, skip }: BackendCase): void {
-  describe.skipIf(skip !== undefined)(`engine on ${backend}`, () => {
+/**
+ * `through`: 'opener', the engine that opened the database; 'handle', a handle made by attach() in this
+ * thread on a database opened (and closed) in another thread (handle.ts).
+ */
+export function suite({ backend, skip }: BackendCase, through: 'opener' | 'handle' = 'opener'): void {
+  const name = through === 'opener' ? `engine on ${backend}` : `engine on ${backend}, through a handle (opened in another thread)`
+  describe.skipIf(skip !== undefined)(name, () => {
     let directory: string
     let remove: () => void
     let db: Engine | undefined
@@ -51,7 +57,8 @@ export function suite({ backend, skip }: BackendCase): void {
     })
 
     const openDb = async (options: Parameters<typeof open>[1] = {}): Promise<Engine> => {
-      db = await open(directory, { backend, ...options })
+      db =
+        through === 'opener' ? await open(directory, { backend, ...options }) : await openThroughHandle(directory, { backend, ...options })
       return db
     }
 

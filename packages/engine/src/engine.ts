@@ -1,6 +1,12 @@
 // The façade: what application code calls. It checks arguments, routes each key to its shard, and
 // turns shard answers into promises. It never touches a file descriptor: the directory lock and the
 // manifest belong to @ringkv/workers, the log to the shard workers.
+//
+// One process opens a database (open: the directory lock, one thread per shard); any of its threads may then
+// use it, each through an Engine of its own: share() gives a DatabaseShare to post to another thread, and
+// attach() there makes it an Engine with the same API, whose clients talk to the shards' workers directly
+// (shard-client.ts), not through the opener's thread. The README's "Clients in several threads" says what a
+// handle may do and what happens to it when the database closes or its thread ends.
 
 import os from 'node:os'
 import path from 'node:path'
@@ -8,6 +14,9 @@ import { isMainThread } from 'node:worker_threads'
 import {
   DatabaseDirectory,
   EngineError,
+  databaseShareKind,
+  databaseSlotClosed,
+  databaseStateBytes,
   recordKindDelete,
   recordKindPut,
   segmentBytesDefault,
@@ -17,7 +26,9 @@ import {
   syncDirectory,
   type AutoCheckpoint,
   type BackendChoice,
+  type DatabaseShare,
   type RecoveryReport,
+  type ShardShare,
 } from '@ringkv/workers'
 import {
   argumentError,
@@ -32,6 +43,7 @@ import {
 import { EngineIterator, MappedIterator, type Entry, type IteratorOwner } from './iterator.js'
 import { shardOf } from './routing.js'
 import { ShardClient, type ShardStats, type WriteOperation } from './shard-client.js'
+import { ShardThread } from './shard-thread.js'
 
 // libuv's threadpool is one per process, shared by the main thread and every shard's worker thread. The
 // io_uring backend's appends do not use it (a shard waits on its rings on its own thread), but the fs
@@ -100,18 +112,26 @@ function closedError(): EngineError {
   return new EngineError('ENGINE_CLOSED', 'the engine is closed')
 }
 
+/** What only the engine that opened the database holds: the directory lock and the shards' threads. */
+interface Opener {
+  lock: DatabaseDirectory
+  threads: ShardThread[]
+}
+
 export class Engine {
   private closed = false
   private closing: Promise<void> | undefined
   /** What iterators see of the engine: they fail once it closes. */
-  private readonly owner: IteratorOwner = {
-    closed: false,
-  }
+  private readonly owner: IteratorOwner = Object.defineProperty({} as IteratorOwner, 'closed', { get: () => this.isClosed })
 
   private constructor(
     readonly directory: string,
     private readonly clients: ShardClient[],
-    private readonly lock: DatabaseDirectory,
+    private readonly bytesInFlightMax: number,
+    /** The database's state slot (protocol.ts), shared with every handle. */
+    private readonly state: Int32Array,
+    /** Undefined for a handle made by attach(). */
+    private readonly opener: Opener | undefined,
   ) {}
 
   static async open(directory: string, options: OpenOptions = {}): Promise<Engine> {
@@ -156,20 +176,55 @@ export class Engine {
 
     const absolute = path.resolve(directory)
     const lock = DatabaseDirectory.open(absolute, shards, shardsDefault())
-    const clients: ShardClient[] = []
-    for (let shard = 0; shard < lock.shards; shard++) clients.push(new ShardClient(shard, bytesInFlightMax))
+    const threads = Array.from({ length: lock.shards }, (_, shard) => new ShardThread(shard))
     const opened = await Promise.allSettled(
-      clients.map((client) =>
-        client.open(shardDirectory(absolute, client.shard), backend, batchBytesMax, recovery, segmentBytes, autoCheckpoint),
+      threads.map((thread) =>
+        thread.open({ directory: shardDirectory(absolute, thread.shard), backend, batchBytesMax, recovery, segmentBytes, autoCheckpoint }),
       ),
     )
+    const links = opened.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []))
     const failed = opened.find((result): result is PromiseRejectedResult => result.status === 'rejected')
     if (failed !== undefined) {
-      await Promise.allSettled(clients.map((client) => client.close()))
+      for (const link of links) link.port.close()
+      await Promise.allSettled(threads.map((thread) => thread.close()))
       lock.release()
       throw failed.reason
     }
-    return new Engine(absolute, clients, lock)
+    const state = new Int32Array(new SharedArrayBuffer(databaseStateBytes))
+    const clients = links.map((link) => new ShardClient(link, bytesInFlightMax, state))
+    return new Engine(absolute, clients, bytesInFlightMax, state, { lock, threads })
+  }
+
+  /**
+   * The database as another of this process's threads can use it: post the share there (postMessage or
+   * workerData, transferring `share.transferList`) and call attach() on it in that thread. Each share holds
+   * connections of its own, so it serves one thread; call share() again for the next. Works on a handle too.
+   */
+  share(): DatabaseShare {
+    if (this.isClosed) throw closedError()
+    const shards: ShardShare[] = this.clients.map((client) => client.share())
+    return {
+      kind: databaseShareKind,
+      directory: this.directory,
+      bytesInFlightMax: this.bytesInFlightMax,
+      state: this.state.buffer as SharedArrayBuffer,
+      shards,
+      transferList: shards.map((shard) => shard.port),
+    }
+  }
+
+  /**
+   * An Engine over a share() posted to this thread: the same API, talking to the shards directly. Its close()
+   * closes this handle only (its writes in flight settle first); once the opener closes the database, its
+   * calls fail with ENGINE_CLOSED.
+   */
+  static attach(share: DatabaseShare): Engine {
+    if (typeof share !== 'object' || share === null || share.kind !== databaseShareKind || !Array.isArray(share.shards)) {
+      throw argumentError(TypeError, 'INVALID_ARGUMENT', 'share must be what Engine.share() returned, posted to this thread')
+    }
+    const state = new Int32Array(share.state)
+    const clients = share.shards.map((shard) => new ShardClient(shard, share.bytesInFlightMax, state))
+    return new Engine(share.directory, clients, share.bytesInFlightMax, state, undefined)
   }
 
   /** The shard count (fixed for the directory's life). */
@@ -179,14 +234,20 @@ export class Engine {
 
   /** What recovery did on open, per shard. */
   get recovery(): RecoveryReport[] {
-    return this.clients.map((client) => client.recovery!)
+    return this.clients.map((client) => client.recovery)
+  }
+
+  /** Whether calls fail with ENGINE_CLOSED: this engine, or the database it is a handle of, was closed. */
+  get isClosed(): boolean {
+    if (!this.closed && Atomics.load(this.state, databaseSlotClosed) === 1) this.markClosed()
+    return this.closed
   }
 
   put(key: string | Uint8Array, value: string | Uint8Array): Promise<void> {
     try {
       const keyData = keyBytes(key)
       const valueData = valueBytes(value)
-      if (this.closed) return Promise.reject(closedError())
+      if (this.isClosed) return Promise.reject(closedError())
       return this.route(keyData).writeOne(recordKindPut, keyData, valueData)
     } catch (error) {
       return Promise.reject(error)
@@ -196,7 +257,7 @@ export class Engine {
   delete(key: string | Uint8Array): Promise<void> {
     try {
       const keyData = keyBytes(key)
-      if (this.closed) return Promise.reject(closedError())
+      if (this.isClosed) return Promise.reject(closedError())
       return this.route(keyData).writeOne(recordKindDelete, keyData, undefined)
     } catch (error) {
       return Promise.reject(error)
@@ -209,7 +270,7 @@ export class Engine {
       // Reads wait for the end of the tick (one message per shard), and a caller may reuse its buffer
       // before then (Node's streams do): keep the bytes it has now. A string's encoding is already ours.
       const keyData = checked === key ? new Uint8Array(checked) : checked
-      if (this.closed) return Promise.reject(closedError())
+      if (this.isClosed) return Promise.reject(closedError())
       return this.route(keyData).read(keyData)
     } catch (error) {
       return Promise.reject(error)
@@ -230,7 +291,7 @@ export class Engine {
         // Kept as they are now: the caller may reuse its buffers before the reads leave (see get).
         return bytes === key ? new Uint8Array(bytes) : bytes
       })
-      if (this.closed) return Promise.reject(closedError())
+      if (this.isClosed) return Promise.reject(closedError())
       return Promise.all(checked.map((key) => this.route(key).read(key)))
     } catch (error) {
       return Promise.reject(error)
@@ -267,7 +328,7 @@ export class Engine {
       if (list === undefined) perShard.set(shard, [write])
       else list.push(write)
     })
-    if (this.closed) throw closedError()
+    if (this.isClosed) throw closedError()
     await Promise.all([...perShard].map(([shard, writes]) => this.clients[shard]!.write(writes)))
   }
 
@@ -278,7 +339,7 @@ export class Engine {
    * as they were, and it goes on taking writes unless its log failed too.
    */
   async compact(): Promise<void> {
-    if (this.closed) throw closedError()
+    if (this.isClosed) throw closedError()
     await Promise.all(this.clients.map((client) => client.checkpoint()))
   }
 
@@ -291,7 +352,7 @@ export class Engine {
    * directory of the backup is durable when this resolves.
    */
   async backup(target: string): Promise<void> {
-    if (this.closed) throw closedError()
+    if (this.isClosed) throw closedError()
     if (typeof target !== 'string' || target.length === 0) {
       throw argumentError(TypeError, 'INVALID_ARGUMENT', 'target must be a non-empty string')
     }
@@ -309,21 +370,21 @@ export class Engine {
    */
   iterator(options?: IteratorOptions): EngineIterator {
     const { range, reverse, limit } = iteratorOptions(options)
-    if (this.closed) throw closedError()
+    if (this.isClosed) throw closedError()
     return new EngineIterator(this.owner, this.clients, range, reverse, limit, true)
   }
 
   /** The keys of iterator(options), without reading values out of the shards. */
   keys(options?: IteratorOptions): MappedIterator<Uint8Array> {
     const { range, reverse, limit } = iteratorOptions(options)
-    if (this.closed) throw closedError()
+    if (this.isClosed) throw closedError()
     return new MappedIterator(new EngineIterator(this.owner, this.clients, range, reverse, limit, false), (entry: Entry) => entry[0])
   }
 
   /** The values of iterator(options), in their keys' order. */
   values(options?: IteratorOptions): MappedIterator<Uint8Array> {
     const { range, reverse, limit } = iteratorOptions(options)
-    if (this.closed) throw closedError()
+    if (this.isClosed) throw closedError()
     return new MappedIterator(new EngineIterator(this.owner, this.clients, range, reverse, limit, true), (entry: Entry) => entry[1])
   }
 
@@ -335,29 +396,40 @@ export class Engine {
    */
   async clear(options?: RangeOptions): Promise<void> {
     const range = keyRange(options)
-    if (this.closed) throw closedError()
+    if (this.isClosed) throw closedError()
     await Promise.all(this.clients.map((client) => client.clear(range)))
   }
 
   stats(): EngineStats {
-    if (this.closed) throw closedError()
+    if (this.isClosed) throw closedError()
     return { shards: this.clients.map((client) => client.snapshot()) }
   }
 
-  /** Waits for every write already issued, stops the workers, releases rings, files and the lock. */
+  /**
+   * Waits for every write already issued here, then closes. The opener's engine closes the database: every
+   * handle's calls fail with ENGINE_CLOSED from then on, the writes the shards have taken (from any thread)
+   * are answered, the workers stop, and rings, files and the lock are released. A handle's close() closes
+   * only that handle.
+   */
   close(): Promise<void> {
     if (this.closing === undefined) {
-      this.closed = true
-      ;(this.owner as { closed: boolean }).closed = true
+      if (this.opener !== undefined) Atomics.store(this.state, databaseSlotClosed, 1)
+      this.markClosed()
+      const opener = this.opener
       this.closing = (async () => {
         try {
           await Promise.all(this.clients.map((client) => client.close()))
+          if (opener !== undefined) await Promise.all(opener.threads.map((thread) => thread.close()))
         } finally {
-          this.lock.release()
+          opener?.lock.release()
         }
       })()
     }
     return this.closing
+  }
+
+  private markClosed(): void {
+    this.closed = true
   }
 
   private route(key: Uint8Array): ShardClient {
@@ -367,4 +439,9 @@ export class Engine {
 
 export function open(directory: string, options?: OpenOptions): Promise<Engine> {
   return Engine.open(directory, options)
+}
+
+/** Engine.attach: a handle, in this thread, on a database another thread opened and shared. */
+export function attach(share: DatabaseShare): Engine {
+  return Engine.attach(share)
 }

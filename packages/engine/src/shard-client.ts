@@ -1,27 +1,30 @@
-// The façade's side of one shard: a Piscina pool of exactly one thread (so the worker is pinned to its
-// shard and keeps its state), the writes and reads gathered in the current chunk, and the bound on bytes
-// in flight. It owns those queues and promises:
+// One client's side of one shard: the connection to its worker (a MessagePort: protocol.ts), the writes and
+// reads gathered in the current chunk, and the bound on bytes in flight. The thread that opened the
+// database has one per shard; so has each handle in another thread (engine.ts: share, attach): the same code,
+// each talking to the shard's worker directly. It owns those queues and promises:
 // - writes made in the same tick travel to the worker as one write message, cut into several once a
 //   message holds `chunkBytes` (so that the worker seals and commits one while the next is encoded);
 //   reads made in the same tick travel as one read message;
 // - a write's promise resolves only when the worker says its batch is durable. The writes of one message
 //   are one request to the worker, acknowledged or failed together, so they share one promise: callers of
 //   put() and delete() in one chunk get the same Promise object (no promise and no closures per write);
-// - at most `bytesInFlightMax` record bytes are queued or in flight; past that, callers wait in order
-//   (backpressure) instead of memory growing. One request larger than the bound still goes, alone.
+// - at most `bytesInFlightMax` record bytes per shard are queued or in flight, across every client of every
+//   thread (the shard's flow slots: protocol.ts); past that, callers wait in order (backpressure) instead of
+//   memory growing. One request larger than the bound still goes, alone.
 
 import assert from 'node:assert/strict'
-import { createRequire } from 'node:module'
-import { pathToFileURL } from 'node:url'
-import { Piscina } from 'piscina'
+import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import {
   EngineError,
   OrderedReader,
   forEachPackedAnswer,
   encodeRecord,
+  flowBytes,
+  flowSlotBytesInFlight,
+  flowSlotWaiters,
   packKeys,
+  reservedStateBytes,
   recordBytes,
-  statsBytes,
   statsSlotBatches,
   statsSlotBytes,
   statsSlotLatencyFirst,
@@ -41,28 +44,26 @@ import {
   statsSlotCheckpointBytes,
   statsSlotCheckpointStepMsMax,
   statsSlotCheckpointBatchLatencyMaxUs,
+  databaseSlotClosed,
   latencyBucketCount,
   latencyBucketFloor,
-  type BackendChoice,
   type BackendName,
-  type AutoCheckpoint,
   type BackupResult,
+  type ChannelAnswer,
+  type ChannelMessage,
+  type ChannelRequest,
   type CheckpointResult,
   type ErrorDescription,
   type IteratePage,
   type IteratorPage,
   type KeyRange,
-  type OpenResponse,
   type InPlaceRead,
+  type OrderedViewShare,
   type RecoveryReport,
-  type ShardRequest,
   type ShardResponse,
+  type ShardShare,
 } from '@ringkv/workers'
 
-const workerPath = pathToFileURL(createRequire(import.meta.url).resolve('@ringkv/workers/worker')).href
-
-/** Write tasks a shard's worker runs at once (each stays open until its batch is durable). */
-export const tasksPerShardMax = 4096
 /**
  * A write message is sent as soon as it holds this many record bytes, without waiting for the end of
  * the tick. Measured with 4096 clients awaiting 16 B / 100 B puts on one shard: with one message per
@@ -160,17 +161,30 @@ export function errorFrom(description: ErrorDescription): EngineError {
   })
 }
 
+/** Atomics.waitAsync (ES2024; in Node 20's V8, not in this project's ES2022 lib types). */
+const waitAsync = (
+  Atomics as unknown as {
+    waitAsync(array: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> }
+  }
+).waitAsync
+
 export class ShardClient {
-  backend: BackendName = 'fs'
-  backendReason = ''
-  recovery: RecoveryReport | undefined
-  private readonly pool: Piscina
+  readonly shard: number
+  readonly backend: BackendName
+  readonly backendReason: string
+  readonly recovery: RecoveryReport
+  private readonly port: MessagePort
   private readonly stats: Float64Array
+  private readonly flow: Int32Array
+  /** This connection's part of the shard's flow count. */
+  private readonly reserved: Int32Array
+  private readonly orderedView: OrderedViewShare | undefined
   /** The shard's ordered view, read in place (undefined: none shared, or the client is closed). */
   private reader: OrderedReader | undefined
   private pagesReadInPlace = 0
   private closed = false
-  private readonly statsBuffer: SharedArrayBuffer
+  /** The connection closed under this client: the worker stopped, or was ended with the database. */
+  private disconnected = false
 
   private writeBuffer = new Uint8Array(writeBufferBytes)
   private writeView = new DataView(this.writeBuffer.buffer)
@@ -190,54 +204,64 @@ export class ShardClient {
   private closeSettlers: (() => void)[] = []
 
   private postScheduled = false
-  private bytesInFlight = 0
   private readonly blocked: Blocked[] = []
-  private tasksInFlight = 0
+  /** A wait for the flow slot to go down is armed (Atomics.waitAsync). */
+  private waitingForRoom = false
+  private nextRequestId = 1
+  private readonly answers = new Map<number, (response: ShardResponse<unknown>) => void>()
+  /** The port keeps the thread alive: only while requests are in flight or writers wait. */
+  private portReferenced = true
   private idleWaiters: (() => void)[] = []
   private failure: EngineError | undefined
 
+  /**
+   * A client over `link`'s connection. `database` is the database's state slot (protocol.ts): set once the
+   * opener closes the database, after which a closed connection means ENGINE_CLOSED rather than a failure.
+   */
   constructor(
-    readonly shard: number,
+    link: ShardShare,
     private readonly bytesInFlightMax: number,
+    private readonly database: Int32Array,
   ) {
-    this.statsBuffer = new SharedArrayBuffer(statsBytes)
-    this.stats = new Float64Array(this.statsBuffer)
-    this.pool = new Piscina({
-      filename: workerPath,
-      name: 'default',
-      minThreads: 1,
-      maxThreads: 1,
-      concurrentTasksPerWorker: tasksPerShardMax,
-      // The default, 'sync', parks an idle worker in Atomics.wait, which would stall its completion loop.
-      atomics: 'disabled',
-      idleTimeout: Number.POSITIVE_INFINITY,
+    this.shard = link.shard
+    this.backend = link.backend
+    this.backendReason = link.backendReason
+    this.recovery = link.recovery
+    this.port = link.port
+    this.stats = new Float64Array(link.stats)
+    this.flow = new Int32Array(link.flow)
+    this.reserved = new Int32Array(link.reserved)
+    this.orderedView = link.orderedView
+    this.reader = link.orderedView === undefined ? undefined : OrderedReader.from(link.orderedView)
+    this.port.on('message', (message: ChannelAnswer) => {
+      const answer = this.answers.get(message.id)
+      this.answers.delete(message.id)
+      answer?.(message.response)
     })
+    this.port.on('close', () => this.disconnect())
+    this.refreshReference()
   }
 
-  async open(
-    directory: string,
-    backend: BackendChoice,
-    batchBytesMax: number,
-    recovery: 'strict' | 'truncate',
-    segmentBytes: number,
-    autoCheckpoint: AutoCheckpoint | false,
-  ): Promise<void> {
-    const response = (await this.send({
-      type: 'open',
-      directory,
+  /**
+   * The shard for a handle in another thread, with a new connection to it (its port, to be transferred there).
+   * The worker listens on that port once this client's connect request reaches it; what is sent on it
+   * before waits for that.
+   */
+  share(): ShardShare {
+    const channel = new MessageChannel()
+    const reserved = new SharedArrayBuffer(reservedStateBytes)
+    void this.send({ type: 'connect', port: channel.port2, reserved }, [channel.port2])
+    return {
       shard: this.shard,
-      backend,
-      batchBytesMax,
-      recovery,
-      segmentBytes,
-      stats: this.statsBuffer,
-      autoCheckpoint,
-    })) as ShardResponse<OpenResponse>
-    if (!response.ok) throw errorFrom(response.error)
-    this.backend = response.value.backend
-    this.backendReason = response.value.backendReason
-    this.recovery = response.value.recovery
-    this.reader = response.value.orderedView === undefined ? undefined : OrderedReader.from(response.value.orderedView)
+      port: channel.port1,
+      reserved,
+      stats: this.stats.buffer as SharedArrayBuffer,
+      flow: this.flow.buffer as SharedArrayBuffer,
+      orderedView: this.orderedView,
+      backend: this.backend,
+      backendReason: this.backendReason,
+      recovery: this.recovery,
+    }
   }
 
   /**
@@ -262,7 +286,8 @@ export class ShardClient {
   /** Queues one record (a put or a delete); resolves once the batch holding it is durable. */
   writeOne(kind: number, key: Uint8Array, value: Uint8Array | undefined): Promise<undefined> {
     const bytes = recordBytes(key.length, value === undefined ? 0 : value.length)
-    if (this.failure !== undefined || !this.hasRoomFor(bytes)) return this.write([{ kind, key, value }])
+    if (this.failure !== undefined) return Promise.reject(this.failure)
+    if (this.blocked.length > 0 || !this.reserve(bytes)) return this.block([{ kind, key, value }], bytes)
     const promise = this.joinChunk(bytes)
     this.writeUsed = encodeRecord(this.writeBuffer, this.writeView, this.writeUsed, kind, key, value)
     this.writeCount += 1
@@ -275,21 +300,25 @@ export class ShardClient {
     if (this.failure !== undefined) return Promise.reject(this.failure)
     let bytes = 0
     for (const operation of operations) bytes += recordBytes(operation.key.length, operation.value?.length ?? 0)
-    if (!this.hasRoomFor(bytes)) {
-      return new Promise<undefined>((resolve, reject) => {
-        // Keep the caller's bytes as they are now: a caller may reuse its Uint8Array after the call.
-        // new Uint8Array(bytes) copies; a Buffer's slice() would not (it is a view, like subarray).
-        const copies = operations.map((operation) => ({
-          kind: operation.kind,
-          key: new Uint8Array(operation.key),
-          value: operation.value === undefined ? undefined : new Uint8Array(operation.value),
-        }))
-        this.blocked.push({ operations: copies, bytes, settler: { resolve, reject } })
-      })
-    }
+    if (this.blocked.length > 0 || !this.reserve(bytes)) return this.block(operations, bytes)
     const promise = this.joinChunk(bytes)
     this.enqueueWrite(operations)
     return promise
+  }
+
+  /** Queues writes that found no room: they go, in order, once the shard's count lets them (unblock). */
+  private block(operations: WriteOperation[], bytes: number): Promise<undefined> {
+    return new Promise<undefined>((resolve, reject) => {
+      // Keep the caller's bytes as they are now: a caller may reuse its Uint8Array after the call.
+      // new Uint8Array(bytes) copies; a Buffer's slice() would not (it is a view, like subarray).
+      const copies = operations.map((operation) => ({
+        kind: operation.kind,
+        key: new Uint8Array(operation.key),
+        value: operation.value === undefined ? undefined : new Uint8Array(operation.value),
+      }))
+      this.blocked.push({ operations: copies, bytes, settler: { resolve, reject } })
+      this.waitForRoom()
+    })
   }
 
   /** Queues a read for the end of the tick: `key` is read then, so it must be the caller's own copy. */
@@ -299,6 +328,11 @@ export class ShardClient {
       this.readSettlers.push({ resolve, reject })
       this.schedulePost()
     })
+  }
+
+  /** The record bytes queued or in flight to the shard, from every client of every thread. */
+  get bytesInFlight(): number {
+    return Atomics.load(this.flow, flowSlotBytesInFlight)
   }
 
   snapshot(): ShardStats {
@@ -350,29 +384,19 @@ export class ShardClient {
 
   /**
    * Checkpoints the shard as of every batch durable when the worker takes the request, and retires the log
-   * it covers. Not counted as a task in flight: close() does not wait for it, it stops it (ENGINE_CLOSED).
+   * it covers. Not waited for by close(): closing the database stops it (ENGINE_CLOSED).
    */
   async checkpoint(): Promise<CheckpointResult | undefined> {
     if (this.failure !== undefined) throw this.failure
-    let response: ShardResponse<unknown>
-    try {
-      response = (await this.pool.run({ type: 'checkpoint' } satisfies ShardRequest)) as ShardResponse<unknown>
-    } catch (error) {
-      throw new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
-    }
+    const response = await this.send({ type: 'checkpoint' })
     if (!response.ok) throw errorFrom(response.error)
     return response.value as CheckpointResult | undefined
   }
 
-  /** Backs the shard up into `directory` (a shard directory of the backup); not counted as a task in flight, like checkpoint(). */
+  /** Backs the shard up into `directory` (a shard directory of the backup), like checkpoint(). */
   async backup(directory: string): Promise<BackupResult> {
     if (this.failure !== undefined) throw this.failure
-    let response: ShardResponse<unknown>
-    try {
-      response = (await this.pool.run({ type: 'backup', directory } satisfies ShardRequest)) as ShardResponse<unknown>
-    } catch (error) {
-      throw new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
-    }
+    const response = await this.send({ type: 'backup', directory })
     if (!response.ok) throw errorFrom(response.error)
     return response.value as BackupResult
   }
@@ -403,40 +427,48 @@ export class ShardClient {
   async clear(range: KeyRange): Promise<void> {
     // The writes queued now go first: the shard starts the clear once they are answered.
     this.post()
-    const response = await this.send({ type: 'clear', range }).catch((error: unknown) => {
-      throw new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
-    })
+    const response = await this.send({ type: 'clear', range })
     if (!response.ok) throw errorFrom(response.error)
   }
 
-  /** Posts what is queued to the worker, waits until nothing is queued or in flight, closes the shard and its thread. */
+  /** Posts what is queued to the worker, waits until nothing is queued or in flight, then closes the connection. */
   async close(): Promise<void> {
+    if (this.closed) return
     this.reader = undefined
     this.post()
-    if (this.tasksInFlight > 0 || this.blocked.length > 0) {
+    if (this.answers.size > 0 || this.blocked.length > 0) {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve))
     }
-    try {
-      await this.send({ type: 'close' })
-    } finally {
-      this.closed = true
-      await this.pool.destroy()
+    this.closed = true
+    this.port.close()
+  }
+
+  /**
+   * Reserves `bytes` in the shard's flow slots if they fit under the bound (or nothing is in flight): this
+   * connection's slot first, so that a thread ended between the two counts none that the worker would not
+   * give back (protocol.ts). New writes call it only when no blocked write waits before them.
+   */
+  private reserve(bytes: number): boolean {
+    const counted = flowBytes(bytes)
+    Atomics.add(this.reserved, 0, counted)
+    for (;;) {
+      const inFlight = Atomics.load(this.flow, flowSlotBytesInFlight)
+      if (inFlight > 0 && inFlight + counted > this.bytesInFlightMax) {
+        Atomics.sub(this.reserved, 0, counted)
+        return false
+      }
+      if (Atomics.compareExchange(this.flow, flowSlotBytesInFlight, inFlight, inFlight + counted) === inFlight) return true
     }
   }
 
-  /** Whether `bytes` more may go now: nobody waits before them, and they fit under the bound. */
-  private hasRoomFor(bytes: number): boolean {
-    return this.blocked.length === 0 && (this.bytesInFlight === 0 || this.bytesInFlight + bytes <= this.bytesInFlightMax)
-  }
-
-  /** Makes room for `bytes` in the current chunk and counts them in flight; returns the chunk's promise. */
+  /** Makes room for `bytes` in the current chunk; returns the chunk's promise. */
   private joinChunk(bytes: number): Promise<undefined> {
     this.makeRoom(bytes)
     this.chunk ??= new Chunk()
     return this.chunk.promise
   }
 
-  /** Sends the current chunk first if `bytes` would not fit in it; counts them in flight. */
+  /** Sends the current chunk first if `bytes` would not fit in it. */
   private makeRoom(bytes: number): void {
     if (this.writeCount > 0 && this.writeUsed + bytes > this.writeBuffer.length) this.postWrites()
     if (bytes > this.writeBuffer.length) {
@@ -444,7 +476,6 @@ export class ShardClient {
       this.writeBuffer = new Uint8Array(bytes)
       this.writeView = new DataView(this.writeBuffer.buffer)
     }
-    this.bytesInFlight += bytes
   }
 
   private enqueueWrite(operations: WriteOperation[]): void {
@@ -475,30 +506,25 @@ export class ShardClient {
   }
 
   private postPages(): void {
-    const request: ShardRequest = { type: 'iterate', closes: this.iteratorCloses, pages: this.pages }
+    const request: ChannelRequest = { type: 'iterate', closes: this.iteratorCloses, pages: this.pages }
     const settlers = this.pageSettlers
     const closed = this.closeSettlers
     this.pages = []
     this.pageSettlers = []
     this.iteratorCloses = []
     this.closeSettlers = []
-    const fail = (error: EngineError): void => {
-      for (const settler of settlers) settler.reject(error)
-    }
-    this.send(request).then(
-      (response) => {
-        for (const done of closed) done()
-        if (!response.ok) return fail(errorFrom(response.error))
-        ;(response.value as ShardResponse<IteratorPage>[]).forEach((answer, index) => {
-          if (answer.ok) settlers[index]!.resolve(answer.value)
-          else settlers[index]!.reject(errorFrom(answer.error))
-        })
-      },
-      (error: unknown) => {
-        for (const done of closed) done()
-        fail(new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error }))
-      },
-    )
+    void this.send(request).then((response) => {
+      for (const done of closed) done()
+      if (!response.ok) {
+        const error = errorFrom(response.error)
+        for (const settler of settlers) settler.reject(error)
+        return
+      }
+      ;(response.value as ShardResponse<IteratorPage>[]).forEach((answer, index) => {
+        if (answer.ok) settlers[index]!.resolve(answer.value)
+        else settlers[index]!.reject(errorFrom(answer.error))
+      })
+    })
   }
 
   private postWrites(): void {
@@ -515,29 +541,25 @@ export class ShardClient {
     const recordCount = this.writeCount
     const settlers: Settler[] = this.chunkLate
     if (this.chunk !== undefined) settlers.push(this.chunk)
-    const bytes = this.writeUsed
     if (oversized) {
       this.writeBuffer = new Uint8Array(writeBufferBytes)
       this.writeView = new DataView(this.writeBuffer.buffer)
     }
+    // Their bytes were reserved when queued; the worker gives them back when it answers.
     this.writeUsed = 0
     this.writeCount = 0
     this.chunk = undefined
     this.chunkLate = []
-    const settle = (error: EngineError | undefined): void => {
-      this.bytesInFlight -= bytes
-      if (error !== undefined) {
-        this.failure ??= error.code === 'IO_ERROR' || error.code === 'SHARD_FAILED' ? error : undefined
+    void this.send({ type: 'write', records, recordCount }, [records.buffer as ArrayBuffer]).then((response) => {
+      if (!response.ok) {
+        const error = errorFrom(response.error)
+        if (error.code === 'IO_ERROR' || error.code === 'SHARD_FAILED') this.failure ??= error
         for (const settler of settlers) settler.reject(error)
       } else {
         for (const settler of settlers) settler.resolve(undefined)
       }
       this.unblock()
-    }
-    this.send({ type: 'write', records, recordCount }, [records.buffer as ArrayBuffer]).then(
-      (response) => settle(response.ok ? undefined : errorFrom(response.error)),
-      (error: unknown) => settle(new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })),
-    )
+    })
   }
 
   private postReads(): void {
@@ -546,24 +568,18 @@ export class ShardClient {
     const settlers = this.readSettlers
     this.readKeys = []
     this.readSettlers = []
-    this.send({ type: 'read', keys: packed, count }, [packed.buffer]).then(
-      (response) => {
-        if (!response.ok) {
-          const error = errorFrom(response.error)
-          for (const settler of settlers) settler.reject(error)
-          return
-        }
-        let index = 0
-        forEachPackedAnswer(response.value as Uint8Array, count, (value) => settlers[index++]!.resolve(value))
-      },
-      (error: unknown) => {
-        const failure = new EngineError('SHARD_FAILED', `shard ${this.shard}'s worker failed`, { cause: error })
-        for (const settler of settlers) settler.reject(failure)
-      },
-    )
+    void this.send({ type: 'read', keys: packed, count }, [packed.buffer]).then((response) => {
+      if (!response.ok) {
+        const error = errorFrom(response.error)
+        for (const settler of settlers) settler.reject(error)
+        return
+      }
+      let index = 0
+      forEachPackedAnswer(response.value as Uint8Array, count, (value) => settlers[index++]!.resolve(value))
+    })
   }
 
-  /** Lets blocked writers in, in order, while they fit under the bound. */
+  /** Lets blocked writers in, in order, while they fit under the bound; else waits for the shard to answer some. */
   private unblock(): void {
     while (this.blocked.length > 0) {
       const next = this.blocked[0]!
@@ -572,33 +588,91 @@ export class ShardClient {
         next.settler.reject(this.failure)
         continue
       }
-      if (this.bytesInFlight > 0 && this.bytesInFlight + next.bytes > this.bytesInFlightMax) break
+      if (!this.reserve(next.bytes)) break
       this.blocked.shift()
       this.makeRoom(next.bytes)
       this.chunkLate.push(next.settler)
       this.enqueueWrite(next.operations)
     }
+    if (this.blocked.length > 0) this.waitForRoom()
+    this.refreshReference()
   }
 
-  private send(request: ShardRequest, transferList?: ArrayBuffer[]): Promise<ShardResponse<unknown>> {
-    this.tasksInFlight++
-    const task = this.pool.run(request, transferList === undefined ? {} : { transferList })
-    const done = (): void => {
-      this.tasksInFlight--
-      if (
-        this.tasksInFlight === 0 &&
-        this.blocked.length === 0 &&
-        this.writeCount === 0 &&
-        this.readKeys.length === 0 &&
-        this.pages.length === 0 &&
-        this.iteratorCloses.length === 0
-      ) {
-        const waiters = this.idleWaiters
-        this.idleWaiters = []
-        for (const waiter of waiters) waiter()
-      }
+  /**
+   * Waits (without blocking the thread) until the shard's flow slot goes down, then lets blocked writers in:
+   * the bytes in flight may be another thread's, whose answers this client never sees.
+   */
+  private waitForRoom(): void {
+    this.refreshReference()
+    if (this.waitingForRoom) return
+    this.waitingForRoom = true
+    Atomics.add(this.flow, flowSlotWaiters, 1)
+    const seen = Atomics.load(this.flow, flowSlotBytesInFlight)
+    const woken = (): void => {
+      Atomics.sub(this.flow, flowSlotWaiters, 1)
+      this.waitingForRoom = false
+      this.unblock()
     }
-    task.then(done, done)
-    return task as Promise<ShardResponse<unknown>>
+    const wait = waitAsync(this.flow, flowSlotBytesInFlight, seen)
+    if (wait.async) void wait.value.then(woken)
+    else queueMicrotask(woken)
+  }
+
+  /** Keeps the thread alive while requests are in flight or writers wait, and only then. */
+  private refreshReference(): void {
+    const busy = this.answers.size > 0 || this.blocked.length > 0
+    if (busy === this.portReferenced || this.disconnected) return
+    this.portReferenced = busy
+    if (busy) this.port.ref()
+    else this.port.unref()
+  }
+
+  /** The connection closed: every request in flight, every write waiting for room, and every call after, fails. */
+  private disconnect(): void {
+    this.disconnected = true
+    this.reader = undefined
+    const answers = [...this.answers.values()]
+    this.answers.clear()
+    const response = this.lostConnection()
+    for (const answer of answers) answer(response)
+    if (!response.ok) this.failure ??= errorFrom(response.error)
+    this.unblock()
+    this.settleIdle()
+  }
+
+  private lostConnection(): ShardResponse<never> {
+    if (Atomics.load(this.database, databaseSlotClosed) === 1 || this.closed) {
+      return { ok: false, error: { code: 'ENGINE_CLOSED', message: 'the engine is closed' } }
+    }
+    return { ok: false, error: { code: 'SHARD_FAILED', message: `shard ${this.shard}'s worker stopped` } }
+  }
+
+  private send(request: ChannelRequest, transferList?: (ArrayBuffer | MessagePort)[]): Promise<ShardResponse<unknown>> {
+    if (this.disconnected) return Promise.resolve(this.lostConnection())
+    const id = this.nextRequestId++
+    const answered = new Promise<ShardResponse<unknown>>((resolve) => this.answers.set(id, resolve))
+    this.port.postMessage({ id, request } satisfies ChannelMessage, transferList)
+    this.refreshReference()
+    return answered.then((response) => {
+      this.settleIdle()
+      return response
+    })
+  }
+
+  /** Wakes close() once nothing is queued, blocked or in flight. */
+  private settleIdle(): void {
+    this.refreshReference()
+    if (
+      this.answers.size === 0 &&
+      this.blocked.length === 0 &&
+      this.writeCount === 0 &&
+      this.readKeys.length === 0 &&
+      this.pages.length === 0 &&
+      this.iteratorCloses.length === 0
+    ) {
+      const waiters = this.idleWaiters
+      this.idleWaiters = []
+      for (const waiter of waiters) waiter()
+    }
   }
 }

@@ -1,12 +1,20 @@
-// Everything that crosses the thread boundary between the façade (main thread) and a shard worker:
-// the request and response messages, and the layout of the shared-memory stats slots. Nothing else
-// crosses, and nothing in this file does any work beyond describing and (de)serialising those shapes.
+// Everything that crosses a thread boundary: between a client of the database (the façade in the thread that
+// opened it, or a handle in another of the application's threads) and a shard worker, and between the opener
+// and those other threads (a DatabaseShare). The request and response messages, and the layout of the
+// shared-memory slots. Nothing else crosses, and nothing in this file does any work beyond describing and
+// (de)serialising those shapes.
 //
-// Transport: one Piscina pool of exactly one thread per shard (the worker is pinned to its shard).
-// A request is one Piscina task; its response is the task's result. Write requests stay in flight until
-// the batch holding them is durable, so a shard has many tasks in flight at once.
+// Transport:
+// - Lifecycle: one Piscina pool of exactly one thread per shard (the worker is pinned to its shard), owned by
+//   the thread that opened the database. Only `open` and `close` are Piscina tasks.
+// - Everything else goes over a connection: a MessagePort whose other end the shard's worker listens on.
+//   The opener's connection comes with `open`; each handle's with `connect`, sent over a connection that
+//   already exists. A request is a ChannelMessage, its answer a ChannelAnswer with the same id; requests of one
+//   connection are taken in the order sent. Write requests stay unanswered until the batch holding them is
+//   durable, so a connection has many requests in flight at once, and a shard many connections.
 
 import type { EngineErrorCode, IoFailure } from './errors.js'
+import type { MessagePort } from 'node:worker_threads'
 import type { WasmMemory } from './table/layout.js'
 
 export type BackendChoice = 'auto' | 'io_uring' | 'fs'
@@ -14,6 +22,12 @@ export type BackendName = 'io_uring' | 'fs' | 'simulated'
 
 export interface OpenRequest {
   type: 'open'
+  /** The opener's connection (see the top): the worker answers what arrives on it. */
+  port: MessagePort
+  /** That connection's reservation slot (flow slots, below). */
+  reserved: SharedArrayBuffer
+  /** The shard's flow slots (below). */
+  flow: SharedArrayBuffer
   /** The shard's own directory (…/shard-000). */
   directory: string
   shard: number
@@ -203,8 +217,36 @@ export interface BackupResult {
   bytes: number
 }
 
-export type ShardRequest =
-  OpenRequest | WriteRequest | ReadRequest | CloseRequest | CheckpointRequest | BackupRequest | IterateRequest | ClearRequest
+/**
+ * Opens another connection to the shard: the worker answers what arrives on `port` from now on (messages sent
+ * there before are kept and answered too). Answered ok once it listens. Iterator ids are the connection's own.
+ */
+export interface ConnectRequest {
+  type: 'connect'
+  port: MessagePort
+  /** The connection's reservation slot (flow slots, below). */
+  reserved: SharedArrayBuffer
+}
+
+/** The Piscina tasks of a shard's worker: its life. */
+export type LifecycleRequest = OpenRequest | CloseRequest
+
+/** What a connection carries. */
+export type ChannelRequest = WriteRequest | ReadRequest | CheckpointRequest | BackupRequest | IterateRequest | ClearRequest | ConnectRequest
+
+export type ShardRequest = LifecycleRequest | ChannelRequest
+
+/** A request on a connection; `id` is the sender's, unique among its requests not yet answered. */
+export interface ChannelMessage {
+  id: number
+  request: ChannelRequest
+}
+
+/** The answer to the request `id` of the same connection. */
+export interface ChannelAnswer {
+  id: number
+  response: ShardResponse<unknown>
+}
 
 /** A failure as it crosses the boundary: the façade turns it back into an EngineError. */
 export interface ErrorDescription {
@@ -215,6 +257,66 @@ export interface ErrorDescription {
 }
 
 export type ShardResponse<Value> = { ok: true; value: Value } | { ok: false; error: ErrorDescription }
+
+// Flow slots: the bound on a shard's bytes in flight, across every connection of every thread.
+// - The shard's: an Int32Array over a SharedArrayBuffer, shared by every client of the shard and its worker.
+//   `flowSlotBytesInFlight`: the record bytes reserved by clients, queued there or sent and not yet answered.
+//   `flowSlotWaiters`: clients waiting for it to go down.
+// - Each connection's: one Int32 slot (`reserved`), the part of the shard's count that connection reserved.
+// A client reserves a write's `flowBytes` in both before queueing it (its own slot first, then the shard's,
+// with compareExchange so the shard's never passes the bound unless it was 0); the worker gives them back
+// in both when it answers the write request holding it (acknowledged or failed) and wakes the waiters
+// (Atomics.notify) if the count says any wait. When a connection closes, its thread exited or was
+// terminated, the worker gives back what that connection reserved and never sent (its slot less what the
+// worker took from it and has not answered), and takes nothing more from it: nothing stays counted for a
+// thread that is gone.
+export const flowSlotBytesInFlight = 0
+export const flowSlotWaiters = 1
+export const flowStateBytes = 2 * Int32Array.BYTES_PER_ELEMENT
+export const reservedStateBytes = Int32Array.BYTES_PER_ELEMENT
+
+/**
+ * What a write request of `recordBytes` counts in the flow slots: its size, capped so the Int32 slots cannot
+ * overflow. A request larger than a write chunk travels alone (shard-client.ts), so a message's count is the
+ * sum of its requests' counts.
+ */
+export function flowBytes(recordBytes: number): number {
+  return Math.min(recordBytes, 1 << 28)
+}
+
+// A database shared with another thread: what the opener's share() gives, to be posted to that thread
+// (postMessage or workerData, with `transferList`) and made into a client there (attach). One share serves one
+// thread: its ports move with it.
+
+/** One shard, as a handle reaches it. */
+export interface ShardShare {
+  shard: number
+  /** The handle's own connection to the shard, and that connection's reservation slot. */
+  port: MessagePort
+  reserved: SharedArrayBuffer
+  stats: SharedArrayBuffer
+  flow: SharedArrayBuffer
+  orderedView: OrderedViewShare | undefined
+  backend: BackendName
+  backendReason: string
+  recovery: RecoveryReport
+}
+
+export const databaseShareKind = 'ringkv.share/1'
+
+export interface DatabaseShare {
+  kind: typeof databaseShareKind
+  directory: string
+  bytesInFlightMax: number
+  /** The database's state slot (Int32 at `databaseSlotClosed`): 1 once the opener started closing it. */
+  state: SharedArrayBuffer
+  shards: ShardShare[]
+  /** The ports above: what postMessage must transfer. */
+  transferList: MessagePort[]
+}
+
+export const databaseSlotClosed = 0
+export const databaseStateBytes = Int32Array.BYTES_PER_ELEMENT
 
 // Stats slots: a Float64Array over a SharedArrayBuffer, written only by the worker, read by the façade
 // without locks (a stats read may see one batch half-counted; it never sees a torn double).

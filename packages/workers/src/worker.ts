@@ -1,5 +1,5 @@
 // The shard worker's entry point, run by Piscina in a pool of exactly one thread per shard. It holds the
-// shard for the thread's life and turns protocol requests into shard calls. This thread does nothing but
+// shard for the thread's life and turns protocol requests (protocol.ts) into shard calls. This thread does nothing but
 // its shard, so it may block on the disk: on io_uring, once it has run every message already delivered,
 // it waits on its rings itself ('thread' mode, storage/uring.ts) until its batch's I/O completes; new
 // messages wait meanwhile and form the next batch. On the fs backend the I/O runs on libuv's threadpool
@@ -9,16 +9,41 @@
 // RingBugError (EBADF, EFAULT), wherever it is thrown. Thrown from an I/O callback, it is uncaught already.
 // Thrown while a request runs, it would only reject that request's task while the shard went on with a
 // log in an unknown state (a batch submitted, its completion record never written, its writers failed,
-// its table apply still to come), so it is re-thrown outside the task: the worker ends, Piscina fails
-// every task in flight, and the façade answers them all SHARD_FAILED. Nothing is acknowledged after a bug.
+// its table apply still to come), so it is re-thrown outside the task: the worker ends, its connections
+// close with it, and every client answers what it had in flight SHARD_FAILED. Nothing is acknowledged after a bug.
+//
+// Connections (protocol.ts): the opener's comes with `open`, each handle's with `connect`. Every request of
+// every connection goes to the one shard; what differs per connection is only its iterator ids (a
+// connection's own: the worker keys them by connection) and what happens when it closes (its thread
+// exited or was terminated): its iterators are forgotten, its writes already taken go on and are answered
+// to no one. After `close`, every request is answered ENGINE_CLOSED until the thread is ended.
 
 import { AssertionError } from 'node:assert'
+import type { MessagePort } from 'node:worker_threads'
 import { RingBugError } from '@ringkv/wal-native'
 import { EngineError } from './errors.js'
-import type { ErrorDescription, ShardRequest, ShardResponse, OpenResponse } from './protocol.js'
+import {
+  flowBytes,
+  flowSlotBytesInFlight,
+  flowSlotWaiters,
+  type ChannelAnswer,
+  type ChannelMessage,
+  type ChannelRequest,
+  type ErrorDescription,
+  type LifecycleRequest,
+  type ShardResponse,
+  type OpenResponse,
+} from './protocol.js'
 import { Shard } from './shard.js'
 
 let shard: Shard | undefined
+/** The shard's flow slots (protocol.ts), from `open`. */
+let flow: Int32Array | undefined
+/** The shard was closed: requests are answered ENGINE_CLOSED. */
+let closed = false
+let connections = 0
+/** A connection's iterator id n is the shard's id n * iteratorIdSpace + connection. */
+const iteratorIdSpace = 2 ** 21
 
 function describe(error: unknown): ErrorDescription {
   if (error instanceof EngineError) {
@@ -70,21 +95,65 @@ export function answerWhenDone(start: (answer: (response: ShardResponse<unknown>
 }
 
 function notOpen(): ShardResponse<never> {
+  if (closed) return { ok: false, error: { code: 'ENGINE_CLOSED', message: 'the shard is closed' } }
   return { ok: false, error: { code: 'SHARD_FAILED', message: 'the shard worker has no open shard (it restarted or was never opened)' } }
 }
 
-export default function handle(request: ShardRequest): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
+/** Piscina's entry: the shard's life (open, close). Everything else comes over a connection. */
+export default function handle(request: LifecycleRequest): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
   try {
-    return dispatch(request)
+    return lifecycle(request)
   } catch (error) {
     return failure(error)
   }
 }
 
-function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
+/** One connection's state on this side: its number, its iterators, its flow (protocol.ts, flow slots). */
+interface Connection {
+  number: number
+  iterators: Set<number>
+  reserved: Int32Array
+  /** Bytes of its write requests taken and not yet answered. */
+  bytesTaken: number
+  closed: boolean
+}
+
+/** Answers what arrives on `port` until the port closes. */
+function listen(port: MessagePort, reserved: SharedArrayBuffer): void {
+  const connection: Connection = {
+    number: ++connections,
+    iterators: new Set(),
+    reserved: new Int32Array(reserved),
+    bytesTaken: 0,
+    closed: false,
+  }
+  const answer = (id: number, response: ShardResponse<unknown>): void => port.postMessage({ id, response } satisfies ChannelAnswer)
+  port.on('message', (message: ChannelMessage) => {
+    // Nothing more is taken from a connection once it closed: what it reserved was given back then.
+    if (connection.closed) return
+    let result: ShardResponse<unknown> | Promise<ShardResponse<unknown>>
+    try {
+      result = serve(message.request, connection)
+    } catch (error) {
+      result = failure(error)
+    }
+    if (result instanceof Promise) void result.then((response) => answer(message.id, response))
+    else answer(message.id, result)
+  })
+  port.on('close', () => {
+    // Its thread is gone (or closed its handle): the snapshots its iterators held go, and so do the bytes
+    // it reserved and never sent.
+    connection.closed = true
+    for (const id of connection.iterators) shard?.closeIterator(id * iteratorIdSpace + connection.number)
+    connection.iterators.clear()
+    release(connection, Atomics.load(connection.reserved, 0) - connection.bytesTaken)
+  })
+}
+
+function lifecycle(request: LifecycleRequest): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
   switch (request.type) {
     case 'open': {
-      if (shard !== undefined) return { ok: false, error: { code: 'SHARD_FAILED', message: 'the shard is already open' } }
+      if (shard !== undefined || closed) return { ok: false, error: { code: 'SHARD_FAILED', message: 'the shard is already open' } }
       try {
         shard = Shard.open({
           directory: request.directory,
@@ -107,29 +176,76 @@ function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<Shard
         recovery: shard.recovery,
         orderedView: shard.orderedView,
       }
+      flow = new Int32Array(request.flow)
+      listen(request.port, request.reserved)
       return { ok: true, value }
     }
-    case 'write': {
+    case 'close': {
       const open = shard
-      if (open === undefined) return notOpen()
-      return answerWhenDone((answer) => {
+      closed = true
+      if (open === undefined) return { ok: true, value: undefined }
+      shard = undefined
+      return answerWhenDone((answer) => open.close(() => answer({ ok: true, value: undefined })))
+    }
+  }
+}
+
+/** Gives back bytes a connection reserved (flow slots, protocol.ts), and wakes the clients waiting for room. */
+function release(connection: Connection, bytes: number): void {
+  if (bytes === 0 || flow === undefined) return
+  Atomics.sub(connection.reserved, 0, bytes)
+  Atomics.sub(flow, flowSlotBytesInFlight, bytes)
+  if (Atomics.load(flow, flowSlotWaiters) > 0) Atomics.notify(flow, flowSlotBytesInFlight)
+}
+
+function serve(request: ChannelRequest, connection: Connection): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
+  if (request.type === 'write') {
+    // Reserved by the client before it sent them: given back once answered, whatever the answer.
+    const bytes = flowBytes(request.records.length)
+    const open = shard
+    if (open === undefined) {
+      release(connection, bytes)
+      return notOpen()
+    }
+    connection.bytesTaken += bytes
+    const answered = (): void => {
+      connection.bytesTaken -= bytes
+      release(connection, bytes)
+    }
+    return answerWhenDone((answer) => {
+      let done = false
+      try {
         open.write(request.records, request.recordCount, (error) => {
+          done = true
+          answered()
           answer(error === null ? { ok: true, value: undefined } : { ok: false, error: describe(error) })
         })
-      })
-    }
-    case 'read': {
-      if (shard === undefined) return notOpen()
-      return { ok: true, value: shard.read(request.keys, request.count) }
-    }
+      } catch (error) {
+        // Refused before it was taken (a malformed request): the shard will never answer it.
+        if (!done) answered()
+        throw error
+      }
+    })
+  }
+  if (request.type === 'connect') {
+    listen(request.port, request.reserved)
+    return { ok: true, value: undefined }
+  }
+  const open = shard
+  if (open === undefined) return notOpen()
+  switch (request.type) {
+    case 'read':
+      return { ok: true, value: open.read(request.keys, request.count) }
     case 'iterate': {
-      const open = shard
-      if (open === undefined) return notOpen()
-      for (const id of request.closes) open.closeIterator(id)
+      for (const id of request.closes) {
+        connection.iterators.delete(id)
+        open.closeIterator(id * iteratorIdSpace + connection.number)
+      }
       const answers: ShardResponse<unknown>[] = request.pages.map((page) => {
         try {
           const seek = page.seek === undefined ? undefined : { target: page.seek, remaining: page.remaining ?? Number.POSITIVE_INFINITY }
-          return { ok: true, value: open.iterate(page.id, page.open, seek, page.entries, page.bytes) }
+          if (page.open !== undefined) connection.iterators.add(page.id)
+          return { ok: true, value: open.iterate(page.id * iteratorIdSpace + connection.number, page.open, seek, page.entries, page.bytes) }
         } catch (error) {
           if (isBug(error)) throw error
           return { ok: false, error: describe(error) }
@@ -163,12 +279,6 @@ function dispatch(request: ShardRequest): ShardResponse<unknown> | Promise<Shard
           answer(error === null ? { ok: true, value: result } : { ok: false, error: describe(error) })
         })
       })
-    }
-    case 'close': {
-      const open = shard
-      if (open === undefined) return { ok: true, value: undefined }
-      shard = undefined
-      return answerWhenDone((answer) => open.close(() => answer({ ok: true, value: undefined })))
     }
   }
 }
