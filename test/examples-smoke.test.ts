@@ -1,5 +1,6 @@
 // The scaling example in its quick mode, so that it cannot rot: it prints its table for every shard
-// count and backend and writes its SVG chart. It asserts that the example ran, never how fast.
+// count and backend, and for client threads × cores, and writes its SVG chart. It asserts that the example
+// ran, never how fast.
 
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -13,7 +14,7 @@ const examples = fileURLToPath(new URL('../examples/', import.meta.url))
 const workDirectory = mkdtempSync(join(os.tmpdir(), 'ringkv-examples-smoke-'))
 afterAll(() => rmSync(workDirectory, { recursive: true, force: true }))
 
-test('examples/scaling.js --quick prints a row per shard count and backend and writes the chart', () => {
+test('examples/scaling.js --quick prints a row per shard count and backend, and per core set and client thread count, and writes the chart', () => {
   const svg = join(workDirectory, 'scaling.svg')
   const stdout = execFileSync(process.execPath, ['scaling.js', '--svg', svg], {
     cwd: examples,
@@ -48,10 +49,26 @@ test('examples/scaling.js --quick prints a row per shard count and backend and w
     expect(row.split('|')[2]!.includes('(default)')).toBe(row.split('|')[2]!.trim() === `${shardsDefault()} (default)`)
   expect(rows.some((line) => line.includes('(default)'))).toBe(true)
 
+  // Part 2: a row per core set (one core, all) and client thread count, or the reason the one-core set was skipped.
+  expect(stdout).toContain('| cores | client threads | shards | durable puts/s | p50 ms | p99 ms |')
+  const threadRows = stdout.split('\n').filter((line) => /^\| \d+ \| \d+ \| \d+ \|/.test(line))
+  const coreSets = stdout.includes('one core skipped:') ? [os.availableParallelism()] : [1, os.availableParallelism()]
+  for (const coreCount of coreSets) {
+    for (const threads of shardCounts) {
+      const row = threadRows.find(
+        (line) => line.split('|')[1]!.trim() === String(coreCount) && line.split('|')[2]!.trim() === String(threads),
+      )
+      expect(row, `${coreCount} cores × ${threads} threads`).toBeDefined()
+      expect(Number(row!.split('|')[3]!.trim()), `${coreCount} cores × ${threads} threads: shards`).toBe(shardsDefault())
+    }
+  }
+  if (coreSets.length === 2) expect(stdout).toMatch(/cores \/ 1 core: best thread count of each \d+\.\d+x/)
+
   expect(existsSync(svg)).toBe(true)
   const chart = readFileSync(svg, 'utf8')
   expect(chart.startsWith('<svg')).toBe(true)
   expect(chart).toContain('<polyline')
   expect(chart).toContain('>default</text>')
+  expect(chart).toContain('durable puts/s by client threads, on one core and on all')
   expect(chart.trimEnd().endsWith('</svg>')).toBe(true)
 })

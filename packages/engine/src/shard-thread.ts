@@ -2,6 +2,13 @@
 // (so the worker is pinned to its shard and keeps its state), asked only to open the shard and to close it.
 // Every other request goes over a connection (a MessagePort: protocol.ts), the opener's as any handle's, so
 // the opener's ShardClient and a handle's in another thread are the same code.
+//
+// Starting a thread costs far more than opening a shard in it (Node's worker start and this project's
+// modules: about 140 ms of a 2-shard open on this project's machine, recovery of an empty shard about 20 ms).
+// So a thread whose shard closed cleanly waits `threadLingerMs` for the next open in this thread (of any
+// database) before it ends: opening and closing a database again and again starts no thread. A waiting
+// thread holds no shard, ring, file or connection (worker.ts closes them all with the shard), and does not
+// keep the process alive.
 
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
@@ -32,23 +39,52 @@ export interface ShardOpenOptions {
   autoCheckpoint: AutoCheckpoint | false
 }
 
+/** How long a thread whose shard closed waits for the next open before it ends (see the top). */
+export const threadLingerMs = 1000
+
+/** Threads whose shard closed, waiting for the next open: the last one back is the first one taken. */
+const lingering: { pool: Piscina; timer: NodeJS.Timeout }[] = []
+
+function startThread(): Piscina {
+  const pool = new Piscina({
+    filename: workerPath,
+    name: 'default',
+    minThreads: 1,
+    maxThreads: 1,
+    concurrentTasksPerWorker: 2,
+    // The default, 'sync', parks an idle worker in Atomics.wait, which would stall its completion loop.
+    atomics: 'disabled',
+    idleTimeout: Number.POSITIVE_INFINITY,
+  })
+  // A worker that stops on a bug (worker.ts) with no Piscina task in flight is reported here; its
+  // connections close with it, and the clients answer what they had in flight SHARD_FAILED.
+  pool.on('error', () => {})
+  return pool
+}
+
+function takeThread(): Piscina {
+  const waiting = lingering.pop()
+  if (waiting === undefined) return startThread()
+  clearTimeout(waiting.timer)
+  return waiting.pool
+}
+
+function lingerThread(pool: Piscina): void {
+  const waiting = {
+    pool,
+    timer: setTimeout(() => {
+      lingering.splice(lingering.indexOf(waiting), 1)
+      void pool.destroy()
+    }, threadLingerMs).unref(),
+  }
+  lingering.push(waiting)
+}
+
 export class ShardThread {
   private readonly pool: Piscina
 
   constructor(readonly shard: number) {
-    this.pool = new Piscina({
-      filename: workerPath,
-      name: 'default',
-      minThreads: 1,
-      maxThreads: 1,
-      concurrentTasksPerWorker: 2,
-      // The default, 'sync', parks an idle worker in Atomics.wait, which would stall its completion loop.
-      atomics: 'disabled',
-      idleTimeout: Number.POSITIVE_INFINITY,
-    })
-    // A worker that stops on a bug (worker.ts) with no Piscina task in flight is reported here; its
-    // connections close with it, and the clients answer what they had in flight SHARD_FAILED.
-    this.pool.on('error', () => {})
+    this.pool = takeThread()
   }
 
   /** Opens the shard in its worker: the opener's connection to it comes back with what recovery did. */
@@ -75,15 +111,17 @@ export class ShardThread {
 
   /**
    * Closes the shard (the writes it has taken, from every connection, are answered first; later ones are
-   * answered ENGINE_CLOSED), then ends its thread, which closes every connection.
+   * answered ENGINE_CLOSED) and every connection to it; the thread then lingers for the next open. A thread
+   * that failed to close its shard ends.
    */
   async close(): Promise<void> {
+    let response: ShardResponse<unknown> | undefined
     try {
-      await this.pool.run({ type: 'close' } satisfies LifecycleRequest)
+      response = (await this.pool.run({ type: 'close' } satisfies LifecycleRequest)) as ShardResponse<unknown>
     } catch {
       // The worker already stopped (a bug): there is nothing left to close but the pool.
-    } finally {
-      await this.pool.destroy()
     }
+    if (response?.ok === true) lingerThread(this.pool)
+    else await this.pool.destroy()
   }
 }

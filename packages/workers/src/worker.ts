@@ -16,7 +16,8 @@
 // every connection goes to the one shard; what differs per connection is only its iterator ids (a
 // connection's own: the worker keys them by connection) and what happens when it closes (its thread
 // exited or was terminated): its iterators are forgotten, its writes already taken go on and are answered
-// to no one. After `close`, every request is answered ENGINE_CLOSED until the thread is ended.
+// to no one. `close` closes the shard, then every connection (so a handle of that database can never reach
+// a shard this thread opens later); the thread may then be given another `open`, of any database.
 
 import { AssertionError } from 'node:assert'
 import type { MessagePort } from 'node:worker_threads'
@@ -42,6 +43,8 @@ let flow: Int32Array | undefined
 /** The shard was closed: requests are answered ENGINE_CLOSED. */
 let closed = false
 let connections = 0
+/** The ports of every connection to the open shard. */
+const ports = new Set<MessagePort>()
 /** A connection's iterator id n is the shard's id n * iteratorIdSpace + connection. */
 const iteratorIdSpace = 2 ** 21
 
@@ -113,6 +116,8 @@ interface Connection {
   number: number
   iterators: Set<number>
   reserved: Int32Array
+  /** The flow slots of the shard it connects to. */
+  flow: Int32Array
   /** Bytes of its write requests taken and not yet answered. */
   bytesTaken: number
   closed: boolean
@@ -124,10 +129,12 @@ function listen(port: MessagePort, reserved: SharedArrayBuffer): void {
     number: ++connections,
     iterators: new Set(),
     reserved: new Int32Array(reserved),
+    flow: flow!,
     bytesTaken: 0,
     closed: false,
   }
   const answer = (id: number, response: ShardResponse<unknown>): void => port.postMessage({ id, response } satisfies ChannelAnswer)
+  ports.add(port)
   port.on('message', (message: ChannelMessage) => {
     // Nothing more is taken from a connection once it closed: what it reserved was given back then.
     if (connection.closed) return
@@ -141,6 +148,7 @@ function listen(port: MessagePort, reserved: SharedArrayBuffer): void {
     else answer(message.id, result)
   })
   port.on('close', () => {
+    ports.delete(port)
     // Its thread is gone (or closed its handle): the snapshots its iterators held go, and so do the bytes
     // it reserved and never sent.
     connection.closed = true
@@ -153,7 +161,8 @@ function listen(port: MessagePort, reserved: SharedArrayBuffer): void {
 function lifecycle(request: LifecycleRequest): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
   switch (request.type) {
     case 'open': {
-      if (shard !== undefined || closed) return { ok: false, error: { code: 'SHARD_FAILED', message: 'the shard is already open' } }
+      if (shard !== undefined) return { ok: false, error: { code: 'SHARD_FAILED', message: 'the shard is already open' } }
+      closed = false
       try {
         shard = Shard.open({
           directory: request.directory,
@@ -185,17 +194,23 @@ function lifecycle(request: LifecycleRequest): ShardResponse<unknown> | Promise<
       closed = true
       if (open === undefined) return { ok: true, value: undefined }
       shard = undefined
-      return answerWhenDone((answer) => open.close(() => answer({ ok: true, value: undefined })))
+      return answerWhenDone((answer) =>
+        open.close(() => {
+          // Every answer is posted: the connections close after them.
+          for (const port of ports) port.close()
+          answer({ ok: true, value: undefined })
+        }),
+      )
     }
   }
 }
 
 /** Gives back bytes a connection reserved (flow slots, protocol.ts), and wakes the clients waiting for room. */
 function release(connection: Connection, bytes: number): void {
-  if (bytes === 0 || flow === undefined) return
+  if (bytes === 0) return
   Atomics.sub(connection.reserved, 0, bytes)
-  Atomics.sub(flow, flowSlotBytesInFlight, bytes)
-  if (Atomics.load(flow, flowSlotWaiters) > 0) Atomics.notify(flow, flowSlotBytesInFlight)
+  Atomics.sub(connection.flow, flowSlotBytesInFlight, bytes)
+  if (Atomics.load(connection.flow, flowSlotWaiters) > 0) Atomics.notify(connection.flow, flowSlotBytesInFlight)
 }
 
 function serve(request: ChannelRequest, connection: Connection): ShardResponse<unknown> | Promise<ShardResponse<unknown>> {
