@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import fs from 'node:fs'
 import { Worker } from 'node:worker_threads'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { open, shardOf, type Engine } from '@ringkv/engine'
+import { attach, open, shardOf, type Engine } from '@ringkv/engine'
 import { backendCases } from './conformance/backends.js'
 import { temporaryDirectory } from './conformance/temp.js'
 
@@ -107,6 +107,20 @@ for (const { backend, skip } of backendCases) {
         for (const key of [`m-${index}`, `w-${index}`]) expected[shardOf(Buffer.from(key), 3)]!++
       }
       expect(db.stats().shards.map((shard) => shard.records)).toEqual(expected)
+      await db.close()
+    })
+
+    it('refuses to attach one share twice (two clients would take each other’s answers)', async () => {
+      const db = await open(directory, { backend, shards: 2 })
+      const share = db.share()
+      const handle = attach(share) // in this very thread: a handle works wherever it is attached
+      expect(() => attach(share)).toThrow(expect.objectContaining({ name: 'TypeError', code: 'INVALID_ARGUMENT' }))
+      await handle.put('attached once', 'yes')
+      expect(text(await db.get('attached once'))).toBe('yes')
+      await handle.close()
+      await handle.close()
+      await expect(handle.get('attached once')).rejects.toMatchObject({ code: 'ENGINE_CLOSED' })
+      expect(text(await db.get('attached once'))).toBe('yes') // closing a handle leaves the database open
       await db.close()
     })
 

@@ -112,6 +112,9 @@ function closedError(): EngineError {
   return new EngineError('ENGINE_CLOSED', 'the engine is closed')
 }
 
+/** The connections attach() has made clients of, in this thread. */
+const attachedPorts = new WeakSet<object>()
+
 /** What only the engine that opened the database holds: the directory lock and the shards' threads. */
 interface Opener {
   lock: DatabaseDirectory
@@ -222,6 +225,11 @@ export class Engine {
     if (typeof share !== 'object' || share === null || share.kind !== databaseShareKind || !Array.isArray(share.shards)) {
       throw argumentError(TypeError, 'INVALID_ARGUMENT', 'share must be what Engine.share() returned, posted to this thread')
     }
+    // Two clients on one connection would take each other's answers (request ids are each client's own).
+    if (share.shards.some((shard) => attachedPorts.has(shard.port))) {
+      throw argumentError(TypeError, 'INVALID_ARGUMENT', 'share was already attached: call share() once per handle')
+    }
+    for (const shard of share.shards) attachedPorts.add(shard.port)
     const state = new Int32Array(share.state)
     const clients = share.shards.map((shard) => new ShardClient(shard, share.bytesInFlightMax, state))
     return new Engine(share.directory, clients, share.bytesInFlightMax, state, undefined)

@@ -9,8 +9,9 @@
 //   are one request to the worker, acknowledged or failed together, so they share one promise: callers of
 //   put() and delete() in one chunk get the same Promise object (no promise and no closures per write);
 // - at most `bytesInFlightMax` record bytes per shard are queued or in flight, across every client of every
-//   thread (the shard's flow slots: protocol.ts); past that, callers wait in order (backpressure) instead of
-//   memory growing. One request larger than the bound still goes, alone.
+//   thread (the shard's flow slots: protocol.ts); past that, callers wait (backpressure) instead of memory
+//   growing: in order within one thread, in no set order between threads. One request larger than the
+//   bound still goes, alone.
 
 import assert from 'node:assert/strict'
 import { MessageChannel, type MessagePort } from 'node:worker_threads'
@@ -90,6 +91,7 @@ export interface ShardStats {
   fsyncLatencyUsP99: number
   /** Their mean, exact (not bucketed); 0 before the first batch. */
   fsyncLatencyUsMean: number
+  /** Record bytes queued or in flight to the shard, from every thread's clients (bounded by bytesInFlightMax). */
   bytesInFlight: number
   /** Live entries, and their bytes as records (16 + key + value each): what a checkpoint holds. */
   liveEntries: number
@@ -248,6 +250,7 @@ export class ShardClient {
    * before waits for that.
    */
   share(): ShardShare {
+    if (this.disconnected) throw errorFrom((this.lostConnection() as { ok: false; error: ErrorDescription }).error)
     const channel = new MessageChannel()
     const reserved = new SharedArrayBuffer(reservedStateBytes)
     void this.send({ type: 'connect', port: channel.port2, reserved }, [channel.port2])
@@ -444,9 +447,10 @@ export class ShardClient {
   }
 
   /**
-   * Reserves `bytes` in the shard's flow slots if they fit under the bound (or nothing is in flight): this
-   * connection's slot first, so that a thread ended between the two counts none that the worker would not
-   * give back (protocol.ts). New writes call it only when no blocked write waits before them.
+   * Reserves `bytes` in the shard's flow slots if they fit under the bound (or nothing is in flight). This
+   * connection's slot goes first: a thread terminated between the two updates leaves the shard's count low by
+   * one request (the worker gives back what the connection's slot says), never high, which could make every
+   * writer wait forever. New writes call it only when no blocked write waits before them.
    */
   private reserve(bytes: number): boolean {
     const counted = flowBytes(bytes)
@@ -595,7 +599,7 @@ export class ShardClient {
       this.enqueueWrite(next.operations)
     }
     if (this.blocked.length > 0) this.waitForRoom()
-    this.refreshReference()
+    this.settleIdle()
   }
 
   /**
@@ -613,6 +617,10 @@ export class ShardClient {
       this.waitingForRoom = false
       this.unblock()
     }
+    // The worker notifies only once it sees a waiter: room it gave back before the count above would
+    // wake no one, so look again at what `seen` leaves before waiting for it to change.
+    const next = this.blocked[0]
+    if (next === undefined || seen === 0 || seen + flowBytes(next.bytes) <= this.bytesInFlightMax) return queueMicrotask(woken)
     const wait = waitAsync(this.flow, flowSlotBytesInFlight, seen)
     if (wait.async) void wait.value.then(woken)
     else queueMicrotask(woken)

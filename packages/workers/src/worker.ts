@@ -42,11 +42,10 @@ let shard: Shard | undefined
 let flow: Int32Array | undefined
 /** The shard was closed: requests are answered ENGINE_CLOSED. */
 let closed = false
-let connections = 0
 /** The ports of every connection to the open shard. */
 const ports = new Set<MessagePort>()
-/** A connection's iterator id n is the shard's id n * iteratorIdSpace + connection. */
-const iteratorIdSpace = 2 ** 21
+/** The shard's iterator ids, given out in this thread's life: a connection's own ids map to them. */
+let iteratorIds = 0
 
 function describe(error: unknown): ErrorDescription {
   if (error instanceof EngineError) {
@@ -67,8 +66,8 @@ function isBug(error: unknown): boolean {
 }
 
 /**
- * Ends the worker with `error` as an uncaught exception (on the next tick: a throw here would only reject
- * the task). The request is never answered: the task stays pending until the worker's end fails it.
+ * Ends the worker with `error` as an uncaught exception (on the next tick: a throw here would only fail the
+ * request). The request is never answered: it stays unanswered until the worker's end closes its connection.
  */
 function stopOnBug(error: unknown): Promise<never> {
   process.nextTick(() => {
@@ -111,10 +110,10 @@ export default function handle(request: LifecycleRequest): ShardResponse<unknown
   }
 }
 
-/** One connection's state on this side: its number, its iterators, its flow (protocol.ts, flow slots). */
+/** One connection's state on this side: its iterators, its flow (protocol.ts, flow slots). */
 interface Connection {
-  number: number
-  iterators: Set<number>
+  /** The connection's iterator ids -> the shard's. */
+  iterators: Map<number, number>
   reserved: Int32Array
   /** The flow slots of the shard it connects to. */
   flow: Int32Array
@@ -126,8 +125,7 @@ interface Connection {
 /** Answers what arrives on `port` until the port closes. */
 function listen(port: MessagePort, reserved: SharedArrayBuffer): void {
   const connection: Connection = {
-    number: ++connections,
-    iterators: new Set(),
+    iterators: new Map(),
     reserved: new Int32Array(reserved),
     flow: flow!,
     bytesTaken: 0,
@@ -152,7 +150,7 @@ function listen(port: MessagePort, reserved: SharedArrayBuffer): void {
     // Its thread is gone (or closed its handle): the snapshots its iterators held go, and so do the bytes
     // it reserved and never sent.
     connection.closed = true
-    for (const id of connection.iterators) shard?.closeIterator(id * iteratorIdSpace + connection.number)
+    for (const id of connection.iterators.values()) shard?.closeIterator(id)
     connection.iterators.clear()
     release(connection, Atomics.load(connection.reserved, 0) - connection.bytesTaken)
   })
@@ -253,14 +251,17 @@ function serve(request: ChannelRequest, connection: Connection): ShardResponse<u
       return { ok: true, value: open.read(request.keys, request.count) }
     case 'iterate': {
       for (const id of request.closes) {
+        const own = connection.iterators.get(id)
         connection.iterators.delete(id)
-        open.closeIterator(id * iteratorIdSpace + connection.number)
+        if (own !== undefined) open.closeIterator(own)
       }
       const answers: ShardResponse<unknown>[] = request.pages.map((page) => {
         try {
           const seek = page.seek === undefined ? undefined : { target: page.seek, remaining: page.remaining ?? Number.POSITIVE_INFINITY }
-          if (page.open !== undefined) connection.iterators.add(page.id)
-          return { ok: true, value: open.iterate(page.id * iteratorIdSpace + connection.number, page.open, seek, page.entries, page.bytes) }
+          if (page.open !== undefined) connection.iterators.set(page.id, ++iteratorIds)
+          // An id the connection never opened (0 is never given out) is the shard's to refuse.
+          const own = connection.iterators.get(page.id) ?? 0
+          return { ok: true, value: open.iterate(own, page.open, seek, page.entries, page.bytes) }
         } catch (error) {
           if (isBug(error)) throw error
           return { ok: false, error: describe(error) }
