@@ -109,6 +109,15 @@ async function drive(db, clients, firstKey, measureStart, measureEnd, histogram)
   return completed
 }
 
+/** A point's figures: puts/s over the measured window, and latency percentiles in ms. */
+function rates(completed, histogram) {
+  return {
+    putsPerSecond: completed / (MEASURE_MS / 1000),
+    p50Ms: histogram.percentile(0.5) / 1000,
+    p99Ms: histogram.percentile(0.99) / 1000,
+  }
+}
+
 /** Milliseconds on a clock every thread shares (performance.now() starts anew in each thread). */
 function epochNow() {
   return performance.timeOrigin + performance.now()
@@ -124,14 +133,7 @@ async function measure(shards, backend) {
     const completed = await drive(db, CONCURRENCY, 0, measureStart, measureEnd, histogram)
     const stats = db.stats().shards
     await db.close()
-    return {
-      shards,
-      backend,
-      putsPerSecond: completed / (MEASURE_MS / 1000),
-      p50Ms: histogram.percentile(0.5) / 1000,
-      p99Ms: histogram.percentile(0.99) / 1000,
-      backendsUsed: [...new Set(stats.map((shard) => shard.backend))].join('+'),
-    }
+    return { shards, backend, ...rates(completed, histogram), backendsUsed: [...new Set(stats.map((shard) => shard.backend))].join('+') }
   } finally {
     await rm(directory, { recursive: true, force: true })
   }
@@ -388,13 +390,7 @@ async function measureThreads(threads) {
     }
     const shards = db.shards
     await db.close()
-    return {
-      threads,
-      shards,
-      putsPerSecond: completed / (MEASURE_MS / 1000),
-      p50Ms: histogram.percentile(0.5) / 1000,
-      p99Ms: histogram.percentile(0.99) / 1000,
-    }
+    return { threads, shards, ...rates(completed, histogram) }
   } finally {
     await rm(directory, { recursive: true, force: true })
   }
