@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import fs from 'node:fs'
 import { Worker } from 'node:worker_threads'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { attach, open, shardOf, type Engine } from '@ringkv/engine'
+import { attach, open, shardOf, threadLingerMs, type Engine } from '@ringkv/engine'
 import { backendCases } from './conformance/backends.js'
 import { temporaryDirectory } from './conformance/temp.js'
 
@@ -194,7 +194,10 @@ describe('open and close', () => {
         await writer.exited
         await db.close()
       }
-      await cycle(-1) // the first one starts what stays for the process (libuv's threadpool)
+      // The first cycle starts what stays for the process (libuv's threadpool). Its shards' threads linger
+      // for the next open (threadLingerMs), with the kernel's io_uring workers of their rings, then end.
+      await cycle(-1)
+      await new Promise((resolve) => setTimeout(resolve, threadLingerMs + 500))
       const before = { fds: fds(), threads: threads() }
       for (let index = 0; index < 10; index++) await cycle(index)
       await until(() => threads() === before.threads, `back to ${before.threads} threads (${threads()})`)
