@@ -247,7 +247,7 @@ export class Engine {
 
   /** Whether calls fail with ENGINE_CLOSED: this engine, or the database it is a handle of, was closed. */
   get isClosed(): boolean {
-    if (!this.closed && Atomics.load(this.state, databaseSlotClosed) === 1) this.markClosed()
+    if (!this.closed && Atomics.load(this.state, databaseSlotClosed) === 1) this.closed = true
     return this.closed
   }
 
@@ -422,7 +422,7 @@ export class Engine {
   close(): Promise<void> {
     if (this.closing === undefined) {
       if (this.opener !== undefined) Atomics.store(this.state, databaseSlotClosed, 1)
-      this.markClosed()
+      this.closed = true
       const opener = this.opener
       this.closing = (async () => {
         try {
@@ -434,10 +434,6 @@ export class Engine {
       })()
     }
     return this.closing
-  }
-
-  private markClosed(): void {
-    this.closed = true
   }
 
   private route(key: Uint8Array): ShardClient {

@@ -250,7 +250,7 @@ export class ShardClient {
    * before waits for that.
    */
   share(): ShardShare {
-    if (this.disconnected) throw errorFrom((this.lostConnection() as { ok: false; error: ErrorDescription }).error)
+    if (this.disconnected) throw errorFrom(this.lostConnection())
     const channel = new MessageChannel()
     const reserved = new SharedArrayBuffer(reservedStateBytes)
     void this.send({ type: 'connect', port: channel.port2, reserved }, [channel.port2])
@@ -641,22 +641,22 @@ export class ShardClient {
     this.reader = undefined
     const answers = [...this.answers.values()]
     this.answers.clear()
-    const response = this.lostConnection()
-    for (const answer of answers) answer(response)
-    if (!response.ok) this.failure ??= errorFrom(response.error)
+    const error = this.lostConnection()
+    for (const answer of answers) answer({ ok: false, error })
+    this.failure ??= errorFrom(error)
     this.unblock()
     this.settleIdle()
   }
 
-  private lostConnection(): ShardResponse<never> {
-    if (Atomics.load(this.database, databaseSlotClosed) === 1 || this.closed) {
-      return { ok: false, error: { code: 'ENGINE_CLOSED', message: 'the engine is closed' } }
-    }
-    return { ok: false, error: { code: 'SHARD_FAILED', message: `shard ${this.shard}'s worker stopped` } }
+  /** Why a request cannot be answered once the connection closed: the database closed, or the worker stopped. */
+  private lostConnection(): ErrorDescription {
+    if (Atomics.load(this.database, databaseSlotClosed) === 1 || this.closed)
+      return { code: 'ENGINE_CLOSED', message: 'the engine is closed' }
+    return { code: 'SHARD_FAILED', message: `shard ${this.shard}'s worker stopped` }
   }
 
   private send(request: ChannelRequest, transferList?: (ArrayBuffer | MessagePort)[]): Promise<ShardResponse<unknown>> {
-    if (this.disconnected) return Promise.resolve(this.lostConnection())
+    if (this.disconnected) return Promise.resolve({ ok: false, error: this.lostConnection() })
     const id = this.nextRequestId++
     const answered = new Promise<ShardResponse<unknown>>((resolve) => this.answers.set(id, resolve))
     this.port.postMessage({ id, request } satisfies ChannelMessage, transferList)

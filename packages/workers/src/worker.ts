@@ -38,8 +38,6 @@ import {
 import { Shard } from './shard.js'
 
 let shard: Shard | undefined
-/** The shard's flow slots (protocol.ts), from `open`. */
-let flow: Int32Array | undefined
 /** The shard was closed: requests are answered ENGINE_CLOSED. */
 let closed = false
 /** The ports of every connection to the open shard. */
@@ -122,12 +120,12 @@ interface Connection {
   closed: boolean
 }
 
-/** Answers what arrives on `port` until the port closes. */
-function listen(port: MessagePort, reserved: SharedArrayBuffer): void {
+/** Answers what arrives on `port` until the port closes; `flow`: the shard's flow slots (protocol.ts). */
+function listen(port: MessagePort, reserved: SharedArrayBuffer, flow: Int32Array): void {
   const connection: Connection = {
     iterators: new Map(),
     reserved: new Int32Array(reserved),
-    flow: flow!,
+    flow,
     bytesTaken: 0,
     closed: false,
   }
@@ -183,8 +181,7 @@ function lifecycle(request: LifecycleRequest): ShardResponse<unknown> | Promise<
         recovery: shard.recovery,
         orderedView: shard.orderedView,
       }
-      flow = new Int32Array(request.flow)
-      listen(request.port, request.reserved)
+      listen(request.port, request.reserved, new Int32Array(request.flow))
       return { ok: true, value }
     }
     case 'close': {
@@ -241,7 +238,8 @@ function serve(request: ChannelRequest, connection: Connection): ShardResponse<u
     })
   }
   if (request.type === 'connect') {
-    listen(request.port, request.reserved)
+    // A connection made over this one reaches the same shard.
+    listen(request.port, request.reserved, connection.flow)
     return { ok: true, value: undefined }
   }
   const open = shard
