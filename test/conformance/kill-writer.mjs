@@ -2,7 +2,10 @@
 // kill-plan.mjs one after the other, and prints "ack <client> <step>" only after a step's promise resolved.
 // With `threads` > 1, the clients are spread over that many threads: this one (which opened the database)
 // and threads - 1 worker threads, each writing through a handle (share/attach) and passing its
-// acknowledgements here to be printed.
+// acknowledgements here to be printed. The checker allows one step per client past the last one printed, so
+// a client starts its next step only once its acknowledgement is out: a worker thread's client waits for
+// this thread to say it wrote the line (a line batched here goes out at the end of this tick, before any
+// answer to a later step can arrive).
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads'
 import { attach, open } from '@ringkv/engine'
 import { plan } from './kill-plan.mjs'
@@ -35,14 +38,29 @@ if (isMainThread) {
       workerData: { share, clients, threads, thread: other },
       transferList: share.transferList,
     })
-    worker.on('message', (message) => (message === 'ready' ? undefined : report(message)))
+    worker.on('message', (message) => {
+      if (message === 'ready') return
+      process.stdout.write(message.line)
+      worker.postMessage(message.id)
+    })
     started.push(new Promise((resolve) => worker.once('message', resolve)))
   }
   await Promise.all(started)
 } else {
   db = attach(workerData.share)
   ;({ clients, threads, thread } = workerData)
-  report = (line) => parentPort.postMessage(line)
+  const printed = new Map()
+  let nextId = 0
+  parentPort.on('message', (id) => {
+    printed.get(id)()
+    printed.delete(id)
+  })
+  report = (line) =>
+    new Promise((resolve) => {
+      const id = nextId++
+      printed.set(id, resolve)
+      parentPort.postMessage({ id, line })
+    })
 }
 
 async function client(id) {
@@ -55,7 +73,7 @@ async function client(id) {
     } else {
       await db.put(effects[0].key, effects[0].value)
     }
-    report(`ack ${id} ${step}\n`)
+    await report(`ack ${id} ${step}\n`)
   }
 }
 
