@@ -12,11 +12,8 @@ import os from 'node:os'
 import path from 'node:path'
 import { openEngine } from '../dist/engines.js'
 import { keyOf, keyOrders, runClosedLoop, valueOf } from '../dist/workload.js'
+import { argument } from './arguments.mjs'
 
-function argument(name, fallback) {
-  const index = process.argv.indexOf(`--${name}`)
-  return index >= 0 ? process.argv[index + 1] : fallback
-}
 const quick = process.env.RINGKV_BENCH_QUICK === '1'
 const rounds = Number(argument('rounds', quick ? '1' : '5'))
 const concurrency = Number(argument('concurrency', '256'))

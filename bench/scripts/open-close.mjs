@@ -11,11 +11,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { open, threadLingerMs } from '@ringkv/engine'
+import { argument } from './arguments.mjs'
 
-function argument(name, fallback) {
-  const index = process.argv.indexOf(`--${name}`)
-  return index >= 0 ? process.argv[index + 1] : fallback
-}
 const quick = process.env.RINGKV_BENCH_QUICK === '1'
 const cycles = Number(argument('cycles', quick ? '5' : '100'))
 const shards = Number(argument('shards', '2'))

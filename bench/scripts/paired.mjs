@@ -13,18 +13,12 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { argument, requiredArgument } from './arguments.mjs'
 
 const profileScript = fileURLToPath(new URL('./profile.mjs', import.meta.url))
 
-function argument(name, fallback) {
-  const index = process.argv.indexOf(`--${name}`)
-  if (index >= 0) return process.argv[index + 1]
-  if (fallback === undefined) throw new RangeError(`--${name} is required`)
-  return fallback
-}
-
 const quick = process.env.RINGKV_BENCH_QUICK === '1'
-const trees = { A: path.resolve(argument('a')), B: path.resolve(argument('b')) }
+const trees = { A: path.resolve(requiredArgument('a')), B: path.resolve(requiredArgument('b')) }
 const concurrency = Number(argument('concurrency', '256'))
 const puts = Number(argument('puts', quick ? '2000' : '200000'))
 const order = argument('order', 'hashed')

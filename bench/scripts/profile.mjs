@@ -24,14 +24,10 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { argument } from './arguments.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const workloadPath = path.join(here, '..', 'dist', 'workload.js')
-
-function argument(name, fallback) {
-  const index = process.argv.indexOf(`--${name}`)
-  return index >= 0 ? process.argv[index + 1] : fallback
-}
 
 if (process.argv[2] === '--child') await child(JSON.parse(process.argv[3]))
 else main()

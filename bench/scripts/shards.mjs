@@ -12,11 +12,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { open, shardsDefault } from '@ringkv/engine'
+import { argument } from './arguments.mjs'
 
-function argument(name, fallback) {
-  const index = process.argv.indexOf(`--${name}`)
-  return index >= 0 ? process.argv[index + 1] : fallback
-}
 const quick = process.env.RINGKV_BENCH_QUICK === '1'
 const shardCounts = argument('shards', '1,2').split(',').map(Number)
 const concurrencies = argument('concurrency', '1,16,256,4096').split(',').map(Number)
