@@ -215,12 +215,19 @@ describe('the ringkv command', () => {
     child.stdin.on('error', () => {}) // the pipe breaks when the child is killed
     child.stdin.end(input)
     const exited = new Promise((resolve) => child.on('exit', resolve))
-    // Killed once batches have landed (the first intent segment has grown), well before the input ends.
+    // Killed once batches have landed, well before the input ends. The segment is zero-filled ahead when it is
+    // made, so its size says nothing: wait until its written bytes pass 64 KiB, a few batches' part on this
+    // shard (a batch goes only once the one before is durable, so the first is acknowledged by then).
     const segment = path.join(directory, 'shard-000', 'intent-00000001.wal')
+    const writtenEnd = (): number => {
+      if (!fs.existsSync(segment)) return 0
+      const bytes = fs.readFileSync(segment)
+      let end = bytes.length
+      while (end > 0 && bytes[end - 1] === 0) end--
+      return end
+    }
     const started = Date.now()
-    while (!(fs.existsSync(segment) && fs.statSync(segment).size > 0) && Date.now() - started < 30_000)
-      await new Promise((resolve) => setTimeout(resolve, 5))
-    await new Promise((resolve) => setTimeout(resolve, 150))
+    while (writtenEnd() <= 64 * 1024 && Date.now() - started < 30_000) await new Promise((resolve) => setTimeout(resolve, 5))
     child.kill('SIGKILL')
     await exited
 
