@@ -15,6 +15,7 @@ import {
   recoveryCases,
   type RecoveryFacts,
 } from './recovery-cases.js'
+import { readBuffersKeptNow } from './recovery.js'
 import { segmentsReusedMax, Shard, type ShardOptions } from '../shard.js'
 import { HeldStorage, lookup, putRecord, type HeldFile, type HeldWrite } from '../testing/held-file.js'
 
@@ -665,5 +666,50 @@ describe('recovery decision table as data', () => {
     const labels = recoveryCases.map((row) => row.label)
     expect(new Set(labels).size).toBe(labels.length)
     for (const row of recoveryCases) expect(row.why.length).toBeGreaterThan(10)
+  })
+})
+
+describe("recovery's read buffers", () => {
+  /** The ArrayBuffers recovery read `storage`'s files into, in the order it read them. */
+  function readsInto(storage: HeldStorage): ArrayBufferLike[] {
+    const buffers: ArrayBufferLike[] = []
+    const readAt = storage.readAt.bind(storage)
+    storage.readAt = (filePath, fileOffset, target) => {
+      buffers.push(target.buffer)
+      return readAt(filePath, fileOffset, target)
+    }
+    return buffers
+  }
+
+  /** Cuts a crashed shard's files to what its batches took (as if a crash came before any zero-fill). */
+  function cutToWritten(crashed: ReturnType<typeof crashedAfter>): void {
+    const last = crashed.records.at(-1)!
+    crashed.intent.truncate(last.offset + sectorSpan(last.length))
+    crashed.completion.truncate(crashed.records.length * completionRecordBytes)
+  }
+
+  it("a thread's next recovery reads into the buffers the last one kept, and sees only what it read", () => {
+    // The first log is longer (5 batches of 600 bytes) than the second (2): a buffer reused without cutting
+    // it to the file's length would show the second recovery the first log's batches 2..4, whole.
+    const first = crashedAfter(5)
+    cutToWritten(first)
+    const firstBuffers = readsInto(first.storage)
+    const firstShard = reopen(first.storage) as Shard
+    expect(lookup(firstShard, 'k4')).toBe('4'.padEnd(600, '.'))
+
+    const second = crashedAfter(2)
+    cutToWritten(second)
+    expect(second.intent.contents.length).toBeLessThan(first.intent.contents.length)
+    const kept = readBuffersKeptNow().map((buffer) => buffer.buffer)
+    const secondBuffers = readsInto(second.storage)
+    const secondShard = reopen(second.storage) as Shard
+    expect(secondShard).toBeInstanceOf(Shard)
+    expect(secondBuffers.length).toBe(2)
+    // Nothing allocated: every read went into a buffer kept (by identity: toContain compares bytes).
+    expect(secondBuffers.every((buffer) => kept.includes(buffer))).toBe(true)
+    expect(firstBuffers.every((buffer) => kept.includes(buffer))).toBe(true)
+    expect(lookup(secondShard, 'k1')).toBe('1'.padEnd(600, '.'))
+    for (const key of ['k2', 'k3', 'k4']) expect(lookup(secondShard, key)).toBeUndefined()
+    expect(secondShard.recovery.batchesReplayed).toBe(2)
   })
 })

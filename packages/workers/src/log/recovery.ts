@@ -100,6 +100,12 @@ function nonZeroEnd(bytes: Uint8Array, from: number): number {
   return from
 }
 
+/** Whether `bytes[from..to)` (clipped to the end) holds only zeros. */
+function isZero(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let index = from; index < to && index < bytes.length; index++) if (bytes[index] !== 0) return false
+  return true
+}
+
 /**
  * The intent batch a completion record points at, read back from its sectors: `problem` says why it is not
  * intact (undefined when it is); `unwritten` whether a sector of it was not written in this segment's life
@@ -164,6 +170,8 @@ function findBatch(
  */
 function completionWrittenPast(contents: Uint8Array, from: number, segment: number): number | undefined {
   for (let offset = from; offset < contents.length; offset += completionRecordBytes) {
+    // Zeros are the usual rest of a segment: checked in place (a slot decoded is a view made).
+    if (isZero(contents, offset, offset + completionRecordBytes)) continue
     if (decodeCompletion(contents.subarray(offset, offset + completionRecordBytes), segment) !== 'unwritten') return offset
   }
   return undefined
@@ -266,7 +274,84 @@ function loadCheckpoint(storage: Storage, options: RecoveryOptions, names: reado
  * checkpoint's blocks, when there is one. Throws EngineError('WAL_CORRUPT') when acknowledged data is
  * damaged and mode is 'strict'.
  */
+/**
+ * Recovery reads each segment whole, into buffers it keeps for this thread's next recovery, up to
+ * `readBuffersKeptBytes` in all. A shard thread that opens and closes shards again and again (the engine's
+ * threads linger between opens) then allocates nothing for its reads per open: each fresh read buffer is
+ * garbage that an idle thread's collector may not reclaim for a long time, and the C allocator keeps what it
+ * reclaims late. A log larger than that is read into buffers of its own, left to the collector.
+ *
+ * Nothing recovery returns or hands the table points into these buffers: a batch is gathered into bytes
+ * of its own (format/sectors.ts gatherSectors), and the rest of what it finds is numbers.
+ */
+export const readBuffersKeptBytes = 4 * 1024 * 1024
+/** The buffers kept, the latest recovery's first, in this thread (a module's state is per thread). */
+const readBuffersKept: Uint8Array[] = []
+
+/** The buffers this thread keeps for its next recovery (for tests). */
+export function readBuffersKeptNow(): readonly Uint8Array[] {
+  return [...readBuffersKept]
+}
+
+/** The segments one recovery read, each once, in buffers taken from `readBuffersKept` where one fits. */
+class SegmentReads {
+  private readonly contents = new Map<string, Uint8Array>()
+  private readonly taken: Uint8Array[] = []
+
+  constructor(private readonly storage: Storage) {}
+
+  /** `filePath`'s bytes as a read sees them now; empty when `exists` is false (the listing did not name it). */
+  read(filePath: string, exists: boolean): Uint8Array {
+    let contents = this.contents.get(filePath)
+    if (contents === undefined) {
+      contents = exists ? this.readWhole(filePath) : new Uint8Array(0)
+      this.contents.set(filePath, contents)
+    }
+    return contents
+  }
+
+  /**
+   * Keeps this recovery's buffers for the thread's next one (which most likely reads segments of the same
+   * sizes: the same shard, or another as young), then what was kept before, while they fit in
+   * `readBuffersKeptBytes`. Nothing read may be used after.
+   */
+  release(): void {
+    const candidates = [...this.taken, ...readBuffersKept]
+    readBuffersKept.length = 0
+    let keptBytes = 0
+    for (const buffer of candidates) {
+      if (buffer.length === 0 || keptBytes + buffer.length > readBuffersKeptBytes) continue
+      readBuffersKept.push(buffer)
+      keptBytes += buffer.length
+    }
+    this.contents.clear()
+    this.taken.length = 0
+  }
+
+  private readWhole(filePath: string): Uint8Array {
+    const size = this.storage.size(filePath)
+    let best = -1
+    for (let index = 0; index < readBuffersKept.length; index++) {
+      const length = readBuffersKept[index]!.length
+      if (length >= size && (best === -1 || length < readBuffersKept[best]!.length)) best = index
+    }
+    const buffer = best === -1 ? new Uint8Array(size) : readBuffersKept.splice(best, 1)[0]!
+    this.taken.push(buffer)
+    // Fewer bytes than its size only if the file shrank since: recovery sees what it read.
+    return buffer.subarray(0, this.storage.readAt(filePath, 0, buffer.subarray(0, size)))
+  }
+}
+
 export function recover(storage: Storage, options: RecoveryOptions, target: RecoveryTarget): RecoveryResult {
+  const reads = new SegmentReads(storage)
+  try {
+    return recoverWith(storage, reads, options, target)
+  } finally {
+    reads.release()
+  }
+}
+
+function recoverWith(storage: Storage, reads: SegmentReads, options: RecoveryOptions, target: RecoveryTarget): RecoveryResult {
   const started = performance.now()
   const names = storage.list(options.directory)
   const intentSegments = segmentNumbers(names, 'intent')
@@ -278,15 +363,9 @@ export function recover(storage: Storage, options: RecoveryOptions, target: Reco
   if (checkpoint.damage !== undefined && options.mode === 'strict') throw corrupt(options, checkpoint.damage, 0)
   const base = checkpoint.sequence
 
-  const intentCache = new Map<number, Uint8Array>()
-  const readIntent = (segment: number): Uint8Array => {
-    let contents = intentCache.get(segment)
-    if (contents === undefined) {
-      contents = intentSegments.includes(segment) ? storage.read(filePath('intent', segment)) : new Uint8Array(0)
-      intentCache.set(segment, contents)
-    }
-    return contents
-  }
+  const readSegment = (kind: 'intent' | 'completion', segment: number): Uint8Array =>
+    reads.read(filePath(kind, segment), (kind === 'intent' ? intentSegments : completionSegments).includes(segment))
+  const readIntent = (segment: number): Uint8Array => readSegment('intent', segment)
 
   // 1. The completion log: every record, in order, until the first zero slot of the last segment used. A
   //    record that does not hold ends the scan; its case is decided after the batches before it (step 2),
@@ -310,7 +389,7 @@ export function recover(storage: Storage, options: RecoveryOptions, target: Reco
   // only batches it covers, and are retired (an earlier open may have left them).
   const completionFirst = checkpoint.header?.completion.segment ?? 0
   scan: for (const segment of completionSegments.filter((number) => number >= completionFirst)) {
-    const contents = storage.read(filePath('completion', segment))
+    const contents = readSegment('completion', segment)
     for (let offset = 0; offset < contents.length; offset += completionRecordBytes) {
       const decoded = decodeCompletion(contents.subarray(offset, offset + completionRecordBytes), segment)
       if (decoded === 'unwritten') {
@@ -504,9 +583,7 @@ export function recover(storage: Storage, options: RecoveryOptions, target: Reco
     removeSegments: intentSegments.filter((number) => number > intentKeptEnd.segment),
     fileLength: readIntent(intentKeptEnd.segment).length,
   }
-  const completionContents = completionSegments.includes(keptCompletionEnd.segment)
-    ? storage.read(filePath('completion', keptCompletionEnd.segment))
-    : new Uint8Array(0)
+  const completionContents = readSegment('completion', keptCompletionEnd.segment)
   const resumeCompletion: LogResumption = {
     segment: keptCompletionEnd.segment,
     position: keptCompletionEnd.offset,
