@@ -47,11 +47,12 @@ export interface Storage {
    * the shard's thread never waits for a checkpoint's I/O (storage/uring.ts).
    */
   open(filePath: string, kind: FileKind): StorageFile
-  /** A whole file as it is durable now (recovery reads with this; it never creates a file). */
+  /** A whole file as it is durable now (never creates a file). Recovery reads with size() and readAt() instead. */
   read(filePath: string): Uint8Array
   /**
    * Part of a file as `read` sees it: up to `target.length` bytes at `fileOffset`, into `target`; returns
-   * how many (fewer only at the end of the file). For files too large to read whole at once (a checkpoint).
+   * how many (fewer only at the end of the file). Recovery reads a log segment whole with it, into a buffer
+   * it keeps for its next recovery (log/recovery.ts), and a checkpoint in windows.
    */
   readAt(filePath: string, fileOffset: number, target: Uint8Array): number
   /** The names of the files in `directory`, sorted; empty when it does not exist. */
@@ -71,7 +72,7 @@ export interface Storage {
    * newest checkpoint, never one superseded); a segment goes whole.
    */
   discard(filePaths: readonly string[], callback: () => void): void
-  /** A file's size in bytes (0 when it does not exist): for stats. */
+  /** A file's size in bytes (0 when it does not exist): for stats, and for recovery's reads. */
   size(filePath: string): number
   /** Releases the backend's own resources (a ring). Every file must be closed first. */
   close(): void
