@@ -15,7 +15,7 @@ import {
   recoveryCases,
   type RecoveryFacts,
 } from './recovery-cases.js'
-import { readBuffersKeptNow } from './recovery.js'
+import { dropReadBuffers, readBuffersKeptBytes, readBuffersKeptNow } from './recovery.js'
 import { segmentsReusedMax, Shard, type ShardOptions } from '../shard.js'
 import { HeldStorage, lookup, putRecord, type HeldFile, type HeldWrite } from '../testing/held-file.js'
 
@@ -673,13 +673,17 @@ describe("recovery's read buffers", () => {
   /** The ArrayBuffers recovery read `storage`'s files into, in the order it read them. */
   function readsInto(storage: HeldStorage): ArrayBufferLike[] {
     const buffers: ArrayBufferLike[] = []
-    const readAt = storage.readAt.bind(storage)
-    storage.readAt = (filePath, fileOffset, target) => {
-      buffers.push(target.buffer)
-      return readAt(filePath, fileOffset, target)
+    const read = storage.read.bind(storage)
+    storage.read = (filePath, into) => {
+      const contents = read(filePath, into)
+      if (into !== undefined) buffers.push(contents.buffer)
+      return contents
     }
     return buffers
   }
+
+  /** The ArrayBuffers this thread keeps for its next recovery (by identity: includes, not toEqual). */
+  const kept = (): ArrayBufferLike[] => readBuffersKeptNow().map((buffer) => buffer.buffer)
 
   /** Cuts a crashed shard's files to what its batches took (as if a crash came before any zero-fill). */
   function cutToWritten(crashed: ReturnType<typeof crashedAfter>): void {
@@ -690,26 +694,52 @@ describe("recovery's read buffers", () => {
 
   it("a thread's next recovery reads into the buffers the last one kept, and sees only what it read", () => {
     // The first log is longer (5 batches of 600 bytes) than the second (2): a buffer reused without cutting
-    // it to the file's length would show the second recovery the first log's batches 2..4, whole.
+    // it to the file's length would show the second recovery the first log's batches 2..4, whole. With
+    // nothing kept before, each of the second's files fits only the first's buffer for the same log.
     const first = crashedAfter(5)
     cutToWritten(first)
+    const second = crashedAfter(2)
+    cutToWritten(second)
+    expect(second.intent.contents.length).toBeGreaterThan(first.completion.contents.length)
+    dropReadBuffers()
     const firstBuffers = readsInto(first.storage)
     const firstShard = reopen(first.storage) as Shard
     expect(lookup(firstShard, 'k4')).toBe('4'.padEnd(600, '.'))
+    expect(firstBuffers).toHaveLength(2)
+    expect(kept()).toHaveLength(2)
 
-    const second = crashedAfter(2)
-    cutToWritten(second)
-    expect(second.intent.contents.length).toBeLessThan(first.intent.contents.length)
-    const kept = readBuffersKeptNow().map((buffer) => buffer.buffer)
     const secondBuffers = readsInto(second.storage)
     const secondShard = reopen(second.storage) as Shard
     expect(secondShard).toBeInstanceOf(Shard)
-    expect(secondBuffers.length).toBe(2)
-    // Nothing allocated: every read went into a buffer kept (by identity: toContain compares bytes).
-    expect(secondBuffers.every((buffer) => kept.includes(buffer))).toBe(true)
-    expect(firstBuffers.every((buffer) => kept.includes(buffer))).toBe(true)
+    for (const [index, buffer] of secondBuffers.entries()) expect(buffer === firstBuffers[index]).toBe(true)
     expect(lookup(secondShard, 'k1')).toBe('1'.padEnd(600, '.'))
     for (const key of ['k2', 'k3', 'k4']) expect(lookup(secondShard, key)).toBeUndefined()
     expect(secondShard.recovery.batchesReplayed).toBe(2)
+    // The first shard's table holds its own copies: nothing of it was in the buffers.
+    expect(lookup(firstShard, 'k4')).toBe('4'.padEnd(600, '.'))
+  })
+
+  it('a recovery that refuses the log gives its buffers back', () => {
+    const { storage, completion } = crashedAfter(3)
+    completion.contents[completionRecordBytes + 10]! ^= 0xff // the second batch's record: damaged
+    dropReadBuffers()
+    const buffers = readsInto(storage)
+    expect(reopen(storage)).toBeInstanceOf(EngineError)
+    expect(buffers.length).toBeGreaterThan(0)
+    expect(buffers.every((buffer) => kept().includes(buffer))).toBe(true)
+  })
+
+  it(`keeps at most ${readBuffersKeptBytes} bytes: a larger segment's buffer is left to the collector`, () => {
+    const { storage, intent } = crashedAfter(1)
+    intent.grow(readBuffersKeptBytes + 4096) // zero-filled ahead, as a segment is
+    dropReadBuffers()
+    const buffers = readsInto(storage)
+    const shard = reopen(storage) as Shard
+    expect(lookup(shard, 'k0')).toBe('0'.padEnd(600, '.'))
+    const intentBuffer = buffers.find((buffer) => buffer.byteLength > readBuffersKeptBytes)
+    expect(intentBuffer).toBeDefined()
+    expect(kept().includes(intentBuffer!)).toBe(false)
+    expect(kept().length).toBeGreaterThan(0) // the completion segment's
+    expect(readBuffersKeptNow().reduce((sum, buffer) => sum + buffer.length, 0)).toBeLessThanOrEqual(readBuffersKeptBytes)
   })
 })

@@ -270,16 +270,13 @@ function loadCheckpoint(storage: Storage, options: RecoveryOptions, names: reado
 }
 
 /**
- * Replays a shard's logs into `target`, batch by batch, as the table in recovery-cases.ts decides: after the
- * checkpoint's blocks, when there is one. Throws EngineError('WAL_CORRUPT') when acknowledged data is
- * damaged and mode is 'strict'.
- */
-/**
  * Recovery reads each segment whole, into buffers it keeps for this thread's next recovery, up to
  * `readBuffersKeptBytes` in all. A shard thread that opens and closes shards again and again (the engine's
  * threads linger between opens) then allocates nothing for its reads per open: each fresh read buffer is
  * garbage that an idle thread's collector may not reclaim for a long time, and the C allocator keeps what it
- * reclaims late. A log larger than that is read into buffers of its own, left to the collector.
+ * reclaims late. A log larger than that is read into buffers of its own, left to the collector. The price:
+ * a thread holds what it keeps for its life, its shard open or not (a young shard's 1 MiB intent and 64 KiB
+ * completion segment: about 1.1 MiB), and the bytes of the last logs read until they are read over.
  *
  * Nothing recovery returns or hands the table points into these buffers: a batch is gathered into bytes
  * of its own (format/sectors.ts gatherSectors), and the rest of what it finds is numbers.
@@ -329,17 +326,22 @@ class SegmentReads {
   }
 
   private readWhole(filePath: string): Uint8Array {
-    const size = this.storage.size(filePath)
-    let best = -1
-    for (let index = 0; index < readBuffersKept.length; index++) {
-      const length = readBuffersKept[index]!.length
-      if (length >= size && (best === -1 || length < readBuffersKept[best]!.length)) best = index
-    }
-    const buffer = best === -1 ? new Uint8Array(size) : readBuffersKept.splice(best, 1)[0]!
-    this.taken.push(buffer)
-    // Fewer bytes than its size only if the file shrank since: recovery sees what it read.
-    return buffer.subarray(0, this.storage.readAt(filePath, 0, buffer.subarray(0, size)))
+    return this.storage.read(filePath, (size) => {
+      let best = -1
+      for (let index = 0; index < readBuffersKept.length; index++) {
+        const length = readBuffersKept[index]!.length
+        if (length >= size && (best === -1 || length < readBuffersKept[best]!.length)) best = index
+      }
+      const buffer = best === -1 ? new Uint8Array(size) : readBuffersKept.splice(best, 1)[0]!
+      this.taken.push(buffer)
+      return buffer
+    })
   }
+}
+
+/** Empties this thread's kept read buffers (tests start from none). */
+export function dropReadBuffers(): void {
+  readBuffersKept.length = 0
 }
 
 export function recover(storage: Storage, options: RecoveryOptions, target: RecoveryTarget): RecoveryResult {

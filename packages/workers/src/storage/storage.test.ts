@@ -60,3 +60,28 @@ describe('discard: files nothing needs any more', () => {
     fs.rmSync(directory, { recursive: true, force: true })
   })
 })
+
+describe('read into a buffer given', () => {
+  it('reads the whole file into the buffer asked for its length, and answers only the bytes read', () => {
+    const directory = fs.mkdtempSync(path.join(os.tmpdir(), 'ringkv-storage-'))
+    try {
+      const storage: Storage = new FsStorage('test')
+      const filePath = path.join(directory, 'intent-00000001.wal')
+      const bytes = Uint8Array.from({ length: 3000 }, (_, index) => (index * 7) & 0xff)
+      fs.writeFileSync(filePath, bytes)
+      const stale = new Uint8Array(8192).fill(0xee)
+      const asked: number[] = []
+      const contents = storage.read(filePath, (length) => {
+        asked.push(length)
+        return stale
+      })
+      expect(asked).toEqual([3000])
+      expect(contents.buffer).toBe(stale.buffer)
+      expect(contents).toEqual(bytes)
+      expect(new Uint8Array(storage.read(filePath))).toEqual(bytes)
+      storage.close()
+    } finally {
+      fs.rmSync(directory, { recursive: true, force: true })
+    }
+  })
+})

@@ -47,12 +47,15 @@ export interface Storage {
    * the shard's thread never waits for a checkpoint's I/O (storage/uring.ts).
    */
   open(filePath: string, kind: FileKind): StorageFile
-  /** A whole file as it is durable now (never creates a file). Recovery reads with size() and readAt() instead. */
-  read(filePath: string): Uint8Array
+  /**
+   * A whole file as it is durable now (never creates a file). With `into`, the bytes go into the buffer it
+   * gives for the file's length (at least that long: recovery's kept buffers), and what comes back is that
+   * buffer cut to the bytes read; without, into a new buffer.
+   */
+  read(filePath: string, into?: (bytes: number) => Uint8Array): Uint8Array
   /**
    * Part of a file as `read` sees it: up to `target.length` bytes at `fileOffset`, into `target`; returns
-   * how many (fewer only at the end of the file). Recovery reads a log segment whole with it, into a buffer
-   * it keeps for its next recovery (log/recovery.ts), and a checkpoint in windows.
+   * how many (fewer only at the end of the file). For files too large to read whole at once (a checkpoint).
    */
   readAt(filePath: string, fileOffset: number, target: Uint8Array): number
   /** The names of the files in `directory`, sorted; empty when it does not exist. */
@@ -72,7 +75,7 @@ export interface Storage {
    * newest checkpoint, never one superseded); a segment goes whole.
    */
   discard(filePaths: readonly string[], callback: () => void): void
-  /** A file's size in bytes (0 when it does not exist): for stats, and for recovery's reads. */
+  /** A file's size in bytes (0 when it does not exist): for stats. */
   size(filePath: string): number
   /** Releases the backend's own resources (a ring). Every file must be closed first. */
   close(): void
@@ -129,12 +132,8 @@ export abstract class NodeFile implements StorageFile {
   readAll(): Uint8Array {
     const size = fs.fstatSync(this.fd).size
     const contents = new Uint8Array(size)
-    let done = 0
-    while (done < size) {
-      const read = fs.readSync(this.fd, contents, done, size - done, done)
-      if (read === 0) throw new Error(`${this.path} shrank while being read (${done} of ${size} bytes)`)
-      done += read
-    }
+    const done = readFully(this.fd, contents, 0)
+    if (done < size) throw new Error(`${this.path} shrank while being read (${done} of ${size} bytes)`)
     return contents
   }
 
@@ -176,6 +175,25 @@ export abstract class NodeFile implements StorageFile {
   }
 }
 
+/** Reads into `target` from `fileOffset` until it is full or the file ends; returns how many bytes it read. */
+function readFully(fd: number, target: Uint8Array, fileOffset: number): number {
+  let done = 0
+  while (done < target.length) {
+    const read = fs.readSync(fd, target, done, target.length - done, fileOffset + done)
+    if (read === 0) break
+    done += read
+  }
+  return done
+}
+
+/** `contents` as read() answers it with `into` (for storages that hold their files in memory). */
+export function readInto(contents: Uint8Array, into?: (bytes: number) => Uint8Array): Uint8Array {
+  if (into === undefined) return contents
+  const buffer = into(contents.length)
+  buffer.set(contents)
+  return buffer.subarray(0, contents.length)
+}
+
 /** Storage.readAt over a whole file's contents (the in-memory storages): copies what there is, returns how much. */
 export function copyPart(contents: Uint8Array, fileOffset: number, target: Uint8Array): number {
   const part = contents.subarray(fileOffset, fileOffset + target.length)
@@ -190,20 +208,22 @@ export abstract class NodeStorage implements Storage {
   abstract open(filePath: string, kind: FileKind): StorageFile
   abstract close(): void
 
-  read(filePath: string): Uint8Array {
-    return fs.readFileSync(filePath)
+  read(filePath: string, into?: (bytes: number) => Uint8Array): Uint8Array {
+    if (into === undefined) return fs.readFileSync(filePath)
+    const fd = fs.openSync(filePath, 'r')
+    try {
+      const size = fs.fstatSync(fd).size
+      const buffer = into(size)
+      return buffer.subarray(0, readFully(fd, buffer.subarray(0, size), 0))
+    } finally {
+      fs.closeSync(fd)
+    }
   }
 
   readAt(filePath: string, fileOffset: number, target: Uint8Array): number {
     const fd = fs.openSync(filePath, 'r')
     try {
-      let done = 0
-      while (done < target.length) {
-        const read = fs.readSync(fd, target, done, target.length - done, fileOffset + done)
-        if (read === 0) break
-        done += read
-      }
-      return done
+      return readFully(fd, target, fileOffset)
     } finally {
       fs.closeSync(fd)
     }

@@ -6,7 +6,7 @@
 import type { IoFailure } from '../errors.js'
 import { encodeRecord, recordBytes, recordKindPut } from '../format/record.js'
 import type { Shard } from '../shard.js'
-import { copyPart, type Storage, type StorageFile } from '../storage/storage.js'
+import { copyPart, readInto, type Storage, type StorageFile } from '../storage/storage.js'
 import type { FileKind } from '../format/segment-files.js'
 import { forEachPackedAnswer, packKeys } from '../protocol.js'
 
@@ -77,8 +77,8 @@ export class HeldStorage implements Storage {
     return file
   }
 
-  read(filePath: string): Uint8Array {
-    return this.files.get(filePath)?.contents.slice() ?? new Uint8Array(0)
+  read(filePath: string, into?: (bytes: number) => Uint8Array): Uint8Array {
+    return readInto(this.files.get(filePath)?.contents.slice() ?? new Uint8Array(0), into)
   }
 
   readAt(filePath: string, fileOffset: number, target: Uint8Array): number {

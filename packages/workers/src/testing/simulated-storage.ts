@@ -34,7 +34,7 @@
 
 import path from 'node:path'
 import type { IoFailure } from '../errors.js'
-import { copyPart, type Storage, type StorageFile } from '../storage/storage.js'
+import { copyPart, readInto, type Storage, type StorageFile } from '../storage/storage.js'
 import type { FileKind } from '../format/segment-files.js'
 
 export const sectorBytes = 512
@@ -373,10 +373,10 @@ export class SimulatedStorage implements Storage {
   }
 
   /** A whole file as a read sees it now (the page cache over the durable image). */
-  read(filePath: string): Uint8Array {
+  read(filePath: string, into?: (bytes: number) => Uint8Array): Uint8Array {
     const file = this.files.get(filePath)
     if (file === undefined) throw Object.assign(new Error(`ENOENT: no such file ${filePath}`), { code: 'ENOENT', errno: -2 })
-    return file.readAll()
+    return readInto(file.readAll(), into)
   }
 
   readAt(filePath: string, fileOffset: number, target: Uint8Array): number {
