@@ -49,8 +49,8 @@ class Writer {
     })
   }
 
-  async until(acknowledged: number): Promise<void> {
-    while (this.acknowledged < acknowledged) await new Promise((resolve) => setTimeout(resolve, 5))
+  until(acknowledged: number): Promise<void> {
+    return until(() => this.acknowledged >= acknowledged, `${acknowledged} batches acknowledged (${this.acknowledged})`)
   }
 }
 
